@@ -1,0 +1,1 @@
+"""The search API: accepts searches, queues them on Kafka, serves results."""

@@ -1,0 +1,1 @@
+"""The search worker: consumes search requests, answers them from PostgreSQL."""

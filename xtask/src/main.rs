@@ -1,0 +1,58 @@
+//! `cargo xtask`: build automation for the Python services in this repository.
+//! One module per task; `main` is one dispatch. See ARCHITECTURE.md.
+
+mod base_images;
+mod build_images;
+mod context;
+mod dotenv;
+mod engine;
+mod gen;
+mod lock;
+mod manifest;
+mod tools;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about = "Build automation for containerised Python services", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Gen(gen::Gen),
+    Lock(lock::Lock),
+    BaseImages(base_images::BaseImages),
+    BuildImages(build_images::BuildImages),
+}
+
+/// The repository root: the parent of the xtask crate.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let root = project_root();
+    let sh = Shell::new()?;
+    sh.change_dir(&root);
+    match cli.command {
+        Command::Gen(cmd) => cmd.run(&root),
+        Command::Lock(cmd) => cmd.run(&sh, &root),
+        Command::BaseImages(cmd) => cmd.run(&sh, &root),
+        Command::BuildImages(cmd) => cmd.run(&sh, &root),
+    }
+}

