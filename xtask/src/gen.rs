@@ -262,7 +262,7 @@ pub fn dockerignore(stack: &Stack, service: &Service) -> String {
     d
 }
 
-const PASSWORD_REQUIRED: &str = "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set: run `cargo xtask up` once (it writes .env) or copy .env.example to .env}";
+const PASSWORD_REQUIRED: &str = "\"${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set - run cargo xtask up once (it writes .env) or copy .env.example to .env}\"";
 
 fn postgres_env(d: &mut String) {
     d.push_str("      POSTGRES_USER: ${POSTGRES_USER:-pysvc}\n");

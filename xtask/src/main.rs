@@ -9,6 +9,8 @@ mod engine;
 mod gen;
 mod lock;
 mod manifest;
+mod setup;
+mod stack;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,11 @@ enum Command {
     Lock(lock::Lock),
     BaseImages(base_images::BaseImages),
     BuildImages(build_images::BuildImages),
+    Setup(setup::Setup),
+    Up(stack::Up),
+    Down(stack::Down),
+    Status(stack::Status),
+    Logs(stack::Logs),
 }
 
 /// The repository root: the parent of the xtask crate.
@@ -54,5 +61,10 @@ fn run() -> Result<()> {
         Command::Lock(cmd) => cmd.run(&sh, &root),
         Command::BaseImages(cmd) => cmd.run(&sh, &root),
         Command::BuildImages(cmd) => cmd.run(&sh, &root),
+        Command::Setup(cmd) => cmd.run(&sh, &root),
+        Command::Up(cmd) => cmd.run(&sh, &root),
+        Command::Down(cmd) => cmd.run(&sh),
+        Command::Status(cmd) => cmd.run(&root),
+        Command::Logs(cmd) => cmd.run(&sh),
     }
 }

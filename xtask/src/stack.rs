@@ -1,0 +1,348 @@
+//! `cargo xtask up | down | status | logs`: the dev stack through Compose v2,
+//! with health watched through the Engine API.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder};
+use bollard::Docker;
+use clap::Args;
+use futures_util::StreamExt;
+use indicatif::{MultiProgress, ProgressBar};
+use xshell::{cmd, Shell};
+
+use crate::build_images::{self, BuildImages};
+use crate::dotenv::DotEnv;
+use crate::gen::{self, Mode};
+use crate::manifest::{self, Kind, Stack};
+use crate::{base_images, engine, setup};
+
+/// Build what is stale, start the stack and wait until every service is healthy.
+#[derive(Args, Debug)]
+pub struct Up {
+    /// Seconds to wait for every service to become healthy.
+    #[arg(long, default_value_t = 180)]
+    pub timeout: u64,
+    /// Do not build images (use what the engine has).
+    #[arg(long)]
+    pub no_build: bool,
+    /// Print the time-to-healthy table as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Stop and remove the stack's containers (data volumes are kept unless --volumes).
+#[derive(Args, Debug)]
+pub struct Down {
+    /// Also remove the data volumes (the database is lost).
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+/// Show every service's state and health.
+#[derive(Args, Debug)]
+pub struct Status {}
+
+/// Show (and by default follow) the logs of one service or of all.
+#[derive(Args, Debug)]
+pub struct Logs {
+    pub service: Option<String>,
+    /// Print what is there and exit instead of following.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Lines of history per service.
+    #[arg(long, default_value_t = 100)]
+    pub tail: u32,
+}
+
+/// Names of every compose service: infrastructure first, then the manifests'.
+pub fn service_names(stack: &Stack) -> Vec<String> {
+    manifest::INFRA.iter().map(|s| s.to_string()).chain(stack.services.iter().map(|s| s.name.clone())).collect()
+}
+
+fn compose_preflight(sh: &Shell) -> Result<()> {
+    if setup::compose_version(sh).is_none() {
+        bail!("Docker Compose v2 is missing (`docker compose version` fails): run `cargo xtask setup --yes`");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceState {
+    pub service: String,
+    pub state: String,
+    pub health: String,
+    pub restarts: i64,
+    pub container: String,
+}
+
+impl ServiceState {
+    fn label(&self) -> String {
+        match (self.state.as_str(), self.health.as_str()) {
+            ("running", "") => "running".to_owned(),
+            ("running", h) => h.to_owned(),
+            (s, _) => s.to_owned(),
+        }
+    }
+    fn healthy(&self) -> bool {
+        self.state == "running" && self.health == "healthy"
+    }
+}
+
+/// Current state of each service container of the project, by service name.
+pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, ServiceState>> {
+    let filters = std::collections::HashMap::from([("label".to_owned(), vec![format!("com.docker.compose.project={project}")])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .await
+        .context("cannot list containers")?;
+    let mut out = BTreeMap::new();
+    for c in containers {
+        let Some(service) = c.labels.as_ref().and_then(|l| l.get("com.docker.compose.service")).cloned() else { continue };
+        let id = c.id.clone().unwrap_or_default();
+        let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await?;
+        let state = inspect.state.clone().unwrap_or_default();
+        let health = state.health.as_ref().and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_default();
+        out.insert(service.clone(), ServiceState {
+            service,
+            state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            health: if health == "none" { String::new() } else { health },
+            restarts: inspect.restart_count.unwrap_or_default(),
+            container: id,
+        });
+    }
+    Ok(out)
+}
+
+/// Why a service is not healthy: its last probe outputs and its log tail.
+pub async fn diagnose(docker: &Docker, state: &ServiceState) -> String {
+    let mut out = format!("{} is {} (restarts: {})", state.service, state.label(), state.restarts);
+    if let Ok(inspect) = docker.inspect_container(&state.container, None::<InspectContainerOptions>).await {
+        let s = inspect.state.unwrap_or_default();
+        if let Some(code) = s.exit_code.filter(|c| *c != 0) {
+            out.push_str(&format!("\nexit code: {code}"));
+        }
+        if let Some(log) = s.health.and_then(|h| h.log) {
+            out.push_str("\nlast health probes:");
+            for probe in log.iter().rev().take(3).rev() {
+                let output = probe.output.clone().unwrap_or_default();
+                out.push_str(&format!("\n  exit {}: {}", probe.exit_code.unwrap_or(-1), output.trim().lines().last().unwrap_or("")));
+            }
+        }
+    }
+    let mut logs = docker.logs(&state.container, Some(LogsOptionsBuilder::default().stdout(true).stderr(true).tail("25").build()));
+    out.push_str("\nlast log lines:");
+    while let Some(Ok(line)) = logs.next().await {
+        for l in line.to_string().lines() {
+            out.push_str("\n  | ");
+            out.push_str(l);
+        }
+    }
+    out
+}
+
+impl Up {
+    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+        let stack = manifest::load(root)?;
+        gen::ensure_files(root, &gen::render_all(&stack), Mode::Check)
+            .context("generated files are stale; `cargo xtask gen` regenerates them")?;
+        compose_preflight(sh)?;
+        engine::runtime()?.block_on(async {
+            let docker = engine::connect().await?;
+            let env = DotEnv::load_or_create(root)?;
+            ensure_base_images(sh, root, &docker, &env).await?;
+            if !self.no_build {
+                let results = build_images::build_all(sh, &docker, &stack, &BuildImages::default()).await?;
+                if results.iter().any(|r| r.built) {
+                    build_images::print_table(&results);
+                }
+            }
+            self.start_and_wait(sh, &docker, &stack).await
+        })
+    }
+
+    async fn start_and_wait(&self, sh: &Shell, docker: &Docker, stack: &Stack) -> Result<()> {
+        let started = Instant::now();
+        eprintln!("$ docker compose up --detach --no-build --pull never --remove-orphans");
+        // compose waits for `service_healthy` dependencies before starting
+        // dependants, but returns as soon as containers are started: the
+        // wait below is what tells healthy from merely running.
+        let compose = tokio::task::spawn_blocking({
+            let sh = sh.clone();
+            move || cmd!(sh, "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull").quiet().ignore_status().output()
+        });
+        let names = service_names(stack);
+        let multi = MultiProgress::new();
+        if self.json {
+            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let bars: BTreeMap<String, ProgressBar> = names
+            .iter()
+            .map(|n| {
+                let bar = multi.add(ProgressBar::new_spinner().with_prefix(format!("{n:<14}")));
+                bar.set_style(build_images::spinner_style());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar.set_message("waiting");
+                (n.clone(), bar)
+            })
+            .collect();
+        let mut healthy_at: BTreeMap<String, f64> = BTreeMap::new();
+        let deadline = started + Duration::from_secs(self.timeout);
+        let mut compose = Some(compose);
+        let mut compose_failure: Option<String> = None;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let verdict: Result<()> = loop {
+            if let Some(handle) = compose.as_mut().filter(|h| h.is_finished()) {
+                let output = handle.await.context("compose task failed")?;
+                compose = None;
+                let output = output.context("cannot run `docker compose`")?;
+                if !output.status.success() {
+                    compose_failure = Some(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+                }
+            }
+            let current = states(docker, &stack.manifest.project).await?;
+            for name in &names {
+                let bar = &bars[name];
+                match current.get(name) {
+                    Some(s) if s.healthy() => {
+                        let t = *healthy_at.entry(name.clone()).or_insert_with(|| started.elapsed().as_secs_f64());
+                        bar.set_message(format!("healthy after {t:.1}s"));
+                    }
+                    Some(s) => {
+                        healthy_at.remove(name);
+                        let restarts = if s.restarts > 0 { format!(" (restarted {}x)", s.restarts) } else { String::new() };
+                        bar.set_message(format!("{}{restarts}", s.label()));
+                    }
+                    None => bar.set_message("not created yet"),
+                }
+            }
+            if names.iter().all(|n| healthy_at.contains_key(n)) {
+                break Ok(());
+            }
+            let failed: Vec<&ServiceState> = current
+                .values()
+                .filter(|s| s.health == "unhealthy" || (s.state == "exited" && s.restarts >= 3) || s.state == "dead")
+                .collect();
+            if let Some(msg) = compose_failure.as_ref().filter(|_| compose.is_none()) {
+                if current.len() < names.len() || !failed.is_empty() {
+                    let mut report = format!("`docker compose up` failed:\n{msg}");
+                    for s in failed {
+                        report.push_str(&format!("\n\n{}", diagnose(docker, s).await));
+                    }
+                    break Err(anyhow::anyhow!(report));
+                }
+            }
+            if let Some(bad) = failed.first() {
+                break Err(anyhow::anyhow!("{}", diagnose(docker, bad).await));
+            }
+            if Instant::now() > deadline {
+                let mut report = format!("not every service was healthy after {} s (raise --timeout?)", self.timeout);
+                for n in names.iter().filter(|n| !healthy_at.contains_key(*n)) {
+                    match current.get(n) {
+                        Some(s) => report.push_str(&format!("\n\n{}", diagnose(docker, s).await)),
+                        None => report.push_str(&format!("\n\n{n} was never created (a dependency never became healthy)")),
+                    }
+                }
+                break Err(anyhow::anyhow!(report));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = &mut ctrl_c => {
+                    for bar in bars.values() { bar.finish_and_clear(); }
+                    eprintln!("interrupted: stopping the stack (containers are kept; `cargo xtask down` removes them)");
+                    let _ = cmd!(sh, "docker compose stop").quiet().ignore_stderr().run();
+                    std::process::exit(130);
+                }
+            }
+        };
+        for bar in bars.values() {
+            bar.finish();
+        }
+        if let Err(e) = verdict {
+            bail!("{e:#}\n\nthe containers are left running for inspection: `cargo xtask status`, `cargo xtask logs <service>`; `cargo xtask down` removes them");
+        }
+        let total = healthy_at.values().cloned().fold(0.0, f64::max);
+        if self.json {
+            println!("{}", serde_json::json!({ "time_to_healthy": healthy_at, "all_healthy_seconds": total }));
+            return Ok(());
+        }
+        println!("\n{:<16} {:>16}", "SERVICE", "HEALTHY AFTER");
+        for n in &names {
+            println!("{:<16} {:>15.1}s", n, healthy_at[n]);
+        }
+        println!("all {} services healthy in {total:.1}s", names.len());
+        let env = DotEnv::load_or_create(&stack.root)?;
+        for s in stack.services.iter().filter(|s| s.manifest.kind == Kind::Http) {
+            if let Some(port) = s.manifest.host_port {
+                let port = env.get(&format!("{}_HOST_PORT", s.env_name())).unwrap_or_else(|| port.to_string());
+                println!("{}: http://127.0.0.1:{port}/docs (health: http://127.0.0.1:{port}{})", s.name, s.manifest.health.path.as_deref().unwrap_or("/health"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// On a machine whose `.env` selects the local base images (or that cannot
+/// pull the upstream ones), build them first.
+async fn ensure_base_images(sh: &Shell, root: &Path, docker: &Docker, env: &DotEnv) -> Result<()> {
+    let wanted: Vec<String> = base_images::env_overrides().iter().filter_map(|(k, _)| env.get(k)).filter(|v| !v.is_empty()).collect();
+    let mut missing = Vec::new();
+    for image in &wanted {
+        if engine::image_id(docker, image).await.is_none() {
+            missing.push(image.clone());
+        }
+    }
+    let local_selected = wanted.iter().any(|i| i.starts_with("pysvc/"));
+    if missing.is_empty() && local_selected {
+        return Ok(());
+    }
+    if local_selected || !missing.is_empty() {
+        eprintln!("base images missing ({}): building them locally (no registry needed)", missing.join(", "));
+        return base_images::ensure_all(sh, root, docker, false).await;
+    }
+    Ok(())
+}
+
+impl Down {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        compose_preflight(sh)?;
+        let volumes = self.volumes.then_some("--volumes");
+        cmd!(sh, "docker compose down --remove-orphans {volumes...}").run().context("`docker compose down` failed")?;
+        if !self.volumes {
+            println!("stack removed; data volumes kept (`cargo xtask down --volumes` removes them)");
+        }
+        Ok(())
+    }
+}
+
+impl Status {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let stack = manifest::load(root)?;
+        engine::runtime()?.block_on(async {
+            let docker = engine::connect().await?;
+            let current = states(&docker, &stack.manifest.project).await?;
+            println!("{:<16} {:<12} {:>8}", "SERVICE", "STATE", "RESTARTS");
+            for name in service_names(&stack) {
+                match current.get(&name) {
+                    Some(s) => println!("{:<16} {:<12} {:>8}", name, s.label(), s.restarts),
+                    None => println!("{:<16} {:<12} {:>8}", name, "absent", "-"),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Logs {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        compose_preflight(sh)?;
+        let follow = (!self.no_follow).then_some("--follow");
+        let tail = self.tail.to_string();
+        let service = self.service;
+        cmd!(sh, "docker compose logs --tail {tail} {follow...} {service...}").run().context("`docker compose logs` failed")?;
+        Ok(())
+    }
+}
