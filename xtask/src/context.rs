@@ -82,13 +82,10 @@ impl ContextTar {
             header.set_mtime(0);
             header.set_uid(0);
             header.set_gid(0);
-            tar.append_data(&mut header, path, data.as_slice()).with_context(|| format!("cannot add {path} to the context"))?;
+            tar.append_data(&mut header, path, data.as_slice())
+                .with_context(|| format!("cannot add {path} to the context"))?;
         }
         Ok(tar.into_inner()?)
-    }
-
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.0.as_str())
     }
 }
 

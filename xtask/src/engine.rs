@@ -11,7 +11,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
 
-pub const ENGINE_HELP: &str = "start it with `cargo xtask setup --yes` (installs and starts Docker Engine on Debian/Ubuntu), \
+pub const ENGINE_HELP: &str =
+    "start it with `cargo xtask setup --yes` (installs and starts Docker Engine on Debian/Ubuntu), \
 or point DOCKER_HOST at a running engine";
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -87,7 +87,10 @@ pub fn ensure_files(root: &Path, files: &[(String, String)], mode: Mode) -> Resu
     }
     match mode {
         Mode::Check if !stale.is_empty() => {
-            bail!("{report}generated files are stale: {}\nrun `cargo xtask gen` and commit the result", stale.join(", "))
+            bail!(
+                "{report}generated files are stale: {}\nrun `cargo xtask gen` and commit the result",
+                stale.join(", ")
+            )
         }
         Mode::Check => {}
         Mode::Write => {
@@ -194,10 +197,15 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         Installer::Uv => {
             d.push_str("    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export SSL_CERT_FILE=/tmp/proxy-ca/proxy-ca.crt; fi \\\n");
             let _ = writeln!(d, "    && uv venv {VENV} \\");
-            let _ = writeln!(d, "    && uv pip install --python {VENV}/bin/python --require-hashes --no-deps -r /tmp/requirements.lock");
+            let _ = writeln!(
+                d,
+                "    && uv pip install --python {VENV}/bin/python --require-hashes --no-deps -r /tmp/requirements.lock"
+            );
         }
         Installer::Pip => {
-            d.push_str("    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export PIP_CERT=/tmp/proxy-ca/proxy-ca.crt; fi \\\n");
+            d.push_str(
+                "    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export PIP_CERT=/tmp/proxy-ca/proxy-ca.crt; fi \\\n",
+            );
             let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
             let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r /tmp/requirements.lock");
         }
@@ -230,7 +238,11 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     if let Some(port) = m.port {
         let _ = writeln!(d, "EXPOSE {port}");
     }
-    let _ = writeln!(d, "HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\\n    CMD {}", json_list(&health_command(service)));
+    let _ = writeln!(
+        d,
+        "HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\\n    CMD {}",
+        json_list(&health_command(service))
+    );
     let _ = writeln!(
         d,
         "LABEL org.opencontainers.image.title=\"{}\" \\\n      org.opencontainers.image.description=\"{}\"",
@@ -296,7 +308,11 @@ pub fn compose(stack: &Stack) -> String {
         m.postgres.init_scripts
     );
     // -h 127.0.0.1: the TCP listener, not the socket the init phase uses.
-    healthcheck(&mut d, "[\"CMD-SHELL\", \"pg_isready -h 127.0.0.1 -U \\\"$$POSTGRES_USER\\\" -d \\\"$$POSTGRES_DB\\\"\"]", "60s");
+    healthcheck(
+        &mut d,
+        "[\"CMD-SHELL\", \"pg_isready -h 127.0.0.1 -U \\\"$$POSTGRES_USER\\\" -d \\\"$$POSTGRES_DB\\\"\"]",
+        "60s",
+    );
     let _ = writeln!(d, "    restart: on-failure:3\n    stop_grace_period: {}\n", m.postgres.stop_grace_period);
 
     // Kafka-protocol broker (KRaft-era: no ZooKeeper).
@@ -304,7 +320,11 @@ pub fn compose(stack: &Stack) -> String {
     d.push_str("      ADVERTISED_LISTENER_URL: tcp://kafka:9092\n");
     // A protocol-level probe: an ApiVersions round trip that must succeed.
     healthcheck(&mut d, "[\"CMD\", \"kafka-health\", \"127.0.0.1:9092\"]", "30s");
-    let _ = writeln!(d, "    restart: on-failure:3\n    init: true\n    stop_grace_period: {}\n", m.kafka.stop_grace_period);
+    let _ = writeln!(
+        d,
+        "    restart: on-failure:3\n    init: true\n    stop_grace_period: {}\n",
+        m.kafka.stop_grace_period
+    );
 
     for service in &stack.services {
         compose_service(&mut d, stack, service);
@@ -316,7 +336,8 @@ pub fn compose(stack: &Stack) -> String {
 fn compose_service(d: &mut String, stack: &Stack, service: &Service) {
     let m = &service.manifest;
     let _ = writeln!(d, "  {}:", service.name);
-    let _ = writeln!(d, "    image: ${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name);
+    let _ =
+        writeln!(d, "    image: ${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name);
     let _ = writeln!(d, "    build:\n      context: .\n      dockerfile: {}\n      args:", service.dockerfile_path());
     let _ = writeln!(d, "        BASE_IMAGE: ${{PYTHON_BASE_IMAGE:-{}}}", upstream_python_image(stack));
     if m.installer == Installer::Uv {

@@ -11,6 +11,7 @@ mod lock;
 mod manifest;
 mod setup;
 mod stack;
+mod test;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ enum Command {
     Down(stack::Down),
     Status(stack::Status),
     Logs(stack::Logs),
+    Test(test::Test),
 }
 
 /// The repository root: the parent of the xtask crate.
@@ -66,5 +68,6 @@ fn run() -> Result<()> {
         Command::Down(cmd) => cmd.run(&sh),
         Command::Status(cmd) => cmd.run(&root),
         Command::Logs(cmd) => cmd.run(&sh),
+        Command::Test(cmd) => cmd.run(&sh, &root),
     }
 }

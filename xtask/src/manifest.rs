@@ -178,12 +178,6 @@ pub struct Stack {
     pub services: Vec<Service>,
 }
 
-impl Stack {
-    pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.name == name)
-    }
-}
-
 /// A problem in an input file, located by line and column.
 #[derive(Debug)]
 pub struct InputError {
@@ -207,7 +201,13 @@ fn parse<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T> {
         // serde_yaml appends " at line X column Y"; we print the location first.
         let message = err.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-        InputError { file: file.to_owned(), line, column, message: format!("{message} (see the field list in ARCHITECTURE.md, \"Manifests\")") }.into()
+        InputError {
+            file: file.to_owned(),
+            line,
+            column,
+            message: format!("{message} (see the field list in ARCHITECTURE.md, \"Manifests\")"),
+        }
+        .into()
     })
 }
 
@@ -219,6 +219,12 @@ fn locate(text: &str, key: &str) -> (usize, usize) {
         let trimmed = trimmed.strip_prefix("- ").unwrap_or(trimmed);
         if trimmed.starts_with(&format!("{key}:")) || trimmed == key {
             return (i + 1, line.len() - line.trim_start().len() + 1);
+        }
+    }
+    // A value inside a flow list (`depends_on: [a, b]`): point at the value.
+    for (i, line) in text.lines().enumerate() {
+        if let Some(col) = line.find(key) {
+            return (i + 1, col + 1);
         }
     }
     (1, 1)
@@ -252,7 +258,11 @@ pub fn load(root: &Path) -> Result<Stack> {
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {file}"))?;
         let service_manifest: ServiceManifest = parse(&file, &text)?;
-        let service = Service { name, dir: format!("{SERVICES_DIR}/{}", entry.file_name().to_string_lossy()), manifest: service_manifest };
+        let service = Service {
+            name,
+            dir: format!("{SERVICES_DIR}/{}", entry.file_name().to_string_lossy()),
+            manifest: service_manifest,
+        };
         validate_service(root, &manifest, &service, &text)?;
         services.push(service);
     }
@@ -265,15 +275,30 @@ pub fn load(root: &Path) -> Result<Stack> {
 
 fn validate_stack(root: &Path, m: &StackManifest, text: &str) -> Result<()> {
     if !valid_name(&m.project) {
-        return Err(input_error(STACK_FILE, text, "project", format!("project name {:?} must be lowercase letters, digits and '-'", m.project)));
+        return Err(input_error(
+            STACK_FILE,
+            text,
+            "project",
+            format!("project name {:?} must be lowercase letters, digits and '-'", m.project),
+        ));
     }
     for shared in &m.shared {
         if !root.join(&shared.path).is_dir() {
-            return Err(input_error(STACK_FILE, text, "path", format!("shared directory {:?} does not exist", shared.path)));
+            return Err(input_error(
+                STACK_FILE,
+                text,
+                "path",
+                format!("shared directory {:?} does not exist", shared.path),
+            ));
         }
     }
     if !root.join(&m.postgres.init_scripts).is_dir() {
-        return Err(input_error(STACK_FILE, text, "init_scripts", format!("init_scripts directory {:?} does not exist", m.postgres.init_scripts)));
+        return Err(input_error(
+            STACK_FILE,
+            text,
+            "init_scripts",
+            format!("init_scripts directory {:?} does not exist", m.postgres.init_scripts),
+        ));
     }
     if m.kafka.topics.is_empty() {
         return Err(input_error(STACK_FILE, text, "topics", "kafka.topics must name at least one topic".to_owned()));
@@ -319,7 +344,10 @@ fn validate_service(root: &Path, stack: &StackManifest, s: &Service, text: &str)
         }
     }
     if !root.join(s.lock_path()).is_file() {
-        return Err(err("kind", format!("{} is missing: write {}/requirements.in and run `cargo xtask lock`", s.lock_path(), s.dir)));
+        return Err(err(
+            "kind",
+            format!("{} is missing: write {}/requirements.in and run `cargo xtask lock`", s.lock_path(), s.dir),
+        ));
     }
     match s.manifest.kind {
         Kind::Http => {
@@ -334,10 +362,16 @@ fn validate_service(root: &Path, stack: &StackManifest, s: &Service, text: &str)
         }
         Kind::Worker => {
             if s.manifest.port.is_some() || s.manifest.host_port.is_some() {
-                return Err(err("port", "a worker service has no port: remove `port`/`host_port` or use `kind: http`".to_owned()));
+                return Err(err(
+                    "port",
+                    "a worker service has no port: remove `port`/`host_port` or use `kind: http`".to_owned(),
+                ));
             }
             if s.manifest.health.command.as_ref().is_none_or(|c| c.is_empty()) {
-                return Err(err("health", "a worker service needs `health.command`, a command that fails when the worker is stuck".to_owned()));
+                return Err(err(
+                    "health",
+                    "a worker service needs `health.command`, a command that fails when the worker is stuck".to_owned(),
+                ));
             }
         }
     }
@@ -366,9 +400,12 @@ fn validate_stack_wide(root: &Path, stack: &StackManifest, services: &[Service])
     for s in services {
         for dep in &s.manifest.depends_on {
             if !names.contains(dep.as_str()) && !INFRA.contains(&dep.as_str()) {
-                return Err(input_error(&s.manifest_path(), &read(s), dep, format!(
-                    "depends_on names {dep:?}, which is neither a service nor one of {INFRA:?}"
-                )));
+                return Err(input_error(
+                    &s.manifest_path(),
+                    &read(s),
+                    dep,
+                    format!("depends_on names {dep:?}, which is neither a service nor one of {INFRA:?}"),
+                ));
             }
             if dep == &s.name {
                 return Err(input_error(&s.manifest_path(), &read(s), dep, format!("{} depends on itself", s.name)));
@@ -378,10 +415,12 @@ fn validate_stack_wide(root: &Path, stack: &StackManifest, services: &[Service])
     // Cycles (depth-first search over service-to-service edges).
     if let Some(cycle) = find_cycle(services) {
         let first = services.iter().find(|s| s.name == cycle[0]).expect("cycle names a service");
-        return Err(input_error(&first.manifest_path(), &read(first), "depends_on", format!(
-            "dependency cycle: {} (compose could never start these; remove one edge)",
-            cycle.join(" -> ")
-        )));
+        return Err(input_error(
+            &first.manifest_path(),
+            &read(first),
+            "depends_on",
+            format!("dependency cycle: {} (compose could never start these; remove one edge)", cycle.join(" -> ")),
+        ));
     }
     // Duplicate host ports.
     let mut ports: BTreeMap<u16, String> = BTreeMap::new();
@@ -389,9 +428,12 @@ fn validate_stack_wide(root: &Path, stack: &StackManifest, services: &[Service])
     for s in services {
         if let Some(port) = s.manifest.host_port {
             if let Some(owner) = ports.insert(port, s.manifest_path()) {
-                return Err(input_error(&s.manifest_path(), &read(s), "host_port", format!(
-                    "host_port {port} is already used by {owner}: pick another port"
-                )));
+                return Err(input_error(
+                    &s.manifest_path(),
+                    &read(s),
+                    "host_port",
+                    format!("host_port {port} is already used by {owner}: pick another port"),
+                ));
             }
         }
     }
@@ -399,7 +441,12 @@ fn validate_stack_wide(root: &Path, stack: &StackManifest, services: &[Service])
 }
 
 fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
-    fn visit<'a>(name: &'a str, services: &'a [Service], stack: &mut Vec<&'a str>, done: &mut BTreeSet<&'a str>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        services: &'a [Service],
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
         if let Some(pos) = stack.iter().position(|n| *n == name) {
             let mut cycle: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
             cycle.push(name.to_owned());
@@ -429,4 +476,4 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

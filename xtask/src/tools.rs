@@ -22,7 +22,9 @@ pub fn pypi_file(sh: &Shell, root: &Path, package: &str, version: &str, file: &s
     eprintln!("$ python3 -m pip install --target {} {spec}", dir.display());
     cmd!(sh, "python3 -m pip install --quiet --root-user-action=ignore --no-deps --target {dir} {spec}")
         .run()
-        .with_context(|| format!("installing {spec} from PyPI failed: is PyPI reachable (pip's proxy and certificate settings)?"))?;
+        .with_context(|| {
+            format!("installing {spec} from PyPI failed: is PyPI reachable (pip's proxy and certificate settings)?")
+        })?;
     anyhow::ensure!(bin.is_file(), "{spec} installed, but {} is missing", bin.display());
     Ok(bin)
 }

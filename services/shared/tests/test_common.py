@@ -1,0 +1,40 @@
+import uuid
+
+import pytest
+from pysvc_common.config import ConfigError, Settings
+from pysvc_common.messages import MAX_QUERY_LEN, MessageError, SearchRequested
+
+ENV = {"POSTGRES_PASSWORD": "pw", "POSTGRES_PORT": "5433", "KAFKA_BOOTSTRAP": "k:1"}
+
+
+def test_settings_from_env() -> None:
+    s = Settings.from_env(ENV)
+    assert s.postgres_port == 5433
+    assert s.kafka_bootstrap == "k:1"
+    assert s.search_topic == "search-requests"
+    assert "password=pw" in s.postgres_conninfo()
+
+
+def test_settings_require_a_password() -> None:
+    with pytest.raises(ConfigError, match="POSTGRES_PASSWORD"):
+        Settings.from_env({})
+
+
+def test_settings_reject_a_bad_port() -> None:
+    with pytest.raises(ConfigError, match="POSTGRES_PORT"):
+        Settings.from_env(ENV | {"POSTGRES_PORT": "x"})
+
+
+def test_message_round_trip() -> None:
+    m = SearchRequested(uuid.uuid4(), "kafka")
+    assert SearchRequested.decode(m.encode()) == m
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, b"", b"not json", b"[]", b'{"id": "x", "query": "q"}', b'{"id": "00000000-0000-0000-0000-000000000000"}',
+     ('{"id": "00000000-0000-0000-0000-000000000000", "query": "%s"}' % ("q" * (MAX_QUERY_LEN + 1))).encode()],
+)
+def test_bad_messages_are_rejected(raw: bytes | None) -> None:
+    with pytest.raises(MessageError):
+        SearchRequested.decode(raw)

@@ -1,0 +1,126 @@
+//! `cargo xtask test`: every check CI runs, in order, each a prepared command
+//! with the message to show when it fails. `--keep-going` runs them all and
+//! reports the failures together.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use xshell::{cmd, Shell};
+
+use crate::gen::{self, Mode};
+use crate::{manifest, tools};
+
+/// Run every check: formatting, clippy, generated files, hadolint, compose config, pytest, cargo test.
+#[derive(Args, Debug)]
+pub struct Test {
+    /// Run every step even after a failure; report all failures at the end.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Skip `cargo test` (the integration tests need a running engine).
+    #[arg(long)]
+    pub no_cargo_test: bool,
+}
+
+type Step<'a> = (&'static str, &'static str, Box<dyn Fn() -> Result<()> + 'a>);
+
+impl Test {
+    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+        let steps: Vec<Step> = vec![
+            ("rustfmt", "run `cargo fmt`", Box::new(|| Ok(cmd!(sh, "cargo fmt --all --check").run()?))),
+            (
+                "clippy",
+                "fix the warnings above (CI denies every clippy warning)",
+                Box::new(|| Ok(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings").run()?)),
+            ),
+            (
+                "generated files",
+                "run `cargo xtask gen` and commit the result",
+                Box::new(|| {
+                    let stack = manifest::load(root)?;
+                    gen::ensure_files(root, &gen::render_all(&stack), Mode::Check)?;
+                    Ok(())
+                }),
+            ),
+            (
+                "hadolint",
+                "fix the Dockerfile generator (xtask/src/gen.rs) or document the ignored rule in .hadolint.yaml",
+                Box::new(|| hadolint(sh, root)),
+            ),
+            (
+                "compose config",
+                "fix the compose generator (xtask/src/gen.rs)",
+                Box::new(|| {
+                    // A throwaway password: the check is about the file's shape.
+                    Ok(cmd!(sh, "docker compose --env-file .env.example config --quiet")
+                        .env("POSTGRES_PASSWORD", "config-check")
+                        .run()?)
+                }),
+            ),
+            ("pytest", "fix the Python tests above", Box::new(|| pytest(sh, root))),
+        ];
+        let mut steps = steps;
+        if !self.no_cargo_test {
+            steps.push((
+                "cargo test",
+                "fix the Rust tests above",
+                Box::new(|| Ok(cmd!(sh, "cargo test --workspace").run()?)),
+            ));
+        }
+        let mut failures = Vec::new();
+        for (name, fix, step) in &steps {
+            eprintln!("==> {name}");
+            if let Err(err) = step() {
+                eprintln!("FAILED: {name}: {err:#}\n  fix: {fix}");
+                failures.push(*name);
+                if !self.keep_going {
+                    break;
+                }
+            }
+        }
+        if !failures.is_empty() {
+            bail!("failed steps: {}", failures.join(", "));
+        }
+        eprintln!("all {} steps passed", steps.len());
+        Ok(())
+    }
+}
+
+pub fn hadolint(sh: &Shell, root: &Path) -> Result<()> {
+    let hadolint = tools::hadolint(sh, root)?;
+    let stack = manifest::load(root)?;
+    let files: Vec<String> = stack.services.iter().map(|s| s.dockerfile_path()).collect();
+    cmd!(sh, "{hadolint} --failure-threshold warning {files...}").run()?;
+    Ok(())
+}
+
+/// pytest for every service, in a venv built from the lock files with uv.
+fn pytest(sh: &Shell, root: &Path) -> Result<()> {
+    let uv = tools::uv(sh, root)?;
+    let venv = root.join("target/py-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        cmd!(sh, "{uv} venv --quiet --python python3 {venv}").run()?;
+    }
+    let stack = manifest::load(root)?;
+    let mut locks: Vec<String> = stack.services.iter().map(|s| s.lock_path()).collect();
+    locks.push("services/dev/requirements.lock".to_owned());
+    let args: Vec<String> = locks.iter().flat_map(|l| ["-r".to_owned(), l.clone()]).collect();
+    cmd!(sh, "{uv} pip install --quiet --python {python} {args...}").run()?;
+    let mut paths: Vec<String> = stack
+        .manifest
+        .shared
+        .iter()
+        .map(|s| Path::new(&s.path).parent().map(|p| p.display().to_string()).unwrap_or_default())
+        .collect();
+    paths.extend(stack.services.iter().map(|s| s.dir.clone()));
+    let pythonpath = paths.join(":");
+    let mut dirs: Vec<String> = std::fs::read_dir(root.join(manifest::SERVICES_DIR))?
+        .filter_map(|e| e.ok())
+        .map(|e| format!("{}/{}/tests", manifest::SERVICES_DIR, e.file_name().to_string_lossy()))
+        .filter(|d| root.join(d).is_dir())
+        .collect();
+    dirs.sort();
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", pythonpath).run()?;
+    Ok(())
+}
