@@ -1,0 +1,109 @@
+//! `cargo xtask build-images` against the real engine and BuildKit.
+
+mod common;
+
+use std::io::Read;
+
+use common::*;
+
+fn labels(image: &str) -> serde_json::Value {
+    docker_json(&["image", "inspect", "-f", "{{json .Config.Labels}}", image])
+}
+
+#[test]
+fn images_are_tagged_labelled_non_root_and_rebuilt_only_when_stale() {
+    let _guard = serial();
+    let first: serde_json::Value = serde_json::from_str(&xtask_ok(&["build-images", "--json"])).unwrap();
+    let rev = docker(&["image", "inspect", "-f", "{{index .Config.Labels \"org.opencontainers.image.version\"}}", "pysvc/api-server:latest"]);
+    for service in ["api-server", "search-worker"] {
+        let entry = first.as_array().unwrap().iter().find(|e| e["service"] == service).expect("service in the report");
+        assert!(entry["size_bytes"].as_i64().unwrap() > 10_000_000, "size reported: {entry}");
+        let image = format!("pysvc/{service}:latest");
+        let tags = docker(&["image", "inspect", "-f", "{{join .RepoTags \" \"}}", &image]);
+        assert!(tags.contains(&format!("pysvc/{service}:{rev}")), "versioned tag missing: {tags}");
+        let l = labels(&image);
+        assert_eq!(l["org.opencontainers.image.title"], service);
+        for key in ["org.opencontainers.image.source", "org.opencontainers.image.revision", "org.opencontainers.image.created", "pysvc.inputs"] {
+            assert!(l[key].as_str().is_some_and(|v| !v.is_empty()), "label {key} missing: {l}");
+        }
+        assert_eq!(docker(&["image", "inspect", "-f", "{{.Config.User}}", &image]), "10001:10001");
+        assert_eq!(docker(&["run", "--rm", "--entrypoint", "id", &image, "-u"]), "10001");
+        // The app cannot rewrite its own code or environment.
+        let write = std::process::Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", "touch", &image, "/opt/venv/bin/x"])
+            .output()
+            .unwrap();
+        assert!(!write.status.success(), "the non-root user must not write to the venv");
+    }
+
+    // Nothing changed: nothing is rebuilt.
+    let second: serde_json::Value = serde_json::from_str(&xtask_ok(&["build-images", "--json"])).unwrap();
+    for entry in second.as_array().unwrap() {
+        assert_eq!(entry["built"], false, "rebuilt without a change: {entry}");
+    }
+    let table = xtask_ok(&["build-images"]);
+    assert!(table.contains("up to date") && table.contains("SIZE"), "{table}");
+}
+
+/// The proxy CA reaches the installer during the build and no layer.
+#[test]
+fn proxy_ca_never_lands_in_a_layer() {
+    let _guard = serial();
+    let host_bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host has a CA bundle");
+    let marker = format!("# pysvc-proxy-ca-marker-{}", std::process::id());
+    let mut bundle = host_bundle.clone();
+    bundle.extend_from_slice(format!("\n{marker}\n").as_bytes());
+    let ca = std::env::temp_dir().join(format!("proxy-ca-{}.crt", std::process::id()));
+    std::fs::write(&ca, &bundle).unwrap();
+
+    // --force with a new CA: the install step reruns with it mounted (the
+    // mount's content is part of BuildKit's cache key) and must succeed.
+    let out = xtask_env(&["build-images", "--force", "--json", "api-server"], &[("PYSVC_PROXY_CA", ca.to_str().unwrap())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["built"], true);
+    assert!(report[0]["cached"].as_u64().unwrap() < report[0]["steps"].as_u64().unwrap());
+
+    let saved = std::process::Command::new("docker").args(["save", "pysvc/api-server:latest"]).output().unwrap();
+    assert!(saved.status.success());
+    let mut outer = tar::Archive::new(saved.stdout.as_slice());
+    let mut layers = 0;
+    let mut files = 0;
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if !path.ends_with("layer.tar") {
+            continue;
+        }
+        layers += 1;
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        let mut layer = tar::Archive::new(data.as_slice());
+        for file in layer.entries().unwrap() {
+            let mut file = file.unwrap();
+            let name = file.path().unwrap().to_string_lossy().into_owned();
+            files += 1;
+            assert!(!name.contains("proxy-ca"), "{name} is in a layer");
+            assert!(!name.contains(".cache/uv") && !name.contains(".cache/pip"), "installer cache {name} is in a layer");
+            let mut content = Vec::new();
+            file.read_to_end(&mut content).unwrap();
+            assert!(
+                !content.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "the proxy CA bundle leaked into {name}"
+            );
+            assert!(content != host_bundle, "the host CA bundle is in a layer at {name}");
+        }
+    }
+    assert!(layers >= 3 && files > 1000, "scanned {layers} layers, {files} files");
+    std::fs::remove_file(ca).ok();
+}
+
+#[test]
+fn unreachable_engine_gets_one_clear_sentence() {
+    let _guard = serial();
+    let out = xtask_env(&["build-images"], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"), "{err}");
+    assert!(err.contains("cargo xtask setup --yes"), "{err}");
+}
