@@ -236,12 +236,21 @@ impl Up {
                     None => bar.set_message("not created yet"),
                 }
             }
-            if names.iter().all(|n| healthy_at.contains_key(n)) {
+            // Until compose returns, a healthy container may be the old one it
+            // is about to replace: success needs compose to be done.
+            if compose.is_none() && compose_failure.is_none() && names.iter().all(|n| healthy_at.contains_key(n)) {
                 break Ok(());
             }
+            // Judged only once compose has started everything it will start:
+            // before that, a container may still hold a previous run's state.
             let failed: Vec<&ServiceState> = current
                 .values()
-                .filter(|s| s.health == "unhealthy" || (s.state == "exited" && s.restarts >= 3) || s.state == "dead")
+                .filter(|_| compose.is_none())
+                .filter(|s| {
+                    (s.state == "running" && s.health == "unhealthy")
+                        || (s.state == "exited" && s.restarts >= 3)
+                        || s.state == "dead"
+                })
                 .collect();
             if let Some(msg) = compose_failure.as_ref().filter(|_| compose.is_none()) {
                 if current.len() < names.len() || !failed.is_empty() {

@@ -1,0 +1,169 @@
+//! `cargo xtask up` and the stack, end to end: real engine, Compose,
+//! PostgreSQL and broker. One test per behaviour; they share one stack and
+//! take turns (see `common::serial`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SERVICES: [&str; 4] = ["postgres", "kafka", "api-server", "search-worker"];
+
+fn up() -> serde_json::Value {
+    let out = xtask_ok(&["up", "--json"]);
+    serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn started_at(service: &str) -> String {
+    docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", &container(service)])
+}
+
+#[test]
+fn up_waits_for_health_and_a_second_up_restarts_nothing() {
+    let _guard = serial();
+    let report = up();
+    for s in SERVICES {
+        assert!(report["time_to_healthy"][s].as_f64().is_some(), "{s} missing from {report}");
+        assert_eq!(health(s), "healthy");
+    }
+    let before: Vec<String> = SERVICES.iter().map(|s| started_at(s)).collect();
+    up();
+    let after: Vec<String> = SERVICES.iter().map(|s| started_at(s)).collect();
+    assert_eq!(before, after, "a repeated `up` must not recreate or restart healthy services");
+    let status = xtask_ok(&["status"]);
+    for s in SERVICES {
+        assert!(status.lines().any(|l| l.starts_with(s) && l.contains("healthy")), "{status}");
+    }
+}
+
+#[test]
+fn a_search_flows_through_broker_and_worker_and_survives_down_up() {
+    let _guard = serial();
+    up();
+    let id = post_search("healthcheck");
+    let done = answered(&id, Duration::from_secs(60));
+    let results = done["results"].as_array().unwrap();
+    assert!(!results.is_empty(), "{done}");
+    assert_eq!(results[0]["title"], "Healthchecks that fail");
+
+    // Persistence: `down` keeps the volume, the next `up` finds the data.
+    xtask_ok(&["down"]);
+    assert!(container("postgres").is_empty());
+    up();
+    let (status, body) = http("GET", &format!("/searches/{id}"), None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body), done, "data written before `down` must survive it");
+}
+
+#[test]
+fn bad_input_gets_4xx_json_and_nothing_crashes() {
+    let _guard = serial();
+    up();
+    let big = vec![b'x'; 64 * 1024];
+    let cases: [(&str, &str, Option<&[u8]>, u16); 6] = [
+        ("POST", "/searches", Some(b"{not json"), 422),
+        ("POST", "/searches", Some(b"{}"), 422),
+        ("POST", "/searches", Some(b"{\"query\": 42}"), 422),
+        ("POST", "/searches", Some(&big), 413),
+        ("GET", "/searches/not-a-uuid", None, 422),
+        ("GET", "/searches/00000000-0000-0000-0000-000000000000", None, 404),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, text) = http(method, path, body).unwrap();
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(json(&text)["error"].is_string(), "{text}");
+    }
+    assert_eq!(http("GET", "/health", None).unwrap().0, 200);
+    assert_eq!(health("api-server"), "healthy");
+}
+
+#[test]
+fn health_means_something() {
+    let _guard = serial();
+    up();
+    // Database down: api-server's readiness fails and compose sees it.
+    docker(&["stop", &container("postgres")]);
+    wait_health("api-server", "unhealthy", Duration::from_secs(60));
+    let (status, body) = http("GET", "/ready", None).unwrap();
+    assert_eq!(status, 503);
+    assert!(json(&body)["problems"]["postgres"].is_string(), "{body}");
+    docker(&["start", &container("postgres")]);
+    wait_health("api-server", "healthy", Duration::from_secs(60));
+
+    // Broker frozen: its port still accepts connections, so a port probe
+    // would say healthy; the protocol probe must not.
+    let pid = main_pid("kafka", "tansu");
+    kill("STOP", &pid);
+    wait_health("kafka", "unhealthy", Duration::from_secs(60));
+    kill("CONT", &pid);
+    wait_health("kafka", "healthy", Duration::from_secs(60));
+    wait_health("api-server", "healthy", Duration::from_secs(60));
+}
+
+#[test]
+fn broker_restart_loses_no_accepted_search_and_answers_each_once() {
+    let _guard = serial();
+    up();
+    let queries = ["kafka", "cache", "shutdown", "proxy"];
+    let mut ids: Vec<(String, &str)> = Vec::new();
+    for q in queries {
+        ids.push((post_search(q), q));
+    }
+    // The broker's storage is in memory: a restart loses queued messages,
+    // which is the worst case for "none lost".
+    docker(&["restart", "-t", "5", &container("kafka")]);
+    for q in queries {
+        ids.push((post_search(q), q));
+    }
+    let mut by_query: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
+    for (id, q) in &ids {
+        let done = answered(id, Duration::from_secs(120));
+        let results = done["results"].clone();
+        let first = by_query.entry(q).or_insert_with(|| results.clone());
+        assert_eq!(*first, results, "two answers for {q:?} differ");
+    }
+    // Each search was answered once: exactly one row per (search, document).
+    let dupes = docker(&[
+        "exec", &container("postgres"), "psql", "-U", "pysvc", "-d", "pysvc", "-tAc",
+        "SELECT count(*) FROM (SELECT search_id, position FROM search_results GROUP BY 1, 2 HAVING count(*) > 1) d",
+    ]);
+    assert_eq!(dupes, "0");
+    wait_health("kafka", "healthy", Duration::from_secs(60));
+}
+
+#[test]
+fn killed_worker_restarts_and_resumes() {
+    let _guard = serial();
+    up();
+    let restarts = |s: &str| docker(&["inspect", "-f", "{{.RestartCount}}", &container(s)]).parse::<u32>().unwrap();
+    let before = restarts("search-worker");
+    kill("KILL", &main_pid("search-worker", "search_worker.main"));
+    wait_for("the worker to be restarted", Duration::from_secs(60), || (restarts("search-worker") > before).then_some(()));
+    wait_health("search-worker", "healthy", Duration::from_secs(60));
+    let id = post_search("graceful shutdown");
+    assert!(!answered(&id, Duration::from_secs(60))["results"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn docker_stop_is_clean_and_within_the_grace_period() {
+    let _guard = serial();
+    up();
+    for (service, line) in [("search-worker", "search-worker stopped cleanly"), ("api-server", "api-server stopped cleanly")] {
+        let id = container(service);
+        let started = Instant::now();
+        docker(&["stop", "-t", "30", &id]);
+        let took = started.elapsed();
+        let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &id]);
+        let logs = std::process::Command::new("docker").args(["logs", "--tail", "20", &id]).output().unwrap();
+        let logs = String::from_utf8_lossy(&logs.stdout).into_owned() + &String::from_utf8_lossy(&logs.stderr);
+        assert!(logs.contains(line), "{service} did not log a clean shutdown:\n{logs}");
+        // uvicorn re-raises SIGTERM after its graceful shutdown (143); the
+        // worker exits 0. Either way: no SIGKILL (137) and the log line above.
+        assert!(code == "0" || code == "143", "{service} exited with {code}");
+        assert!(took < Duration::from_secs(30), "{service} needed the SIGKILL ({took:?})");
+        docker(&["start", &id]);
+    }
+    up();
+}
