@@ -238,7 +238,7 @@ impl Up {
             }
             // Until compose returns, a healthy container may be the old one it
             // is about to replace: success needs compose to be done.
-            if compose.is_none() && compose_failure.is_none() && names.iter().all(|n| healthy_at.contains_key(n)) {
+            if compose.is_none() && names.iter().all(|n| healthy_at.contains_key(n)) {
                 break Ok(());
             }
             // Judged only once compose has started everything it will start:
@@ -253,13 +253,11 @@ impl Up {
                 })
                 .collect();
             if let Some(msg) = compose_failure.as_ref().filter(|_| compose.is_none()) {
-                if current.len() < names.len() || !failed.is_empty() {
-                    let mut report = format!("`docker compose up` failed:\n{msg}");
-                    for s in failed {
-                        report.push_str(&format!("\n\n{}", diagnose(docker, s).await));
-                    }
-                    break Err(anyhow::anyhow!(report));
+                let mut report = format!("`docker compose up` failed:\n{msg}");
+                for s in current.values().filter(|s| !s.healthy()) {
+                    report.push_str(&format!("\n\n{}", diagnose(docker, s).await));
                 }
+                break Err(anyhow::anyhow!(report));
             }
             if let Some(bad) = failed.first() {
                 break Err(anyhow::anyhow!("{}", diagnose(docker, bad).await));

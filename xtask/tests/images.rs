@@ -14,7 +14,13 @@ fn labels(image: &str) -> serde_json::Value {
 fn images_are_tagged_labelled_non_root_and_rebuilt_only_when_stale() {
     let _guard = serial();
     let first: serde_json::Value = serde_json::from_str(&xtask_ok(&["build-images", "--json"])).unwrap();
-    let rev = docker(&["image", "inspect", "-f", "{{index .Config.Labels \"org.opencontainers.image.version\"}}", "pysvc/api-server:latest"]);
+    let rev = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"org.opencontainers.image.version\"}}",
+        "pysvc/api-server:latest",
+    ]);
     for service in ["api-server", "search-worker"] {
         let entry = first.as_array().unwrap().iter().find(|e| e["service"] == service).expect("service in the report");
         assert!(entry["size_bytes"].as_i64().unwrap() > 10_000_000, "size reported: {entry}");
@@ -23,7 +29,12 @@ fn images_are_tagged_labelled_non_root_and_rebuilt_only_when_stale() {
         assert!(tags.contains(&format!("pysvc/{service}:{rev}")), "versioned tag missing: {tags}");
         let l = labels(&image);
         assert_eq!(l["org.opencontainers.image.title"], service);
-        for key in ["org.opencontainers.image.source", "org.opencontainers.image.revision", "org.opencontainers.image.created", "pysvc.inputs"] {
+        for key in [
+            "org.opencontainers.image.source",
+            "org.opencontainers.image.revision",
+            "org.opencontainers.image.created",
+            "pysvc.inputs",
+        ] {
             assert!(l[key].as_str().is_some_and(|v| !v.is_empty()), "label {key} missing: {l}");
         }
         assert_eq!(docker(&["image", "inspect", "-f", "{{.Config.User}}", &image]), "10001:10001");
@@ -58,7 +69,8 @@ fn proxy_ca_never_lands_in_a_layer() {
 
     // --force with a new CA: the install step reruns with it mounted (the
     // mount's content is part of BuildKit's cache key) and must succeed.
-    let out = xtask_env(&["build-images", "--force", "--json", "api-server"], &[("PYSVC_PROXY_CA", ca.to_str().unwrap())]);
+    let out =
+        xtask_env(&["build-images", "--force", "--json", "api-server"], &[("PYSVC_PROXY_CA", ca.to_str().unwrap())]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report[0]["built"], true);
@@ -84,7 +96,10 @@ fn proxy_ca_never_lands_in_a_layer() {
             let name = file.path().unwrap().to_string_lossy().into_owned();
             files += 1;
             assert!(!name.contains("proxy-ca"), "{name} is in a layer");
-            assert!(!name.contains(".cache/uv") && !name.contains(".cache/pip"), "installer cache {name} is in a layer");
+            assert!(
+                !name.contains(".cache/uv") && !name.contains(".cache/pip"),
+                "installer cache {name} is in a layer"
+            );
             let mut content = Vec::new();
             file.read_to_end(&mut content).unwrap();
             assert!(

@@ -126,7 +126,14 @@ fn broker_restart_loses_no_accepted_search_and_answers_each_once() {
     }
     // Each search was answered once: exactly one row per (search, document).
     let dupes = docker(&[
-        "exec", &container("postgres"), "psql", "-U", "pysvc", "-d", "pysvc", "-tAc",
+        "exec",
+        &container("postgres"),
+        "psql",
+        "-U",
+        "pysvc",
+        "-d",
+        "pysvc",
+        "-tAc",
         "SELECT count(*) FROM (SELECT search_id, position FROM search_results GROUP BY 1, 2 HAVING count(*) > 1) d",
     ]);
     assert_eq!(dupes, "0");
@@ -140,7 +147,9 @@ fn killed_worker_restarts_and_resumes() {
     let restarts = |s: &str| docker(&["inspect", "-f", "{{.RestartCount}}", &container(s)]).parse::<u32>().unwrap();
     let before = restarts("search-worker");
     kill("KILL", &main_pid("search-worker", "search_worker.main"));
-    wait_for("the worker to be restarted", Duration::from_secs(60), || (restarts("search-worker") > before).then_some(()));
+    wait_for("the worker to be restarted", Duration::from_secs(60), || {
+        (restarts("search-worker") > before).then_some(())
+    });
     wait_health("search-worker", "healthy", Duration::from_secs(60));
     let id = post_search("graceful shutdown");
     assert!(!answered(&id, Duration::from_secs(60))["results"].as_array().unwrap().is_empty());
@@ -150,7 +159,9 @@ fn killed_worker_restarts_and_resumes() {
 fn docker_stop_is_clean_and_within_the_grace_period() {
     let _guard = serial();
     up();
-    for (service, line) in [("search-worker", "search-worker stopped cleanly"), ("api-server", "api-server stopped cleanly")] {
+    for (service, line) in
+        [("search-worker", "search-worker stopped cleanly"), ("api-server", "api-server stopped cleanly")]
+    {
         let id = container(service);
         let started = Instant::now();
         docker(&["stop", "-t", "30", &id]);

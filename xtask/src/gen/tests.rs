@@ -152,8 +152,15 @@ fn compose_is_safe_and_ordered() {
     assert!(c.contains("pg_isready -h 127.0.0.1 -U"));
     assert!(c.contains("[\"CMD\", \"kafka-health\", \"127.0.0.1:9092\"]"));
     let web = &c[c.find("  web:").unwrap()..c.find("  worker:").unwrap()];
-    assert!(web.contains("      kafka:\n        condition: service_healthy\n      postgres:\n        condition: service_healthy"));
-    for needle in ["restart: on-failure:3", "init: true", "stop_grace_period: 30s", "image: ${IMAGE_PREFIX:-demo}/web:${IMAGE_TAG:-latest}"] {
+    assert!(web.contains(
+        "      kafka:\n        condition: service_healthy\n      postgres:\n        condition: service_healthy"
+    ));
+    for needle in [
+        "restart: on-failure:3",
+        "init: true",
+        "stop_grace_period: 30s",
+        "image: ${IMAGE_PREFIX:-demo}/web:${IMAGE_TAG:-latest}",
+    ] {
         assert!(web.contains(needle), "missing {needle:?} in\n{web}");
     }
     let worker = &c[c.find("  worker:").unwrap()..];
@@ -166,7 +173,9 @@ fn compose_is_safe_and_ordered() {
 fn env_example_documents_every_setting_without_a_secret() {
     let e = file(&fixture(), ".env.example");
     assert!(e.contains("\nPOSTGRES_PASSWORD=\n"));
-    for key in ["PYTHON_BASE_IMAGE=", "UV_IMAGE=", "POSTGRES_IMAGE=", "KAFKA_IMAGE=", "WEB_HOST_PORT=8000", "HEALTH_INTERVAL="] {
+    for key in
+        ["PYTHON_BASE_IMAGE=", "UV_IMAGE=", "POSTGRES_IMAGE=", "KAFKA_IMAGE=", "WEB_HOST_PORT=8000", "HEALTH_INTERVAL="]
+    {
         assert!(e.contains(key), "missing {key}");
     }
 }

@@ -38,9 +38,12 @@ depends_on: [kafka]
 /// A throwaway repository with a valid stack of two services: `web` and `worker`.
 pub(crate) fn fixture() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let root = std::env::temp_dir().join(format!("xtask-fixture-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let root =
+        std::env::temp_dir().join(format!("xtask-fixture-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&root);
-    for dir in ["services/shared/common", "services/database/init", "services/web/web_pkg", "services/worker/worker_pkg"] {
+    for dir in
+        ["services/shared/common", "services/database/init", "services/web/web_pkg", "services/worker/worker_pkg"]
+    {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     write(&root, "stack.yaml", STACK);

@@ -61,7 +61,14 @@ pub fn docker_json(args: &[&str]) -> serde_json::Value {
 }
 
 pub fn container(service: &str) -> String {
-    docker(&["ps", "-aq", "--filter", "label=com.docker.compose.project=pysvc", "--filter", &format!("label=com.docker.compose.service={service}")])
+    docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=com.docker.compose.project=pysvc",
+        "--filter",
+        &format!("label=com.docker.compose.service={service}"),
+    ])
 }
 
 pub fn health(service: &str) -> String {
