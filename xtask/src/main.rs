@@ -2,6 +2,7 @@
 //! One module per task; `main` is one dispatch. See ARCHITECTURE.md.
 
 mod base_images;
+mod bench;
 mod build_images;
 mod context;
 mod dotenv;
@@ -38,11 +39,16 @@ enum Command {
     Down(stack::Down),
     Status(stack::Status),
     Logs(stack::Logs),
+    BenchBuild(bench::BenchBuild),
     Test(test::Test),
 }
 
-/// The repository root: the parent of the xtask crate.
+/// The repository root: the parent of the xtask crate, or `PYSVC_ROOT` when
+/// set (the integration tests point it at scratch copies of the repository).
 pub fn project_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("PYSVC_ROOT") {
+        return PathBuf::from(root);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
@@ -68,6 +74,7 @@ fn run() -> Result<()> {
         Command::Down(cmd) => cmd.run(&sh),
         Command::Status(cmd) => cmd.run(&root),
         Command::Logs(cmd) => cmd.run(&sh),
+        Command::BenchBuild(cmd) => cmd.run(&root),
         Command::Test(cmd) => cmd.run(&sh, &root),
     }
 }

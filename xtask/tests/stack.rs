@@ -178,3 +178,25 @@ fn docker_stop_is_clean_and_within_the_grace_period() {
     }
     up();
 }
+
+/// An unhealthy dependency makes `up` fail with the why: probe outputs and
+/// the log tail, and the containers are left for inspection.
+#[test]
+fn up_explains_an_unhealthy_service() {
+    let _guard = serial();
+    up();
+    let pid = main_pid("postgres", "postgres -D");
+    kill("STOP", &pid);
+    wait_health("postgres", "unhealthy", Duration::from_secs(60));
+    let out = xtask(&["up", "--timeout", "60"]);
+    kill("CONT", &pid);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "up must fail while postgres is unhealthy");
+    assert!(err.contains("postgres is unhealthy"), "{err}");
+    assert!(err.contains("last health probes:"), "{err}");
+    assert!(err.contains("last log lines:"), "{err}");
+    assert!(err.contains("left running for inspection"), "{err}");
+    assert!(!container("postgres").is_empty());
+    wait_health("postgres", "healthy", Duration::from_secs(60));
+    up();
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 
@@ -38,7 +38,7 @@ class PostgresStore:
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
 
-    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(self._conninfo, autocommit=True)
 
     def ping(self) -> None:

@@ -8,12 +8,13 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from pysvc_common import logs
 from pysvc_common.config import Settings
-from pysvc_common.kafka import client_config, ensure_topic
+from pysvc_common.kafka import ClientConfig, client_config, ensure_topic
 from pysvc_common.messages import MessageError, SearchRequested
 
 from search_worker import health
@@ -23,7 +24,7 @@ log = logging.getLogger("search_worker")
 DB_CHECK_SECONDS = 5.0
 
 
-def consumer_config(bootstrap: str) -> dict[str, str | int | bool]:
+def consumer_config(bootstrap: str) -> ClientConfig:
     return client_config(bootstrap) | {
         "group.id": "search-worker",
         "enable.auto.commit": False,
@@ -39,7 +40,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
         stop.wait(1.0)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     consumer.subscribe([settings.search_topic])
-    conn: psycopg.Connection[tuple[object, ...]] | None = None
+    conn: psycopg.Connection[tuple[Any, ...]] | None = None
     last_db_check = 0.0
     log.info("consuming %s", settings.search_topic)
     try:

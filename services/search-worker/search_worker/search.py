@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import psycopg
 
@@ -17,7 +18,7 @@ LIMIT %s
 """
 
 
-def answer(conn: psycopg.Connection[tuple[object, ...]], search_id: uuid.UUID, query: str) -> bool:
+def answer(conn: psycopg.Connection[tuple[Any, ...]], search_id: uuid.UUID, query: str) -> bool:
     """Store the results of one search in one transaction.
 
     Returns False when the search was already answered (a redelivery): the

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
 
-def client_config(bootstrap: str) -> dict[str, str | int]:
+ClientConfig = dict[str, str | int | float | bool]
+
+
+def client_config(bootstrap: str) -> ClientConfig:
     return {
         "bootstrap.servers": bootstrap,
         "socket.timeout.ms": 5000,

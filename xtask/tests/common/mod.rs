@@ -111,11 +111,15 @@ pub const API: &str = "127.0.0.1:8000";
 
 /// A minimal HTTP/1.1 client: (status, body).
 pub fn http(method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(API)?;
+    http_at(API, method, path, body)
+}
+
+pub fn http_at(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     let body = body.unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {API}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
