@@ -313,6 +313,11 @@ impl Up {
                 _ = &mut ctrl_c => {
                     for bar in bars.values() { bar.finish_and_clear(); }
                     eprintln!("interrupted: stopping the stack (containers are kept; `cargo xtask down` removes them)");
+                    // Let a running `compose up` return first, or it could start
+                    // a container after the stop below.
+                    if let Some(handle) = compose.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(60), handle).await;
+                    }
                     let _ = cmd!(sh, "docker compose stop").quiet().ignore_stderr().run();
                     std::process::exit(130);
                 }

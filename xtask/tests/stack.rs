@@ -200,3 +200,34 @@ fn up_explains_an_unhealthy_service() {
     wait_health("postgres", "healthy", Duration::from_secs(60));
     up();
 }
+
+/// Ctrl-C while `up` waits: exit 130, the stack stopped, nothing removed.
+#[test]
+fn ctrl_c_during_up_stops_cleanly() {
+    let _guard = serial();
+    xtask_ok(&["down"]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["up"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until compose has created the first containers, then interrupt.
+    wait_for("compose to create postgres", Duration::from_secs(60), || {
+        (!container("postgres").is_empty()).then_some(())
+    });
+    kill("INT", &child.id().to_string());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted: stopping the stack"), "{err}");
+    for s in SERVICES {
+        let id = container(s);
+        if !id.is_empty() {
+            let state = docker(&["inspect", "-f", "{{.State.Status}}", &id]);
+            assert_ne!(state, "running", "{s} still runs after Ctrl-C");
+        }
+    }
+    up();
+}
