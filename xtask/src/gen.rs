@@ -343,9 +343,11 @@ fn compose_service(d: &mut String, stack: &Stack, service: &Service) {
     if m.installer == Installer::Uv {
         let _ = writeln!(d, "        UV_IMAGE: ${{UV_IMAGE:-{}}}", upstream_uv_image(stack));
     }
-    d.push_str("    environment:\n");
     let uses_postgres = m.depends_on.iter().any(|x| x == "postgres");
     let uses_kafka = m.depends_on.iter().any(|x| x == "kafka");
+    if uses_postgres || uses_kafka || !m.environment.is_empty() {
+        d.push_str("    environment:\n");
+    }
     if uses_postgres {
         d.push_str("      POSTGRES_HOST: postgres\n      POSTGRES_PORT: \"5432\"\n");
         postgres_env(d);

@@ -10,6 +10,7 @@ mod engine;
 mod gen;
 mod lock;
 mod manifest;
+mod new_service;
 mod setup;
 mod stack;
 mod test;
@@ -39,6 +40,7 @@ enum Command {
     Down(stack::Down),
     Status(stack::Status),
     Logs(stack::Logs),
+    NewService(new_service::NewService),
     BenchBuild(bench::BenchBuild),
     Test(test::Test),
 }
@@ -74,6 +76,7 @@ fn run() -> Result<()> {
         Command::Down(cmd) => cmd.run(&sh),
         Command::Status(cmd) => cmd.run(&root),
         Command::Logs(cmd) => cmd.run(&sh),
+        Command::NewService(cmd) => cmd.run(&sh, &root),
         Command::BenchBuild(cmd) => cmd.run(&root),
         Command::Test(cmd) => cmd.run(&sh, &root),
     }

@@ -179,3 +179,15 @@ fn env_example_documents_every_setting_without_a_secret() {
         assert!(e.contains(key), "missing {key}");
     }
 }
+
+#[test]
+fn compose_is_valid_yaml_for_a_service_without_dependencies_or_environment() {
+    let root = fixture();
+    write(&root, "services/worker/service.yaml", &WORKER.replace("depends_on: [kafka]\n", ""));
+    let c = file(&root, "compose.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&c).expect("compose.yaml is YAML");
+    let worker = &doc["services"]["worker"];
+    assert!(worker.get("environment").is_none(), "an empty environment is null, which compose rejects");
+    assert!(worker.get("depends_on").is_none());
+    assert_eq!(worker["restart"], "on-failure:3");
+}

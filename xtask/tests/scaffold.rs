@@ -1,0 +1,77 @@
+//! `cargo xtask new-service`: the scaffolded services build and come up
+//! healthy, in a scratch copy of the repository (its own compose project and
+//! host ports, so it never touches the main stack).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::*;
+
+fn scratch_repo() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pysvc-scaffold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = root();
+    for item in ["stack.yaml", "services", "docker", ".env.example"] {
+        assert!(std::process::Command::new("cp").arg("-r").arg(src.join(item)).arg(&dir).status().unwrap().success());
+    }
+    let stack = std::fs::read_to_string(dir.join("stack.yaml")).unwrap().replace("project: pysvc", "project: scaffold");
+    std::fs::write(dir.join("stack.yaml"), stack).unwrap();
+    let env = std::fs::read_to_string(src.join(".env"))
+        .expect("base-images wrote .env")
+        .replace("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=scaffold")
+        .replace("POSTGRES_HOST_PORT=5432", "POSTGRES_HOST_PORT=15432")
+        .replace("API_SERVER_HOST_PORT=8000", "API_SERVER_HOST_PORT=18000");
+    std::fs::write(dir.join(".env"), env + "HELLO_HOST_PORT=18001\n").unwrap();
+    dir
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    xtask_env(args, &[("PYSVC_ROOT", dir.to_str().unwrap())])
+}
+
+fn ok_in(dir: &Path, args: &[&str]) -> String {
+    let out = run_in(dir, args);
+    assert!(out.status.success(), "cargo xtask {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn new_services_build_and_come_up_healthy() {
+    let _guard = serial();
+    let dir = scratch_repo();
+    ok_in(&dir, &["gen"]);
+    ok_in(&dir, &["new-service", "hello"]);
+    ok_in(&dir, &["new-service", "tick", "--kind", "worker"]);
+    for file in [
+        "services/hello/service.yaml",
+        "services/hello/requirements.lock",
+        "docker/hello.Dockerfile",
+        "docker/tick.Dockerfile",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    assert!(ok_in(&dir, &["gen", "--check"]).contains("up to date"));
+
+    // Bad names and existing services are refused, and nothing is created.
+    for bad in [&["new-service", "Bad_Name"][..], &["new-service", "hello"], &["new-service", "kafka"]] {
+        let out = run_in(&dir, bad);
+        assert!(!out.status.success(), "{bad:?} must fail");
+    }
+    assert!(!dir.join("services/Bad_Name").exists());
+
+    let up = ok_in(&dir, &["up", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(up.lines().last().unwrap()).unwrap();
+    for s in ["hello", "tick", "api-server", "search-worker"] {
+        assert!(report["time_to_healthy"][s].is_number(), "{s} not healthy: {report}");
+    }
+    let (status, body) = wait_for("hello to answer", Duration::from_secs(30), || {
+        http_at("127.0.0.1:18001", "GET", "/health", None).ok()
+    });
+    assert_eq!(status, 200, "{body}");
+    ok_in(&dir, &["down", "--volumes"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
