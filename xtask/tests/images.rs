@@ -143,16 +143,7 @@ fn push_reaches_a_real_registry() {
 #[test]
 fn a_failing_step_is_named_with_its_log() {
     let _guard = serial();
-    let scratch = std::env::temp_dir().join(format!("pysvc-broken-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).unwrap();
-    let src = root();
-    for item in ["stack.yaml", "services", "docker", ".env.example"] {
-        let status = std::process::Command::new("cp").arg("-r").arg(src.join(item)).arg(&scratch).status().unwrap();
-        assert!(status.success());
-    }
-    let env = std::fs::read_to_string(src.join(".env")).expect("base-images wrote .env");
-    std::fs::write(scratch.join(".env"), env.replace("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=pysvc-broken")).unwrap();
+    let scratch = scratch_copy("broken", &[("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=pysvc-broken")]);
     // A pin that does not exist: the install step must fail.
     std::fs::write(
         scratch.join("services/search-worker/requirements.lock"),

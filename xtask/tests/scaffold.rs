@@ -11,21 +11,16 @@ use std::time::Duration;
 use common::*;
 
 fn scratch_repo() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pysvc-scaffold-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = root();
-    for item in ["stack.yaml", "services", "docker", ".env.example"] {
-        assert!(std::process::Command::new("cp").arg("-r").arg(src.join(item)).arg(&dir).status().unwrap().success());
-    }
+    let dir = scratch_copy(
+        "scaffold",
+        &[
+            ("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=scaffold"),
+            ("POSTGRES_HOST_PORT=5432", "POSTGRES_HOST_PORT=15432"),
+            ("API_SERVER_HOST_PORT=8000", "API_SERVER_HOST_PORT=18000\nHELLO_HOST_PORT=18001"),
+        ],
+    );
     let stack = std::fs::read_to_string(dir.join("stack.yaml")).unwrap().replace("project: pysvc", "project: scaffold");
     std::fs::write(dir.join("stack.yaml"), stack).unwrap();
-    let env = std::fs::read_to_string(src.join(".env"))
-        .expect("base-images wrote .env")
-        .replace("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=scaffold")
-        .replace("POSTGRES_HOST_PORT=5432", "POSTGRES_HOST_PORT=15432")
-        .replace("API_SERVER_HOST_PORT=8000", "API_SERVER_HOST_PORT=18000");
-    std::fs::write(dir.join(".env"), env + "HELLO_HOST_PORT=18001\n").unwrap();
     dir
 }
 

@@ -149,3 +149,21 @@ pub fn answered(id: &str, timeout: Duration) -> serde_json::Value {
         (status == 200).then(|| json(&body)).filter(|v| v["status"] == "done")
     })
 }
+
+/// A scratch copy of the repository's inputs (no git, no target), with its
+/// own `.env` derived from the real one through `env_edits`.
+pub fn scratch_copy(name: &str, env_edits: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pysvc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = root();
+    for item in ["stack.yaml", "services", "docker", ".env.example"] {
+        assert!(Command::new("cp").arg("-r").arg(src.join(item)).arg(&dir).status().unwrap().success());
+    }
+    let mut env = std::fs::read_to_string(src.join(".env")).expect("base-images wrote .env");
+    for (from, to) in env_edits {
+        env = env.replace(from, to);
+    }
+    std::fs::write(dir.join(".env"), env).unwrap();
+    dir
+}
