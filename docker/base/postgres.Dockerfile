@@ -7,7 +7,7 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
     && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/no-main-cluster.conf \
     && apt-get update \
     && apt-get install -y --no-install-recommends postgresql-15 \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && mkdir -p /var/lib/postgresql/data /docker-entrypoint-initdb.d /var/run/postgresql \
     && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql \
     && chmod 700 /var/lib/postgresql/data

@@ -4,5 +4,5 @@ ARG DEBIAN_IMAGE=pysvc/debian:bookworm
 FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv python-is-python3 \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 CMD ["python3"]

@@ -206,7 +206,12 @@ pub fn host_mirror() -> Result<String> {
 
 async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result<String> {
     let mirror = host_mirror()?;
-    let hash = hash_of(&[b"debootstrap --variant=minbase bookworm", mirror.as_bytes()]);
+    let hash = hash_of(&[
+        b"debootstrap --variant=minbase bookworm",
+        mirror.as_bytes(),
+        SLIM_DPKG.as_bytes(),
+        SLIM_APT.as_bytes(),
+    ]);
     if !force && engine::image_label(docker, DEBIAN_IMAGE, RECIPE_LABEL).await.as_deref() == Some(hash.as_str()) {
         println!("{DEBIAN_IMAGE}: up to date");
         return Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default());
@@ -228,17 +233,7 @@ async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result
             )
         },
     )?;
-    // Smaller image: no apt lists or caches in the root filesystem.
-    for sub in ["var/lib/apt/lists", "var/cache/apt/archives"] {
-        let p = dir.join(sub);
-        if p.exists() {
-            for e in std::fs::read_dir(&p)?.flatten() {
-                if e.file_type()?.is_file() {
-                    std::fs::remove_file(e.path())?;
-                }
-            }
-        }
-    }
+    slim_rootfs(&dir)?;
     let label = format!("LABEL {RECIPE_LABEL}={hash}");
     let script = format!(
         "tar -C '{}' -c . | docker import --change '{label}' --change 'CMD [\"bash\"]' - {DEBIAN_IMAGE}",
@@ -252,4 +247,53 @@ async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result
     std::fs::remove_dir_all(&dir).ok();
     println!("{DEBIAN_IMAGE}: imported");
     Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default())
+}
+
+/// dpkg configuration of the slim images: no documentation, manual pages or
+/// translations, now or from later `apt-get install`s (copyright files stay).
+const SLIM_DPKG: &str = "path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+";
+
+/// apt configuration of the slim images: never install recommended packages.
+const SLIM_APT: &str = "APT::Install-Recommends \"false\";\nAPT::Install-Suggests \"false\";\n";
+
+/// What the `-slim` upstream images do: drop docs, man pages, locales and apt
+/// lists from the debootstrapped tree, and keep them out of later installs.
+fn slim_rootfs(dir: &Path) -> Result<()> {
+    std::fs::write(dir.join("etc/dpkg/dpkg.cfg.d/01-slim"), SLIM_DPKG)?;
+    std::fs::write(dir.join("etc/apt/apt.conf.d/01-slim"), SLIM_APT)?;
+    for sub in [
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+        "usr/share/lintian",
+        "var/lib/apt/lists",
+        "var/cache/apt/archives",
+    ] {
+        clear_files(&dir.join(sub), &|_| true)?;
+    }
+    // Documentation, except the copyright notices.
+    clear_files(&dir.join("usr/share/doc"), &|p| p.file_name().is_some_and(|n| n != "copyright"))?;
+    Ok(())
+}
+
+/// Removes the files under `dir` (recursively) for which `pick` holds.
+fn clear_files(dir: &Path, pick: &dyn Fn(&Path) -> bool) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let path = e.path();
+        let kind = e.file_type()?;
+        if kind.is_dir() {
+            clear_files(&path, pick)?;
+        } else if pick(&path) && path.file_name().is_some_and(|n| n != "locale.alias") {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -218,7 +218,7 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         packages.dedup();
         let _ = writeln!(
             d,
-            "RUN apt-get update \\\n    && apt-get install -y --no-install-recommends {} \\\n    && rm -rf /var/lib/apt/lists/*",
+            "RUN apt-get update \\\n    && apt-get install -y --no-install-recommends {} \\\n    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
             packages.join(" ")
         );
     }

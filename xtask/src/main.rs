@@ -42,6 +42,7 @@ enum Command {
     Logs(stack::Logs),
     NewService(new_service::NewService),
     BenchBuild(bench::BenchBuild),
+    BenchUp(bench::BenchUp),
     Test(test::Test),
 }
 
@@ -73,11 +74,12 @@ fn run() -> Result<()> {
         Command::BuildImages(cmd) => cmd.run(&sh, &root),
         Command::Setup(cmd) => cmd.run(&sh, &root),
         Command::Up(cmd) => cmd.run(&sh, &root),
-        Command::Down(cmd) => cmd.run(&sh),
+        Command::Down(cmd) => cmd.run(&sh, &root),
         Command::Status(cmd) => cmd.run(&root),
-        Command::Logs(cmd) => cmd.run(&sh),
+        Command::Logs(cmd) => cmd.run(&sh, &root),
         Command::NewService(cmd) => cmd.run(&sh, &root),
         Command::BenchBuild(cmd) => cmd.run(&root),
+        Command::BenchUp(cmd) => cmd.run(&sh, &root),
         Command::Test(cmd) => cmd.run(&sh, &root),
     }
 }

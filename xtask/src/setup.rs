@@ -75,7 +75,11 @@ impl Setup {
         let engine = engine_version(sh).context("the Docker engine still does not answer; see /var/log/dockerd.log")?;
         let compose =
             compose_version(sh).context("`docker compose version` still fails after installing the plugin")?;
-        println!("engine:    Docker {engine} (BuildKit is built into the engine; the xtask builds through it)");
+        let (engine, api) = engine;
+        if !has_buildkit(&api) {
+            bail!("Docker {engine} (API {api}) is too old for BuildKit builds through the Engine API: upgrade to 18.09 or later");
+        }
+        println!("engine:    Docker {engine}, API {api}, BuildKit built in (the xtask builds through it)");
         println!("compose:   {compose}");
         println!("hadolint:  {}", hadolint.display());
         if registry_up() {
@@ -93,12 +97,20 @@ fn has(sh: &Shell, program: &str) -> bool {
 }
 
 /// Engine version through the Engine API (honours DOCKER_HOST).
-fn engine_version(_sh: &Shell) -> Option<String> {
+/// (engine version, API version) through the Engine API (honours DOCKER_HOST).
+fn engine_version(_sh: &Shell) -> Option<(String, String)> {
     let rt = engine::runtime().ok()?;
     rt.block_on(async {
         let docker = engine::connect().await.ok()?;
-        docker.version().await.ok()?.version
+        let v = docker.version().await.ok()?;
+        Some((v.version?, v.api_version.unwrap_or_default()))
     })
+}
+
+/// BuildKit builds through the Engine API need API 1.39 (Docker 18.09) or later.
+fn has_buildkit(api_version: &str) -> bool {
+    let mut parts = api_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 39)
 }
 
 pub fn compose_version(sh: &Shell) -> Option<String> {
@@ -234,4 +246,15 @@ fn start_registry(sh: &Shell, root: &Path) -> Result<()> {
     let log = "/var/log/docker-registry.log";
     spawn_daemon(&which(sh, "docker-registry")?, &["serve".as_ref(), config.as_os_str()], log)?;
     wait_until("the registry on 127.0.0.1:5000", Duration::from_secs(20), log, registry_up)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn buildkit_needs_api_1_39() {
+        assert!(super::has_buildkit("1.41"));
+        assert!(super::has_buildkit("1.39"));
+        assert!(!super::has_buildkit("1.38"));
+        assert!(!super::has_buildkit(""));
+    }
 }

@@ -183,8 +183,12 @@ impl Up {
         let stack = manifest::load(root)?;
         gen::ensure_files(root, &gen::render_all(&stack), Mode::Check)
             .context("generated files are stale; `cargo xtask gen` regenerates them")?;
-        compose_preflight(sh)?;
-        engine::runtime()?.block_on(async {
+        let rt = engine::runtime()?;
+        if setup::compose_version(sh).is_none() || rt.block_on(engine::connect()).is_err() {
+            // A fresh machine: the same checks (and, with consent, installs) as `setup`.
+            setup::Setup { yes: false, registry: false }.run(sh, root)?;
+        }
+        rt.block_on(async {
             let docker = engine::connect().await?;
             let env = DotEnv::load_or_create(root)?;
             ensure_base_images(sh, root, &docker, &env).await?;
@@ -194,11 +198,38 @@ impl Up {
                     build_images::print_table(&results);
                 }
             }
-            self.start_and_wait(sh, &docker, &stack).await
+            let healthy_at = self.start_and_wait(sh, &docker, &stack).await?;
+            self.report(&stack, &healthy_at)
         })
     }
 
-    async fn start_and_wait(&self, sh: &Shell, docker: &Docker, stack: &Stack) -> Result<()> {
+    fn report(&self, stack: &Stack, healthy_at: &BTreeMap<String, f64>) -> Result<()> {
+        let total = healthy_at.values().cloned().fold(0.0, f64::max);
+        if self.json {
+            println!("{}", serde_json::json!({ "time_to_healthy": healthy_at, "all_healthy_seconds": total }));
+            return Ok(());
+        }
+        println!("\n{:<16} {:>16}", "SERVICE", "HEALTHY AFTER");
+        for (n, t) in service_names(stack).iter().filter_map(|n| healthy_at.get(n).map(|t| (n, t))) {
+            println!("{n:<16} {t:>15.1}s");
+        }
+        println!("all {} services healthy in {total:.1}s", healthy_at.len());
+        let env = DotEnv::load_or_create(&stack.root)?;
+        for s in stack.services.iter().filter(|s| s.manifest.kind == Kind::Http) {
+            if let Some(port) = s.manifest.host_port {
+                let port = env.get(&format!("{}_HOST_PORT", s.env_name())).unwrap_or_else(|| port.to_string());
+                println!(
+                    "{}: http://127.0.0.1:{port}/docs (health: http://127.0.0.1:{port}{})",
+                    s.name,
+                    s.manifest.health.path.as_deref().unwrap_or("/health")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the stack and waits; returns each service's seconds to healthy.
+    pub async fn start_and_wait(&self, sh: &Shell, docker: &Docker, stack: &Stack) -> Result<BTreeMap<String, f64>> {
         let started = Instant::now();
         eprintln!("$ docker compose up --detach --no-build --pull never --remove-orphans");
         // compose waits for `service_healthy` dependencies before starting
@@ -329,28 +360,7 @@ impl Up {
         if let Err(e) = verdict {
             bail!("{e:#}\n\nthe containers are left running for inspection: `cargo xtask status`, `cargo xtask logs <service>`; `cargo xtask down` removes them");
         }
-        let total = healthy_at.values().cloned().fold(0.0, f64::max);
-        if self.json {
-            println!("{}", serde_json::json!({ "time_to_healthy": healthy_at, "all_healthy_seconds": total }));
-            return Ok(());
-        }
-        println!("\n{:<16} {:>16}", "SERVICE", "HEALTHY AFTER");
-        for n in &names {
-            println!("{:<16} {:>15.1}s", n, healthy_at[n]);
-        }
-        println!("all {} services healthy in {total:.1}s", names.len());
-        let env = DotEnv::load_or_create(&stack.root)?;
-        for s in stack.services.iter().filter(|s| s.manifest.kind == Kind::Http) {
-            if let Some(port) = s.manifest.host_port {
-                let port = env.get(&format!("{}_HOST_PORT", s.env_name())).unwrap_or_else(|| port.to_string());
-                println!(
-                    "{}: http://127.0.0.1:{port}/docs (health: http://127.0.0.1:{port}{})",
-                    s.name,
-                    s.manifest.health.path.as_deref().unwrap_or("/health")
-                );
-            }
-        }
-        Ok(())
+        Ok(healthy_at)
     }
 }
 
@@ -376,9 +386,24 @@ async fn ensure_base_images(sh: &Shell, root: &Path, docker: &Docker, env: &DotE
     Ok(())
 }
 
+/// A shell for compose commands that never start anything (`down`, `logs`):
+/// they must work before `.env` exists, so a missing password is filled in
+/// with a placeholder (compose refuses to read the file without one).
+fn compose_shell_without_secrets(sh: &Shell, root: &Path) -> Result<Shell> {
+    compose_preflight(sh)?;
+    let shell = sh.clone();
+    let in_env_file = std::fs::read_to_string(root.join(".env"))
+        .map(|t| t.lines().any(|l| l.strip_prefix("POSTGRES_PASSWORD=").is_some_and(|v| !v.trim().is_empty())))
+        .unwrap_or(false);
+    if !in_env_file && std::env::var_os("POSTGRES_PASSWORD").is_none() {
+        shell.set_var("POSTGRES_PASSWORD", "placeholder-not-used-by-down-or-logs");
+    }
+    Ok(shell)
+}
+
 impl Down {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        compose_preflight(sh)?;
+    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+        let sh = &compose_shell_without_secrets(sh, root)?;
         let volumes = self.volumes.then_some("--volumes");
         cmd!(sh, "docker compose down --remove-orphans {volumes...}").run().context("`docker compose down` failed")?;
         if !self.volumes {
@@ -407,8 +432,8 @@ impl Status {
 }
 
 impl Logs {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        compose_preflight(sh)?;
+    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+        let sh = &compose_shell_without_secrets(sh, root)?;
         let follow = (!self.no_follow).then_some("--follow");
         let tail = self.tail.to_string();
         let service = self.service;
