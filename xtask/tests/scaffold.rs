@@ -38,12 +38,12 @@ fn ok_in(dir: &Path, args: &[&str]) -> String {
 fn new_services_build_and_come_up_healthy() {
     let _guard = serial();
     let dir = scratch_repo();
+    ok_in(&dir, &["gen"]);
     // Before any `.env` exists, `down` still works (a fresh clone, CI).
     std::fs::rename(dir.join(".env"), dir.join(".env.saved")).unwrap();
     ok_in(&dir, &["down", "--volumes"]);
     assert!(!dir.join(".env").exists(), "down must not create .env");
     std::fs::rename(dir.join(".env.saved"), dir.join(".env")).unwrap();
-    ok_in(&dir, &["gen"]);
     ok_in(&dir, &["new-service", "hello"]);
     ok_in(&dir, &["new-service", "tick", "--kind", "worker"]);
     for file in [
