@@ -71,6 +71,15 @@ impl BuildImages {
     }
 }
 
+/// Shows `msg` on a progress line; where no terminal draws the bars (CI
+/// logs), prints each change as a plain line instead.
+pub fn progress(bar: &ProgressBar, msg: String) {
+    if bar.is_hidden() && bar.message() != msg {
+        eprintln!("{}: {msg}", bar.prefix().trim());
+    }
+    bar.set_message(msg);
+}
+
 pub fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}").expect("valid template")
 }

@@ -105,7 +105,8 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
                     step.error = v.error;
                 }
                 if v.started.is_some() && v.completed.is_none() {
-                    bar.set_message(format!("{}{}", short(&step.name), if step.cached { " (cached)" } else { "" }));
+                    let msg = format!("{}{}", short(&step.name), if step.cached { " (cached)" } else { "" });
+                    crate::build_images::progress(bar, msg);
                 }
             }
             for log in status.logs {

@@ -281,15 +281,15 @@ impl Up {
                 match current.get(name) {
                     Some(s) if s.healthy() => {
                         let t = *healthy_at.entry(name.clone()).or_insert_with(|| started.elapsed().as_secs_f64());
-                        bar.set_message(format!("healthy after {t:.1}s"));
+                        build_images::progress(bar, format!("healthy after {t:.1}s"));
                     }
                     Some(s) => {
                         healthy_at.remove(name);
                         let restarts =
                             if s.restarts > 0 { format!(" (restarted {}x)", s.restarts) } else { String::new() };
-                        bar.set_message(format!("{}{restarts}", s.label()));
+                        build_images::progress(bar, format!("{}{restarts}", s.label()));
                     }
-                    None => bar.set_message("not created yet"),
+                    None => build_images::progress(bar, "not created yet".to_owned()),
                 }
             }
             // Until compose returns, a healthy container may be the old one it
