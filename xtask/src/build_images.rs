@@ -87,7 +87,8 @@ pub fn spinner_style() -> ProgressStyle {
 /// Short git revision, with `-dirty` when the work tree has changes.
 pub fn revision(sh: &Shell) -> (String, String) {
     let full = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read().unwrap_or_else(|_| "unknown".to_owned());
-    let short = full.chars().take(12).collect::<String>();
+    let short =
+        cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read().unwrap_or_else(|_| "unknown".to_owned());
     let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
         .quiet()
         .ignore_stderr()

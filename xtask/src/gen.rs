@@ -167,6 +167,10 @@ pub fn health_command(service: &Service) -> Vec<String> {
 pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> String {
     let m = &service.manifest;
     let mut d = String::new();
+    if let Some(syntax) = &stack.manifest.dockerfile_syntax {
+        // Must be the very first line to take effect.
+        let _ = writeln!(d, "# syntax={syntax}");
+    }
     let _ = writeln!(d, "# {HEADER_NOTE}");
     let _ = writeln!(d, "# source: {} and {}", service.manifest_path(), manifest::STACK_FILE);
     let _ = writeln!(d, "# build context: the repository root, filtered by {}", service.dockerignore_path());
@@ -216,9 +220,12 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         let mut packages = m.runtime_packages.clone();
         packages.sort();
         packages.dedup();
+        // DL3008 (pin apt versions) is ignored on purpose: Debian drops old
+        // versions from its mirrors with every security update, so pins break
+        // builds; the base image tag pins the release instead.
         let _ = writeln!(
             d,
-            "RUN apt-get update \\\n    && apt-get install -y --no-install-recommends {} \\\n    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
+            "# hadolint ignore=DL3008\nRUN apt-get update \\\n    && apt-get install -y --no-install-recommends {} \\\n    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
             packages.join(" ")
         );
     }

@@ -29,6 +29,11 @@ pub struct StackManifest {
     pub python_version: String,
     /// uv version pinned in every image.
     pub uv_version: String,
+    /// Optional `# syntax=` frontend for the Dockerfiles (e.g.
+    /// `docker/dockerfile:1`). Off by default: it makes BuildKit pull the
+    /// frontend image, which fails without a registry.
+    #[serde(default)]
+    pub dockerfile_syntax: Option<String>,
     /// Directories with code every service image gets (shared Python packages).
     #[serde(default)]
     pub shared: Vec<SharedDir>,

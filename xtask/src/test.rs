@@ -9,6 +9,7 @@ use clap::Args;
 use xshell::{cmd, Shell};
 
 use crate::gen::{self, Mode};
+use crate::manifest::Installer;
 use crate::{manifest, tools};
 
 /// Run every check: formatting, clippy, generated files, hadolint, compose config, pytest, cargo test.
@@ -89,7 +90,24 @@ impl Test {
 pub fn hadolint(sh: &Shell, root: &Path) -> Result<()> {
     let hadolint = tools::hadolint(sh, root)?;
     let stack = manifest::load(root)?;
-    let files: Vec<String> = stack.services.iter().map(|s| s.dockerfile_path()).collect();
+    let mut files: Vec<String> = stack.services.iter().map(|s| s.dockerfile_path()).collect();
+    // The other installer's variant (uncommitted; bench-build uses it) too.
+    let variants = root.join("target/hadolint");
+    for s in &stack.services {
+        let other = match s.manifest.installer {
+            Installer::Uv => Installer::Pip,
+            Installer::Pip => Installer::Uv,
+        };
+        let path = variants.join(format!("{}.{other}.Dockerfile", s.name));
+        gen::write_atomic(&path, &gen::dockerfile(&stack, s, other))?;
+        files.push(path.display().to_string());
+        // And the shape with runtime OS packages, which no service here uses.
+        let mut with_packages = s.clone();
+        with_packages.manifest.runtime_packages = vec!["libpq5".to_owned()];
+        let path = variants.join(format!("{}.runtime-packages.Dockerfile", s.name));
+        gen::write_atomic(&path, &gen::dockerfile(&stack, &with_packages, s.manifest.installer))?;
+        files.push(path.display().to_string());
+    }
     cmd!(sh, "{hadolint} --failure-threshold warning {files...}").run()?;
     Ok(())
 }
