@@ -56,9 +56,10 @@ fn images_are_tagged_labelled_non_root_and_rebuilt_only_when_stale() {
     assert!(table.contains("up to date") && table.contains("SIZE"), "{table}");
 }
 
-/// The proxy CA reaches the installer during the build and no layer.
+/// The proxy CA reaches the installer during the build and no layer; nor
+/// does any secret.
 #[test]
-fn proxy_ca_never_lands_in_a_layer() {
+fn proxy_ca_and_secrets_never_land_in_a_layer() {
     let _guard = serial();
     let host_bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host has a CA bundle");
     let marker = format!("# pysvc-proxy-ca-marker-{}", std::process::id());
@@ -76,6 +77,10 @@ fn proxy_ca_never_lands_in_a_layer() {
     assert_eq!(report[0]["built"], true);
     assert!(report[0]["cached"].as_u64().unwrap() < report[0]["steps"].as_u64().unwrap());
 
+    // No secret either: the random database password `.env` holds.
+    let env = std::fs::read_to_string(root().join(".env")).unwrap();
+    let password = env.lines().find_map(|l| l.strip_prefix("POSTGRES_PASSWORD=")).unwrap().trim().to_owned();
+    assert!(password.len() >= 16, "a real password to look for");
     let saved = std::process::Command::new("docker").args(["save", "pysvc/api-server:latest"]).output().unwrap();
     assert!(saved.status.success());
     let mut outer = tar::Archive::new(saved.stdout.as_slice());
@@ -107,6 +112,10 @@ fn proxy_ca_never_lands_in_a_layer() {
                 "the proxy CA bundle leaked into {name}"
             );
             assert!(content != host_bundle, "the host CA bundle is in a layer at {name}");
+            assert!(
+                !content.windows(password.len()).any(|w| w == password.as_bytes()),
+                "the database password from .env is in a layer at {name}"
+            );
         }
     }
     assert!(layers >= 3 && files > 1000, "scanned {layers} layers, {files} files");
@@ -156,5 +165,37 @@ fn a_failing_step_is_named_with_its_log() {
     assert!(err.contains("building pysvc-broken/search-worker:latest failed"), "{err}");
     assert!(err.contains("step: [builder ") && err.contains("uv pip install"), "the failed step is named: {err}");
     assert!(err.contains("last log lines:") && err.contains("six"), "the step's log is shown: {err}");
+    std::fs::remove_dir_all(&scratch).ok();
+}
+
+/// Each image's context is its own: a change in search-worker does not
+/// rebuild api-server, and a change in shared code rebuilds both.
+#[test]
+fn a_change_rebuilds_only_the_images_that_contain_it() {
+    let _guard = serial();
+    let scratch = scratch_copy("ctx", &[("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=pysvc-ctx")]);
+    let build = || -> serde_json::Value {
+        let out = xtask_env(&["build-images", "--json"], &[("PYSVC_ROOT", scratch.to_str().unwrap())]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let built = |report: &serde_json::Value, service: &str| {
+        report.as_array().unwrap().iter().find(|e| e["service"] == service).unwrap()["built"].as_bool().unwrap()
+    };
+    build();
+    let touch = |rel: &str| {
+        let path = scratch.join(rel);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text + "\n# changed by a test\n").unwrap();
+    };
+    touch("services/search-worker/search_worker/search.py");
+    // Files outside every context change nothing.
+    std::fs::write(scratch.join("services/search-worker/tests/test_new.py"), "# not in the image\n").unwrap();
+    let report = build();
+    assert!(built(&report, "search-worker"), "{report}");
+    assert!(!built(&report, "api-server"), "api-server was rebuilt for a search-worker change: {report}");
+    touch("services/shared/pysvc_common/config.py");
+    let report = build();
+    assert!(built(&report, "search-worker") && built(&report, "api-server"), "{report}");
     std::fs::remove_dir_all(&scratch).ok();
 }

@@ -92,6 +92,16 @@ fn health_means_something() {
     docker(&["start", &container("postgres")]);
     wait_health("api-server", "healthy", Duration::from_secs(60));
 
+    // Broker stopped: api-server's readiness names it.
+    docker(&["stop", &container("kafka")]);
+    wait_health("api-server", "unhealthy", Duration::from_secs(60));
+    let (status, body) = http("GET", "/ready", None).unwrap();
+    assert_eq!(status, 503);
+    assert!(json(&body)["problems"]["kafka"].is_string(), "{body}");
+    docker(&["start", &container("kafka")]);
+    wait_health("kafka", "healthy", Duration::from_secs(60));
+    wait_health("api-server", "healthy", Duration::from_secs(60));
+
     // Broker frozen: its port still accepts connections, so a port probe
     // would say healthy; the protocol probe must not.
     let pid = main_pid("kafka", "tansu");
@@ -111,10 +121,15 @@ fn broker_restart_loses_no_accepted_search_and_answers_each_once() {
     for q in queries {
         ids.push((post_search(q), q));
     }
-    // The broker's storage is in memory: a restart loses queued messages,
-    // which is the worst case for "none lost".
-    docker(&["restart", "-t", "5", &container("kafka")]);
-    for q in queries {
+    // Stopped with those in flight. The broker's storage is in memory, so
+    // its restart loses whatever it held: the worst case for "none lost".
+    docker(&["stop", "-t", "5", &container("kafka")]);
+    // Accepted while the broker is down (202, not an error).
+    for q in &queries[..2] {
+        ids.push((post_search(q), q));
+    }
+    docker(&["start", &container("kafka")]);
+    for q in &queries[2..] {
         ids.push((post_search(q), q));
     }
     let mut by_query: BTreeMap<&str, serde_json::Value> = BTreeMap::new();

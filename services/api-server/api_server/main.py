@@ -14,6 +14,6 @@ logs.setup("api-server")
 _settings = Settings.from_env()
 ensure_topic(_settings.kafka_bootstrap, _settings.search_topic)
 app = create_app(
-    PostgresStore(_settings.postgres_conninfo()),
+    PostgresStore(_settings),
     KafkaPublisher(_settings.kafka_bootstrap, _settings.search_topic),
 )

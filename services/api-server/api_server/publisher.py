@@ -28,7 +28,7 @@ class KafkaPublisher:
         config = client_config(bootstrap) | {
             "acks": "all",
             "enable.idempotence": False,
-            "message.timeout.ms": 5000,
+            "message.timeout.ms": 3000,
         }
         self._producer = Producer(config)
 
@@ -50,7 +50,7 @@ class KafkaPublisher:
             value=message.encode(),
             on_delivery=on_delivery,
         )
-        remaining = self._producer.flush(6.0)
+        remaining = self._producer.flush(4.0)
         if remaining or failures:
             reason = failures[0] if failures else "timed out"
             if failures and failures[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:

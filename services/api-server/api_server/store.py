@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-import psycopg
+from pysvc_common.config import Settings
+from pysvc_common.db import Connection, connect
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,11 @@ class Store(Protocol):
 class PostgresStore:
     """One short connection per call: survives database restarts for free."""
 
-    def __init__(self, conninfo: str) -> None:
-        self._conninfo = conninfo
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
 
-    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
-        return psycopg.connect(self._conninfo, autocommit=True)
+    def _connect(self) -> Connection:
+        return connect(self._settings)
 
     def ping(self) -> None:
         with self._connect() as conn:

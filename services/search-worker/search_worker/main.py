@@ -8,12 +8,12 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from pysvc_common import logs
 from pysvc_common.config import Settings
+from pysvc_common.db import Connection, connect
 from pysvc_common.kafka import ClientConfig, client_config, ensure_topic
 from pysvc_common.messages import MessageError, SearchRequested
 
@@ -40,13 +40,13 @@ def run(settings: Settings, stop: threading.Event) -> None:
         stop.wait(1.0)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     consumer.subscribe([settings.search_topic])
-    conn: psycopg.Connection[tuple[Any, ...]] | None = None
+    conn: Connection | None = None
     last_db_check = 0.0
     log.info("consuming %s", settings.search_topic)
     try:
         while not stop.is_set():
             if conn is None or conn.closed:
-                conn = psycopg.connect(settings.postgres_conninfo(), autocommit=True)
+                conn = connect(settings)
             if time.monotonic() - last_db_check > DB_CHECK_SECONDS:
                 conn.execute("SELECT 1")
                 last_db_check = time.monotonic()

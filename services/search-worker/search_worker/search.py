@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-import psycopg
+from pysvc_common.db import Connection
 
 MAX_RESULTS = 10
 
@@ -18,7 +17,7 @@ LIMIT %s
 """
 
 
-def answer(conn: psycopg.Connection[tuple[Any, ...]], search_id: uuid.UUID, query: str) -> bool:
+def answer(conn: Connection, search_id: uuid.UUID, query: str) -> bool:
     """Store the results of one search in one transaction.
 
     Returns False when the search was already answered (a redelivery): the
