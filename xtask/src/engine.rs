@@ -198,3 +198,20 @@ pub fn human_size(bytes: i64) -> String {
         format!("{mb:.1} MB")
     }
 }
+
+/// Pulls `image` from its registry; fails fast on a machine without one.
+pub async fn pull(docker: &Docker, image: &str) -> Result<()> {
+    let (repo, tag) = match image.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (image, "latest"),
+    };
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
+    let mut stream = docker.create_image(Some(options), None, None);
+    while let Some(item) = stream.next().await {
+        let info = item.with_context(|| format!("pulling {image} failed"))?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            bail!("pulling {image} failed: {err}");
+        }
+    }
+    Ok(())
+}

@@ -367,21 +367,34 @@ impl Up {
 /// On a machine whose `.env` selects the local base images (or that cannot
 /// pull the upstream ones), build them first.
 async fn ensure_base_images(sh: &Shell, root: &Path, docker: &Docker, env: &DotEnv) -> Result<()> {
-    let wanted: Vec<String> =
-        base_images::env_overrides().iter().filter_map(|(k, _)| env.get(k)).filter(|v| !v.is_empty()).collect();
     let mut missing = Vec::new();
-    for image in &wanted {
-        if engine::image_id(docker, image).await.is_none() {
-            missing.push(image.clone());
+    for (key, _) in base_images::env_overrides() {
+        let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
+        if !image.is_empty() && engine::image_id(docker, &image).await.is_none() {
+            missing.push((key, image));
         }
     }
-    let local_selected = wanted.iter().any(|i| i.starts_with("pysvc/"));
-    if missing.is_empty() && local_selected {
+    if missing.is_empty() {
         return Ok(());
     }
-    if local_selected || !missing.is_empty() {
-        eprintln!("base images missing ({}): building them locally (no registry needed)", missing.join(", "));
+    // Upstream images: pull them (a connected machine keeps them).
+    let mut offline = false;
+    for (_, image) in missing.iter().filter(|(_, i)| !i.starts_with("pysvc/")) {
+        eprintln!("pulling {image}");
+        if let Err(err) = engine::pull(docker, image).await {
+            eprintln!("cannot pull {image} ({err:#}): building local base images instead (no registry needed)");
+            offline = true;
+            break;
+        }
+    }
+    if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
         return base_images::ensure_all(sh, root, docker, false).await;
+    }
+    // Only the broker is local-only: build it on the selected Python image.
+    if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
+        let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| base_images::PYTHON_IMAGE.to_owned());
+        let id = engine::image_id(docker, &python).await.unwrap_or_default();
+        base_images::broker(sh, root, docker, &python, &id, false).await?;
     }
     Ok(())
 }

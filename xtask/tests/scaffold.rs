@@ -75,3 +75,37 @@ fn new_services_build_and_come_up_healthy() {
     ok_in(&dir, &["down", "--volumes"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A fresh clone on a machine without a registry: the first `up` writes
+/// `.env` (random password), fails to pull the upstream base images, builds
+/// (or reuses) the local ones, selects them in `.env` and comes up healthy.
+#[test]
+fn first_up_without_env_or_registry_falls_back_to_local_base_images() {
+    let _guard = serial();
+    let dir = scratch_copy("fresh", &[]);
+    std::fs::remove_file(dir.join(".env")).unwrap();
+    let edit = |rel: &str, from: &str, to: &str| {
+        let text = std::fs::read_to_string(dir.join(rel)).unwrap();
+        assert!(text.contains(from), "{rel} has no {from:?}");
+        std::fs::write(dir.join(rel), text.replace(from, to)).unwrap();
+    };
+    edit("stack.yaml", "project: pysvc", "project: fresh");
+    edit("stack.yaml", "host_port: 5432", "host_port: 25432");
+    edit("services/api-server/service.yaml", "host_port: 8000", "host_port: 28000");
+    ok_in(&dir, &["gen"]);
+
+    let out = run_in(&dir, &["up", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("cannot pull python:3.11-slim-bookworm"), "{err}");
+    let env = std::fs::read_to_string(dir.join(".env")).unwrap();
+    assert!(env.contains("PYTHON_BASE_IMAGE=pysvc/python:3.11-bookworm"), "{env}");
+    let password = env.lines().find_map(|l| l.strip_prefix("POSTGRES_PASSWORD=")).unwrap();
+    assert!(password.len() >= 32, "a random password is generated: {password:?}");
+    let (status, _) = wait_for("api-server on 28000", Duration::from_secs(30), || {
+        http_at("127.0.0.1:28000", "GET", "/ready", None).ok()
+    });
+    assert_eq!(status, 200);
+    ok_in(&dir, &["down", "--volumes"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
