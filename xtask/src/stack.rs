@@ -184,14 +184,8 @@ impl Up {
         gen::ensure_files(root, &gen::render_all(&stack), Mode::Check)
             .context("generated files are stale; `cargo xtask gen` regenerates them")?;
         let rt = engine::runtime()?;
-        if setup::compose_version(sh).is_none() || rt.block_on(engine::connect()).is_err() {
-            // A fresh machine: the same checks (and, with consent, installs) as `setup`.
-            setup::Setup { yes: false, registry: false }.run(sh, root)?;
-        }
+        let docker = prepare(sh, root, &rt)?;
         rt.block_on(async {
-            let docker = engine::connect().await?;
-            let env = DotEnv::load_or_create(root)?;
-            ensure_base_images(sh, root, &docker, &env).await?;
             if !self.no_build {
                 let results = build_images::build_all(sh, &docker, &stack, &BuildImages::default()).await?;
                 if results.iter().any(|r| r.built) {
@@ -366,6 +360,21 @@ impl Up {
 
 /// On a machine whose `.env` selects the local base images (or that cannot
 /// pull the upstream ones), build them first.
+/// What every command that runs the stack needs first: an engine and
+/// Compose (on a fresh machine: the checks, and with consent the installs,
+/// of `setup`), a `.env`, and the base images it selects.
+pub fn prepare(sh: &Shell, root: &Path, rt: &tokio::runtime::Runtime) -> Result<Docker> {
+    if setup::compose_version(sh).is_none() || rt.block_on(engine::connect()).is_err() {
+        setup::Setup { yes: false, registry: false }.run(sh, root)?;
+    }
+    rt.block_on(async {
+        let docker = engine::connect().await?;
+        let env = DotEnv::load_or_create(root)?;
+        ensure_base_images(sh, root, &docker, &env).await?;
+        Ok(docker)
+    })
+}
+
 async fn ensure_base_images(sh: &Shell, root: &Path, docker: &Docker, env: &DotEnv) -> Result<()> {
     let mut missing = Vec::new();
     for (key, _) in base_images::env_overrides() {

@@ -62,6 +62,16 @@ impl Test {
         ];
         let mut steps = steps;
         if !self.no_cargo_test {
+            // The integration tests drive the real engine: it, `.env` and the
+            // base images must be there first.
+            steps.push((
+                "engine and base images",
+                "run `cargo xtask setup --yes`, then `cargo xtask base-images`",
+                Box::new(|| {
+                    crate::stack::prepare(sh, root, &crate::engine::runtime()?)?;
+                    Ok(())
+                }),
+            ));
             steps.push((
                 "cargo test",
                 "fix the Rust tests above",
