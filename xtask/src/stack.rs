@@ -108,19 +108,22 @@ pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, S
             continue;
         };
         let id = c.id.clone().unwrap_or_default();
-        let inspect = docker.inspect_container(&id, None::<InspectContainerOptions>).await?;
+        // Compose may remove a container (a replaced one) between the list
+        // and this look: it is simply not part of the state any more.
+        let Ok(inspect) = docker.inspect_container(&id, None::<InspectContainerOptions>).await else { continue };
         let state = inspect.state.clone().unwrap_or_default();
         let health = state.health.as_ref().and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_default();
-        out.insert(
-            service.clone(),
-            ServiceState {
-                service,
-                state: state.status.map(|s| s.to_string()).unwrap_or_default(),
-                health: if health == "none" { String::new() } else { health },
-                restarts: inspect.restart_count.unwrap_or_default(),
-                container: id,
-            },
-        );
+        let entry = ServiceState {
+            service: service.clone(),
+            state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            health: if health == "none" { String::new() } else { health },
+            restarts: inspect.restart_count.unwrap_or_default(),
+            container: id,
+        };
+        // While compose replaces a container, two exist: the running one counts.
+        if out.get(&service).is_none_or(|known: &ServiceState| known.state != "running") {
+            out.insert(service, entry);
+        }
     }
     Ok(out)
 }

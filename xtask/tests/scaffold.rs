@@ -93,6 +93,10 @@ fn first_up_without_env_or_registry_falls_back_to_local_base_images() {
     edit("stack.yaml", "host_port: 5432", "host_port: 25432");
     edit("services/api-server/service.yaml", "host_port: 8000", "host_port: 28000");
     ok_in(&dir, &["gen"]);
+    // A stack an earlier, failed run of this test left behind (another
+    // password in its volume) must not decide this run.
+    ok_in(&dir, &["down", "--volumes"]);
+    assert!(!dir.join(".env").exists());
 
     let out = run_in(&dir, &["up", "--json"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
