@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 pub struct DotEnv {
     path: PathBuf,
     lines: Vec<String>,
+    /// True when this call created the file (a new random password).
+    pub created: bool,
 }
 
 impl DotEnv {
@@ -22,14 +24,15 @@ impl DotEnv {
         if !path.exists() {
             let example = std::fs::read_to_string(root.join(".env.example"))
                 .context("cannot read .env.example: run `cargo xtask gen`")?;
-            let mut env = DotEnv { path: path.clone(), lines: example.lines().map(str::to_owned).collect() };
+            let mut env =
+                DotEnv { path: path.clone(), lines: example.lines().map(str::to_owned).collect(), created: true };
             env.set("POSTGRES_PASSWORD", &random_secret()?);
             env.save()?;
             eprintln!("created .env with a random POSTGRES_PASSWORD (git-ignored; edit it freely)");
             return Ok(env);
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(DotEnv { path, lines: text.lines().map(str::to_owned).collect() })
+        Ok(DotEnv { path, lines: text.lines().map(str::to_owned).collect(), created: false })
     }
 
     pub fn get(&self, key: &str) -> Option<String> {

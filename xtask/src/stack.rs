@@ -370,9 +370,19 @@ pub fn prepare(sh: &Shell, root: &Path, rt: &tokio::runtime::Runtime) -> Result<
     if setup::compose_version(sh).is_none() || rt.block_on(engine::connect()).is_err() {
         setup::Setup { yes: false, registry: false }.run(sh, root)?;
     }
+    let project = manifest::load(root)?.manifest.project;
     rt.block_on(async {
         let docker = engine::connect().await?;
         let env = DotEnv::load_or_create(root)?;
+        let volume = format!("{project}_postgres-data");
+        if env.created && docker.inspect_volume(&volume).await.is_ok() {
+            bail!(
+                "the data volume {volume} already exists (another checkout of this project, or an earlier .env), \
+                 but .env was just created with a new random POSTGRES_PASSWORD, which that database will refuse.\n\
+                 Either put the password it was initialised with into .env, or delete the old data with \
+                 `cargo xtask down --volumes`."
+            );
+        }
         ensure_base_images(sh, root, &docker, &env).await?;
         Ok(docker)
     })

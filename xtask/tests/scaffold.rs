@@ -113,3 +113,24 @@ fn first_up_without_env_or_registry_falls_back_to_local_base_images() {
     ok_in(&dir, &["down", "--volumes"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A new `.env` next to an existing data volume: `up` stops before starting
+/// anything and says why (the volume's database has another password).
+#[test]
+fn a_new_env_next_to_an_old_volume_is_refused_with_the_fix() {
+    let _guard = serial();
+    let dir = scratch_copy("twin", &[]);
+    std::fs::remove_file(dir.join(".env")).unwrap();
+    let text = std::fs::read_to_string(dir.join("stack.yaml")).unwrap().replace("project: pysvc", "project: twin");
+    std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    ok_in(&dir, &["gen"]);
+    docker(&["volume", "create", "twin_postgres-data"]);
+    let out = run_in(&dir, &["up"]);
+    docker(&["volume", "rm", "twin_postgres-data"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("the data volume twin_postgres-data already exists"), "{err}");
+    assert!(err.contains("cargo xtask down --volumes"), "{err}");
+    assert!(container_of("twin", "postgres").is_empty(), "nothing may start");
+    std::fs::remove_dir_all(&dir).ok();
+}

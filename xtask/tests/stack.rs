@@ -36,6 +36,8 @@ fn up_waits_for_health_and_a_second_up_restarts_nothing() {
     for s in SERVICES {
         assert!(status.lines().any(|l| l.starts_with(s) && l.contains("healthy")), "{status}");
     }
+    let logs = xtask_ok(&["logs", "search-worker", "--no-follow", "--tail", "500"]);
+    assert!(logs.contains("consuming search-requests"), "{logs}");
 }
 
 #[test]

@@ -61,11 +61,15 @@ pub fn docker_json(args: &[&str]) -> serde_json::Value {
 }
 
 pub fn container(service: &str) -> String {
+    container_of("pysvc", service)
+}
+
+pub fn container_of(project: &str, service: &str) -> String {
     docker(&[
         "ps",
         "-aq",
         "--filter",
-        "label=com.docker.compose.project=pysvc",
+        &format!("label=com.docker.compose.project={project}"),
         "--filter",
         &format!("label=com.docker.compose.service={service}"),
     ])
