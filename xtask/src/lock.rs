@@ -23,12 +23,7 @@ pub struct Lock {
 impl Lock {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
         let uv = tools::uv(sh, root)?;
-        let stack_text = std::fs::read_to_string(root.join(manifest::STACK_FILE))?;
-        let python = stack_text
-            .lines()
-            .find_map(|l| l.strip_prefix("python_version:"))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .unwrap_or_else(|| "3.11".to_owned());
+        let python = manifest::load_stack_manifest(root)?.python_version;
         let mut dirs: Vec<_> = std::fs::read_dir(root.join(manifest::SERVICES_DIR))?
             .filter_map(|e| e.ok())
             .map(|e| e.path())

@@ -240,13 +240,20 @@ fn input_error(file: &str, text: &str, key: &str, message: String) -> anyhow::Er
     InputError { file: file.to_owned(), line, column, message }.into()
 }
 
-/// Reads and validates the whole stack. Any error names file, line and
-/// column; nothing is written by callers before this succeeds.
-pub fn load(root: &Path) -> Result<Stack> {
+/// Reads and validates `stack.yaml` alone (what `lock` needs: the services
+/// may still lack the lock files `load` insists on).
+pub fn load_stack_manifest(root: &Path) -> Result<StackManifest> {
     let stack_text = std::fs::read_to_string(root.join(STACK_FILE))
         .with_context(|| format!("cannot read {STACK_FILE} in {}: is this the repository root?", root.display()))?;
     let manifest: StackManifest = parse(STACK_FILE, &stack_text)?;
     validate_stack(root, &manifest, &stack_text)?;
+    Ok(manifest)
+}
+
+/// Reads and validates the whole stack. Any error names file, line and
+/// column; nothing is written by callers before this succeeds.
+pub fn load(root: &Path) -> Result<Stack> {
+    let manifest = load_stack_manifest(root)?;
 
     let mut services = Vec::new();
     let services_dir = root.join(SERVICES_DIR);
@@ -268,7 +275,7 @@ pub fn load(root: &Path) -> Result<Stack> {
             dir: format!("{SERVICES_DIR}/{}", entry.file_name().to_string_lossy()),
             manifest: service_manifest,
         };
-        validate_service(root, &manifest, &service, &text)?;
+        validate_service(root, &service, &text)?;
         services.push(service);
     }
     if services.is_empty() {
@@ -328,7 +335,7 @@ fn check_duration(value: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn validate_service(root: &Path, stack: &StackManifest, s: &Service, text: &str) -> Result<()> {
+fn validate_service(root: &Path, s: &Service, text: &str) -> Result<()> {
     let file = s.manifest_path();
     let err = |key: &str, msg: String| input_error(&file, text, key, msg);
     if !valid_name(&s.name) {
@@ -394,7 +401,6 @@ fn validate_service(root: &Path, stack: &StackManifest, s: &Service, text: &str)
         }
     }
     check_duration(&s.manifest.stop_grace_period).map_err(|m| err("stop_grace_period", m))?;
-    let _ = stack;
     Ok(())
 }
 
