@@ -32,10 +32,6 @@ def consumer_config(bootstrap: str) -> ClientConfig:
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,
         "topic.metadata.refresh.interval.ms": 2000,
-        # The coordinator holds JoinGroup/SyncGroup answers until a dead
-        # member's session (6 s) expires: a shorter socket timeout would
-        # abort and restart the rejoin after a worker crash.
-        "socket.timeout.ms": 10000,
     }
 
 
