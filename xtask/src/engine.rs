@@ -65,7 +65,11 @@ struct Step {
 pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Result<BuildReport> {
     let started = Instant::now();
     // A fresh session id per build: BuildKit silently drops a reused one.
-    let session = format!("xtask-{}-{}", std::process::id(), started.elapsed().as_nanos() ^ nanos_now());
+    // Process id and clock tell runs apart; the counter tells apart the
+    // builds one run starts together.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let session = format!("xtask-{}-{}-{n}", std::process::id(), nanos_now());
     let options = BuildImageOptionsBuilder::default()
         .dockerfile(&spec.dockerfile)
         .t(&spec.tag)

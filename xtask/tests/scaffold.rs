@@ -19,8 +19,7 @@ fn scratch_repo() -> PathBuf {
             ("API_SERVER_HOST_PORT=8000", "API_SERVER_HOST_PORT=18000\nHELLO_HOST_PORT=18001"),
         ],
     );
-    let stack = std::fs::read_to_string(dir.join("stack.yaml")).unwrap().replace("project: pysvc", "project: scaffold");
-    std::fs::write(dir.join("stack.yaml"), stack).unwrap();
+    edit_file(&dir, "stack.yaml", "project: pysvc", "project: scaffold");
     dir
 }
 
@@ -84,14 +83,9 @@ fn first_up_without_env_or_registry_falls_back_to_local_base_images() {
     let _guard = serial();
     let dir = scratch_copy("fresh", &[]);
     std::fs::remove_file(dir.join(".env")).unwrap();
-    let edit = |rel: &str, from: &str, to: &str| {
-        let text = std::fs::read_to_string(dir.join(rel)).unwrap();
-        assert!(text.contains(from), "{rel} has no {from:?}");
-        std::fs::write(dir.join(rel), text.replace(from, to)).unwrap();
-    };
-    edit("stack.yaml", "project: pysvc", "project: fresh");
-    edit("stack.yaml", "host_port: 5432", "host_port: 25432");
-    edit("services/api-server/service.yaml", "host_port: 8000", "host_port: 28000");
+    edit_file(&dir, "stack.yaml", "project: pysvc", "project: fresh");
+    edit_file(&dir, "stack.yaml", "host_port: 5432", "host_port: 25432");
+    edit_file(&dir, "services/api-server/service.yaml", "host_port: 8000", "host_port: 28000");
     ok_in(&dir, &["gen"]);
     // A stack an earlier, failed run of this test left behind (another
     // password in its volume) must not decide this run.
@@ -121,8 +115,7 @@ fn a_new_env_next_to_an_old_volume_is_refused_with_the_fix() {
     let _guard = serial();
     let dir = scratch_copy("twin", &[]);
     std::fs::remove_file(dir.join(".env")).unwrap();
-    let text = std::fs::read_to_string(dir.join("stack.yaml")).unwrap().replace("project: pysvc", "project: twin");
-    std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    edit_file(&dir, "stack.yaml", "project: pysvc", "project: twin");
     ok_in(&dir, &["gen"]);
     docker(&["volume", "create", "twin_postgres-data"]);
     let out = run_in(&dir, &["up"]);

@@ -171,3 +171,10 @@ pub fn scratch_copy(name: &str, env_edits: &[(&str, &str)]) -> PathBuf {
     std::fs::write(dir.join(".env"), env).unwrap();
     dir
 }
+
+/// Replaces `from` by `to` in a file under `dir`; the file must contain it.
+pub fn edit_file(dir: &std::path::Path, rel: &str, from: &str, to: &str) {
+    let text = std::fs::read_to_string(dir.join(rel)).unwrap();
+    assert!(text.contains(from), "{rel} has no {from:?}");
+    std::fs::write(dir.join(rel), text.replace(from, to)).unwrap();
+}
