@@ -229,6 +229,7 @@ async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result
     }
     let dir = root.join("target/rootfs/bookworm");
     if dir.exists() {
+        unmount_below(&dir)?;
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
@@ -241,6 +242,10 @@ async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result
             )
         },
     )?;
+    // debootstrap can leave /proc (and more) mounted in the tree: tar would
+    // read the host's /proc into the image, and anything copying target/
+    // would copy /proc/kcore.
+    unmount_below(&dir)?;
     slim_rootfs(&dir)?;
     let label = format!("LABEL {RECIPE_LABEL}={hash}");
     let script = format!(
@@ -255,6 +260,22 @@ async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result
     std::fs::remove_dir_all(&dir).ok();
     println!("{DEBIAN_IMAGE}: imported");
     Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default())
+}
+
+/// Unmounts every filesystem mounted at or below `dir`, deepest first.
+fn unmount_below(dir: &Path) -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<&str> =
+        mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with(prefix.as_str())).collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let status = std::process::Command::new("umount").arg(point).status();
+        if !matches!(status, Ok(s) if s.success()) {
+            bail!("cannot unmount {point} (left mounted by debootstrap): run `umount {point}` and retry");
+        }
+    }
+    Ok(())
 }
 
 /// dpkg configuration of the slim images: no documentation, manual pages or
