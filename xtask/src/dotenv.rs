@@ -61,7 +61,7 @@ impl DotEnv {
     }
 }
 
-fn random_secret() -> Result<String> {
+pub fn random_secret() -> Result<String> {
     let mut bytes = [0u8; 18];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))

@@ -123,8 +123,16 @@ pub struct ServiceManifest {
     pub installer: Installer,
     #[serde(default = "default_grace")]
     pub stop_grace_period: String,
+    /// CPU and memory requests and limits (Kubernetes), with defaults.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
+/// One health spec for compose and Kubernetes. `path` (http) or `command`
+/// (worker) is the readiness check: "can it serve now" (compose's
+/// healthcheck, which `depends_on` waits for; Kubernetes' readinessProbe).
+/// `liveness` is "is the process stuck" (livenessProbe and startupProbe);
+/// without it liveness is the readiness check.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
@@ -134,6 +142,112 @@ pub struct Health {
     /// Exec-form command that exits 0 when healthy (worker services).
     #[serde(default)]
     pub command: Option<Vec<String>>,
+    /// The liveness check, when it differs from the readiness check.
+    #[serde(default)]
+    pub liveness: Option<Check>,
+    /// How long a start may take before failures count (sizes the startupProbe).
+    #[serde(default = "default_start_period")]
+    pub start_period: String,
+    /// Time between two checks.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Time one check may take.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// Consecutive failures that make a check fail.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+/// One check: an HTTP GET `path` on the service's port, or an exec-form `command`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+/// A resolved check, ready for any renderer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// HTTP GET on the container port; healthy on 2xx.
+    Http { port: u16, path: String },
+    /// A command run in the container (argv, never a shell string); healthy on exit 0.
+    Exec(Vec<String>),
+}
+
+/// Probe timing in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub start_period: u32,
+    pub interval: u32,
+    pub timeout: u32,
+    pub retries: u32,
+}
+
+fn default_start_period() -> String {
+    "60s".to_owned()
+}
+fn default_interval() -> String {
+    "2s".to_owned()
+}
+fn default_timeout() -> String {
+    "3s".to_owned()
+}
+fn default_retries() -> u32 {
+    3
+}
+
+/// Kubernetes resource requests and limits of a service's container.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default = "default_requests")]
+    pub requests: Quantities,
+    #[serde(default = "default_limits")]
+    pub limits: Quantities,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Quantities {
+    /// CPU: cores (`"1"`, `"0.5"`) or millicores (`250m`).
+    pub cpu: String,
+    /// Memory: bytes with a binary suffix (`128Mi`, `1Gi`).
+    pub memory: String,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources { requests: default_requests(), limits: default_limits() }
+    }
+}
+fn default_requests() -> Quantities {
+    Quantities { cpu: "100m".to_owned(), memory: "128Mi".to_owned() }
+}
+fn default_limits() -> Quantities {
+    Quantities { cpu: "500m".to_owned(), memory: "256Mi".to_owned() }
+}
+
+/// Seconds of a duration `check_duration` accepted (`30s`, `2m`).
+pub fn seconds(duration: &str) -> u32 {
+    let (digits, unit) = match duration.strip_suffix('m') {
+        Some(d) => (d, 60),
+        None => (duration.trim_end_matches('s'), 1),
+    };
+    digits.parse::<u32>().unwrap_or(0) * unit
+}
+
+impl Check {
+    fn probe(&self, port: Option<u16>) -> Option<Probe> {
+        match (&self.path, &self.command, port) {
+            (Some(path), None, Some(port)) => Some(Probe::Http { port, path: path.clone() }),
+            (None, Some(command), _) if !command.is_empty() => Some(Probe::Exec(command.clone())),
+            _ => None,
+        }
+    }
 }
 
 fn default_grace() -> String {
@@ -149,6 +263,29 @@ pub struct Service {
 }
 
 impl Service {
+    /// "Can it serve now": compose's healthcheck, Kubernetes' readinessProbe.
+    pub fn readiness(&self) -> Probe {
+        let h = &self.manifest.health;
+        Check { path: h.path.clone(), command: h.command.clone() }
+            .probe(self.manifest.port)
+            .expect("validated: every service has a readiness check")
+    }
+    /// "Is the process stuck": Kubernetes' livenessProbe and startupProbe.
+    pub fn liveness(&self) -> Probe {
+        match &self.manifest.health.liveness {
+            Some(check) => check.probe(self.manifest.port).expect("validated liveness check"),
+            None => self.readiness(),
+        }
+    }
+    pub fn timing(&self) -> Timing {
+        let h = &self.manifest.health;
+        Timing {
+            start_period: seconds(&h.start_period),
+            interval: seconds(&h.interval),
+            timeout: seconds(&h.timeout),
+            retries: h.retries,
+        }
+    }
     pub fn manifest_path(&self) -> String {
         format!("{}/{SERVICE_FILE}", self.dir)
     }
@@ -401,6 +538,56 @@ fn validate_service(root: &Path, s: &Service, text: &str) -> Result<()> {
         }
     }
     check_duration(&s.manifest.stop_grace_period).map_err(|m| err("stop_grace_period", m))?;
+    validate_health(s, &err)?;
+    validate_resources(&s.manifest.resources, &err)?;
+    Ok(())
+}
+
+fn validate_health(s: &Service, err: &dyn Fn(&str, String) -> anyhow::Error) -> Result<()> {
+    let h = &s.manifest.health;
+    for (key, value) in [("start_period", &h.start_period), ("interval", &h.interval), ("timeout", &h.timeout)] {
+        check_duration(value).map_err(|m| err(key, m))?;
+        if seconds(value) == 0 && key != "start_period" {
+            return Err(err(key, format!("health.{key} must be at least 1s")));
+        }
+    }
+    if h.retries == 0 {
+        return Err(err("retries", "health.retries must be at least 1".to_owned()));
+    }
+    if let Some(check) = &h.liveness {
+        match (&check.path, &check.command) {
+            (Some(path), None) if s.manifest.port.is_some() && path.starts_with('/') => {}
+            (Some(_), None) if s.manifest.port.is_none() => {
+                return Err(err("liveness", "health.liveness.path needs a `port` (http services only)".to_owned()))
+            }
+            (Some(_), None) => return Err(err("liveness", "health.liveness.path must start with '/'".to_owned())),
+            (None, Some(command)) if !command.is_empty() => {}
+            _ => {
+                return Err(err(
+                    "liveness",
+                    "health.liveness needs exactly one of `path` (HTTP GET) or `command` (an argv list)".to_owned(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_resources(r: &Resources, err: &dyn Fn(&str, String) -> anyhow::Error) -> Result<()> {
+    let number = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.') && !v.starts_with('.');
+    for q in [&r.requests, &r.limits] {
+        let cpu_ok = number(q.cpu.strip_suffix('m').unwrap_or(&q.cpu));
+        if !cpu_ok {
+            return Err(err("cpu", format!("cpu {:?} must be cores (\"0.5\") or millicores (\"250m\")", q.cpu)));
+        }
+        let memory = ["Ki", "Mi", "Gi"].iter().find_map(|u| q.memory.strip_suffix(u)).unwrap_or(&q.memory);
+        if !number(memory) || memory.contains('.') {
+            return Err(err(
+                "memory",
+                format!("memory {:?} must be whole bytes or Ki/Mi/Gi, like \"256Mi\"", q.memory),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -1,111 +1,200 @@
-//! `compose.yaml` and `.env.example`.
+//! `compose.yaml` and `.env.example`. compose.yaml is a typed value
+//! (`ComposeFile`) serialized by serde_yaml: field order is the struct's,
+//! maps are sorted, and no value is ever quoted by hand.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::dockerfile::{health_command, json_list};
-use super::{upstream_python_image, upstream_uv_image, HEADER_NOTE};
-use crate::manifest::{self, Installer, Service, Stack};
+use serde::Serialize;
 
-const PASSWORD_REQUIRED: &str = "\"${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set - run cargo xtask up once (it writes .env) or copy .env.example to .env}\"";
+use super::dockerfile::health_command;
+use super::{infra, service_env, upstream_python_image, upstream_uv_image, Infra, Value, HEADER_NOTE};
+use crate::manifest::{self, Installer, Service, Stack, Timing};
 
-fn postgres_env(d: &mut String) {
-    d.push_str("      POSTGRES_USER: ${POSTGRES_USER:-pysvc}\n");
-    let _ = writeln!(d, "      POSTGRES_PASSWORD: {PASSWORD_REQUIRED}");
-    d.push_str("      POSTGRES_DB: ${POSTGRES_DB:-pysvc}\n");
+const PASSWORD_MISSING: &str =
+    "POSTGRES_PASSWORD is not set - run cargo xtask up once (it writes .env) or copy .env.example to .env";
+
+/// Where an app service may write with its root filesystem read-only.
+pub const APP_TMPFS: &str = "/tmp";
+/// PostgreSQL writes its socket and lock file here (besides its data volume).
+const POSTGRES_RUN_DIR: &str = "/var/run/postgresql";
+
+#[derive(Serialize)]
+struct ComposeFile {
+    name: String,
+    services: serde_yaml::Mapping,
+    volumes: BTreeMap<String, serde_yaml::Mapping>,
 }
 
-fn healthcheck(d: &mut String, test: &str, start_period: &str) {
-    let _ = writeln!(
-        d,
-        "    healthcheck:\n      test: {test}\n      interval: ${{HEALTH_INTERVAL:-2s}}\n      timeout: 3s\n      retries: 3\n      start_period: ${{HEALTH_START_PERIOD:-{start_period}}}"
-    );
+#[derive(Serialize, Default)]
+struct ComposeService {
+    image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build: Option<Build>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "serde_yaml::Mapping::is_empty")]
+    environment: serde_yaml::Mapping,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    depends_on: BTreeMap<String, DependsOn>,
+    healthcheck: Healthcheck,
+    restart: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init: Option<bool>,
+    stop_grace_period: String,
+    // Hardening: no privilege gain, no capabilities, nothing writable but
+    // the volumes and a tmpfs.
+    security_opt: Vec<&'static str>,
+    cap_drop: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cap_add: Vec<&'static str>,
+    read_only: bool,
+    tmpfs: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Build {
+    context: &'static str,
+    dockerfile: String,
+    args: BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+struct DependsOn {
+    condition: &'static str,
+}
+
+#[derive(Serialize, Default)]
+struct Healthcheck {
+    test: Vec<String>,
+    interval: String,
+    timeout: String,
+    retries: u32,
+    start_period: String,
+}
+
+fn healthcheck(test: Vec<String>, t: Timing) -> Healthcheck {
+    Healthcheck {
+        test,
+        // Overridable from .env (bench-up compares timings through these).
+        interval: format!("${{HEALTH_INTERVAL:-{}s}}", t.interval),
+        timeout: format!("{}s", t.timeout),
+        retries: t.retries,
+        start_period: format!("${{HEALTH_START_PERIOD:-{}s}}", t.start_period),
+    }
+}
+
+/// How compose spells a value: settings come from `.env` with a default,
+/// secrets are required (compose refuses to start without them).
+pub fn compose_value(value: &Value) -> String {
+    match value {
+        Value::Fixed(v) => v.clone(),
+        Value::Setting { name, default } => format!("${{{name}:-{default}}}"),
+        Value::Secret(name) => format!("${{{name}:?{PASSWORD_MISSING}}}"),
+    }
+}
+
+fn environment(env: &[(String, Value)]) -> serde_yaml::Mapping {
+    env.iter().map(|(k, v)| (k.clone().into(), compose_value(v).into())).collect()
+}
+
+const NO_NEW_PRIVILEGES: &str = "no-new-privileges:true";
+
+fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
+    let mut test = vec!["CMD".to_owned()];
+    test.extend(infra.probe.iter().map(compose_value));
+    let mut service = ComposeService {
+        image: format!("${{{}:-{}}}", infra.image_var, infra.image),
+        environment: environment(&infra.env),
+        healthcheck: healthcheck(test, infra.timing),
+        restart: "on-failure:3",
+        stop_grace_period: infra.stop_grace_period.clone(),
+        security_opt: vec![NO_NEW_PRIVILEGES],
+        cap_drop: vec!["ALL"],
+        read_only: true,
+        tmpfs: vec![APP_TMPFS.to_owned()],
+        ..ComposeService::default()
+    };
+    if infra.name == "postgres" {
+        service.ports =
+            vec![format!("127.0.0.1:${{POSTGRES_HOST_PORT:-{}}}:{}", stack.manifest.postgres.host_port, infra.port)];
+        service.volumes = vec![
+            "postgres-data:/var/lib/postgresql/data".to_owned(),
+            format!("./{}:/docker-entrypoint-initdb.d:ro", stack.manifest.postgres.init_scripts),
+        ];
+        // The upstream image starts as root, fixes the data folder's owner
+        // and steps down to its postgres user: exactly these capabilities.
+        service.cap_add = vec!["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"];
+        service.tmpfs.push(format!("{POSTGRES_RUN_DIR}:mode=1777"));
+    } else {
+        service.init = Some(true);
+    }
+    service
+}
+
+fn app_service(stack: &Stack, service: &Service) -> ComposeService {
+    let m = &service.manifest;
+    let mut args =
+        BTreeMap::from([("BASE_IMAGE", format!("${{PYTHON_BASE_IMAGE:-{}}}", upstream_python_image(stack)))]);
+    if m.installer == Installer::Uv {
+        args.insert("UV_IMAGE", format!("${{UV_IMAGE:-{}}}", upstream_uv_image(stack)));
+    }
+    let ports = match (m.port, m.host_port) {
+        (Some(port), Some(host)) => vec![format!("127.0.0.1:${{{}_HOST_PORT:-{host}}}:{port}", service.env_name())],
+        _ => Vec::new(),
+    };
+    let depends_on = m
+        .depends_on
+        .iter()
+        .map(|d| (d.clone(), DependsOn { condition: "service_healthy" }))
+        .collect::<BTreeMap<_, _>>();
+    let mut test = vec!["CMD".to_owned()];
+    test.extend(health_command(service));
+    ComposeService {
+        image: format!("${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name),
+        build: Some(Build { context: ".", dockerfile: service.dockerfile_path(), args }),
+        command: Some(m.command.clone()),
+        environment: environment(&service_env(service)),
+        ports,
+        depends_on,
+        healthcheck: healthcheck(test, service.timing()),
+        restart: "on-failure:3",
+        init: Some(true),
+        stop_grace_period: m.stop_grace_period.clone(),
+        security_opt: vec![NO_NEW_PRIVILEGES],
+        cap_drop: vec!["ALL"],
+        read_only: true,
+        tmpfs: vec![APP_TMPFS.to_owned()],
+        ..ComposeService::default()
+    }
 }
 
 pub fn compose(stack: &Stack) -> String {
-    let m = &stack.manifest;
+    let mut services = serde_yaml::Mapping::new();
+    for infra in infra(stack) {
+        services.insert(infra.name.into(), serde_yaml::to_value(infra_service(&infra, stack)).expect("serializable"));
+    }
+    for service in &stack.services {
+        services.insert(
+            service.name.clone().into(),
+            serde_yaml::to_value(app_service(stack, service)).expect("serializable"),
+        );
+    }
+    let file = ComposeFile {
+        name: stack.manifest.project.clone(),
+        services,
+        volumes: BTreeMap::from([("postgres-data".to_owned(), serde_yaml::Mapping::new())]),
+    };
     let mut d = String::new();
     let _ = writeln!(d, "# {HEADER_NOTE}");
     let _ = writeln!(d, "# source: {} and services/*/{}", manifest::STACK_FILE, manifest::SERVICE_FILE);
     d.push_str("# Settings come from .env (see .env.example); nothing secret is written here.\n");
-    let _ = writeln!(d, "name: {}\n", m.project);
-    d.push_str("services:\n");
-
-    // PostgreSQL.
-    d.push_str("  postgres:\n    image: ${POSTGRES_IMAGE:-postgres:16-bookworm}\n    environment:\n");
-    postgres_env(&mut d);
-    let _ = writeln!(d, "    ports:\n      - \"127.0.0.1:${{POSTGRES_HOST_PORT:-{}}}:5432\"", m.postgres.host_port);
-    let _ = writeln!(
-        d,
-        "    volumes:\n      - postgres-data:/var/lib/postgresql/data\n      - ./{}:/docker-entrypoint-initdb.d:ro",
-        m.postgres.init_scripts
-    );
-    // -h 127.0.0.1: the TCP listener, not the socket the init phase uses.
-    healthcheck(
-        &mut d,
-        "[\"CMD-SHELL\", \"pg_isready -h 127.0.0.1 -U \\\"$$POSTGRES_USER\\\" -d \\\"$$POSTGRES_DB\\\"\"]",
-        "60s",
-    );
-    let _ = writeln!(d, "    restart: on-failure:3\n    stop_grace_period: {}\n", m.postgres.stop_grace_period);
-
-    // Kafka-protocol broker (KRaft-era: no ZooKeeper).
-    d.push_str("  kafka:\n    image: ${KAFKA_IMAGE:-pysvc/tansu:0.6.0}\n    environment:\n");
-    d.push_str("      ADVERTISED_LISTENER_URL: tcp://kafka:9092\n");
-    // A protocol-level probe: an ApiVersions round trip that must succeed.
-    healthcheck(&mut d, "[\"CMD\", \"kafka-health\", \"127.0.0.1:9092\"]", "30s");
-    let _ = writeln!(
-        d,
-        "    restart: on-failure:3\n    init: true\n    stop_grace_period: {}\n",
-        m.kafka.stop_grace_period
-    );
-
-    for service in &stack.services {
-        compose_service(&mut d, stack, service);
-    }
-    d.push_str("volumes:\n  postgres-data:\n");
+    d.push_str(&serde_yaml::to_string(&file).expect("compose file serializes"));
     d
-}
-
-fn compose_service(d: &mut String, stack: &Stack, service: &Service) {
-    let m = &service.manifest;
-    let _ = writeln!(d, "  {}:", service.name);
-    let _ =
-        writeln!(d, "    image: ${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name);
-    let _ = writeln!(d, "    build:\n      context: .\n      dockerfile: {}\n      args:", service.dockerfile_path());
-    let _ = writeln!(d, "        BASE_IMAGE: ${{PYTHON_BASE_IMAGE:-{}}}", upstream_python_image(stack));
-    if m.installer == Installer::Uv {
-        let _ = writeln!(d, "        UV_IMAGE: ${{UV_IMAGE:-{}}}", upstream_uv_image(stack));
-    }
-    let uses_postgres = m.depends_on.iter().any(|x| x == "postgres");
-    let uses_kafka = m.depends_on.iter().any(|x| x == "kafka");
-    if uses_postgres || uses_kafka || !m.environment.is_empty() {
-        d.push_str("    environment:\n");
-    }
-    if uses_postgres {
-        d.push_str("      POSTGRES_HOST: postgres\n      POSTGRES_PORT: \"5432\"\n");
-        postgres_env(d);
-    }
-    if uses_kafka {
-        d.push_str("      KAFKA_BOOTSTRAP: kafka:9092\n");
-    }
-    for (key, value) in &m.environment {
-        let _ = writeln!(d, "      {key}: {}", serde_json::to_string(value).expect("string"));
-    }
-    if let (Some(port), Some(host)) = (m.port, m.host_port) {
-        let _ = writeln!(d, "    ports:\n      - \"127.0.0.1:${{{}_HOST_PORT:-{host}}}:{port}\"", service.env_name());
-    }
-    if !m.depends_on.is_empty() {
-        d.push_str("    depends_on:\n");
-        let mut deps = m.depends_on.clone();
-        deps.sort();
-        deps.dedup();
-        for dep in deps {
-            let _ = writeln!(d, "      {dep}:\n        condition: service_healthy");
-        }
-    }
-    let mut test = vec!["CMD".to_owned()];
-    test.extend(health_command(service));
-    healthcheck(d, &json_list(&test), "60s");
-    let _ = writeln!(d, "    restart: on-failure:3\n    init: true\n    stop_grace_period: {}\n", m.stop_grace_period);
 }
 
 pub fn env_example(stack: &Stack) -> String {
@@ -118,7 +207,9 @@ pub fn env_example(stack: &Stack) -> String {
     d.push_str("# local ones for machines without a registry and points these at them.\n");
     let _ = writeln!(d, "PYTHON_BASE_IMAGE={}", upstream_python_image(stack));
     let _ = writeln!(d, "UV_IMAGE={}", upstream_uv_image(stack));
-    d.push_str("POSTGRES_IMAGE=postgres:16-bookworm\nKAFKA_IMAGE=pysvc/tansu:0.6.0\n");
+    for infra in infra(stack) {
+        let _ = writeln!(d, "{}={}", infra.image_var, infra.image);
+    }
     let _ = writeln!(d, "IMAGE_PREFIX={}\nIMAGE_TAG=latest\n", stack.manifest.project);
     d.push_str("# Host ports (always bound to 127.0.0.1).\n");
     let _ = writeln!(d, "POSTGRES_HOST_PORT={}", stack.manifest.postgres.host_port);

@@ -1,5 +1,9 @@
 //! `cargo xtask gen`: renders the Dockerfiles, their `.dockerignore`s,
-//! `compose.yaml` and `.env.example` from the manifests.
+//! `compose.yaml`, `.env.example` and the kustomize tree under `deploy/k8s/`
+//! from the manifests. One renderer per target (`dockerfile`, `dockerignore`,
+//! `compose`, `k8s`); the structured ones serialize typed values with serde,
+//! so quoting and escaping cannot go wrong. What compose and Kubernetes share
+//! (environment, infrastructure, probes) is defined once, here.
 //!
 //! Invariants: rendering is a pure function of the manifests (no clock, no
 //! environment, sorted maps), so the same input gives byte-identical files;
@@ -13,11 +17,12 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::manifest::{self, Stack};
+use crate::manifest::{self, Service, Stack, Timing};
 
 mod compose;
 mod dockerfile;
 mod dockerignore;
+pub mod k8s;
 
 pub use compose::{compose, env_example};
 pub use dockerfile::dockerfile;
@@ -42,6 +47,9 @@ impl Gen {
         let stack = manifest::load(root)?;
         let mode = if self.check { Mode::Check } else { Mode::Write };
         let changed = ensure_files(root, &render_all(&stack), mode)?;
+        if mode == Mode::Write {
+            k8s::ensure_secret_env(root)?;
+        }
         match (mode, changed.is_empty()) {
             (Mode::Check, _) => println!("generated files are up to date"),
             (Mode::Write, true) => println!("generated files are up to date"),
@@ -76,6 +84,7 @@ pub fn render_all(stack: &Stack) -> Vec<(String, String)> {
     }
     files.push(("compose.yaml".to_owned(), compose(stack)));
     files.push((".env.example".to_owned(), env_example(stack)));
+    files.extend(k8s::render(stack));
     files
 }
 
@@ -140,6 +149,110 @@ fn diff(path: &str, old: &str, new: &str) -> String {
         let _ = writeln!(out, "+{line}");
     }
     out
+}
+
+/// A value of the environment (or of a probe's argv) as each target spells
+/// it: compose reads settings from `.env`, Kubernetes from a ConfigMap or Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Fixed(String),
+    /// A setting with a default: `${NAME:-default}` in compose, `default` in Kubernetes.
+    Setting {
+        name: &'static str,
+        default: &'static str,
+    },
+    /// A secret: required from `.env` in compose, a `secretKeyRef` in Kubernetes.
+    Secret(&'static str),
+}
+
+impl Value {
+    fn fixed(value: impl Into<String>) -> Value {
+        Value::Fixed(value.into())
+    }
+}
+
+pub const POSTGRES_PORT: u16 = 5432;
+pub const KAFKA_PORT: u16 = 9092;
+pub const POSTGRES_IMAGE: &str = "postgres:16-bookworm";
+pub const KAFKA_IMAGE: &str = "pysvc/tansu:0.6.0";
+const POSTGRES_USER: Value = Value::Setting { name: "POSTGRES_USER", default: "pysvc" };
+const POSTGRES_DB: Value = Value::Setting { name: "POSTGRES_DB", default: "pysvc" };
+
+fn postgres_credentials() -> Vec<(String, Value)> {
+    vec![
+        ("POSTGRES_USER".to_owned(), POSTGRES_USER),
+        ("POSTGRES_PASSWORD".to_owned(), Value::Secret("POSTGRES_PASSWORD")),
+        ("POSTGRES_DB".to_owned(), POSTGRES_DB),
+    ]
+}
+
+/// The environment of a service, in a fixed order: connection settings of
+/// what it depends on, then its manifest's `environment` (sorted).
+pub fn service_env(service: &Service) -> Vec<(String, Value)> {
+    let m = &service.manifest;
+    let mut env = Vec::new();
+    if m.depends_on.iter().any(|d| d == "postgres") {
+        env.push(("POSTGRES_HOST".to_owned(), Value::fixed("postgres")));
+        env.push(("POSTGRES_PORT".to_owned(), Value::fixed(POSTGRES_PORT.to_string())));
+        env.extend(postgres_credentials());
+    }
+    if m.depends_on.iter().any(|d| d == "kafka") {
+        env.push(("KAFKA_BOOTSTRAP".to_owned(), Value::fixed(format!("kafka:{KAFKA_PORT}"))));
+    }
+    env.extend(m.environment.iter().map(|(k, v)| (k.clone(), Value::fixed(v))));
+    env
+}
+
+/// An infrastructure workload (PostgreSQL, the broker) as compose and the
+/// Kubernetes dev overlay both run it.
+#[derive(Debug, Clone)]
+pub struct Infra {
+    pub name: &'static str,
+    /// `.env` key that overrides the image, and its default.
+    pub image_var: &'static str,
+    pub image: &'static str,
+    pub port: u16,
+    pub env: Vec<(String, Value)>,
+    /// Readiness and liveness: an argv (no shell).
+    pub probe: Vec<Value>,
+    pub timing: Timing,
+    pub stop_grace_period: String,
+}
+
+pub fn infra(stack: &Stack) -> [Infra; 2] {
+    let m = &stack.manifest;
+    let timing = |start_period| Timing { start_period, interval: 2, timeout: 3, retries: 3 };
+    let postgres = Infra {
+        name: "postgres",
+        image_var: "POSTGRES_IMAGE",
+        image: POSTGRES_IMAGE,
+        port: POSTGRES_PORT,
+        env: postgres_credentials(),
+        // -h 127.0.0.1: the TCP listener, not the socket the init phase uses.
+        probe: vec![
+            Value::fixed("pg_isready"),
+            Value::fixed("-h"),
+            Value::fixed("127.0.0.1"),
+            Value::fixed("-U"),
+            POSTGRES_USER,
+            Value::fixed("-d"),
+            POSTGRES_DB,
+        ],
+        timing: timing(60),
+        stop_grace_period: m.postgres.stop_grace_period.clone(),
+    };
+    // A protocol-level probe: an ApiVersions round trip that must succeed.
+    let kafka = Infra {
+        name: "kafka",
+        image_var: "KAFKA_IMAGE",
+        image: KAFKA_IMAGE,
+        port: KAFKA_PORT,
+        env: vec![("ADVERTISED_LISTENER_URL".to_owned(), Value::fixed(format!("tcp://kafka:{KAFKA_PORT}")))],
+        probe: vec![Value::fixed("kafka-health"), Value::fixed(format!("127.0.0.1:{KAFKA_PORT}"))],
+        timing: timing(30),
+        stop_grace_period: m.kafka.stop_grace_period.clone(),
+    };
+    [postgres, kafka]
 }
 
 pub fn upstream_python_image(stack: &Stack) -> String {

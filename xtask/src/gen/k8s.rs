@@ -1,0 +1,473 @@
+//! The kustomize tree under `deploy/k8s/`: a `base` with the services and an
+//! `overlays/dev` that adds in-cluster PostgreSQL and the broker, so the
+//! whole stack runs in any cluster. Every object is a `serde_json::Value`
+//! (maps sorted by key) serialized by serde_yaml: same manifests, same bytes.
+//!
+//! What compose and Kubernetes must agree on (environment, ports, commands,
+//! probes, infrastructure) comes from the same definitions in `gen/mod.rs`
+//! and `manifest.rs`; `gen/tests.rs` checks the two outputs against each other.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value as Json};
+
+use super::{infra, service_env, Infra, Value, HEADER_NOTE};
+use crate::manifest::{self, Kind, Probe, Service, Stack, Timing};
+
+pub const DIR: &str = "deploy/k8s";
+pub const OVERLAYS: [&str; 1] = ["dev"];
+/// The git-ignored env file the dev overlay's `secretGenerator` reads.
+pub const SECRET_ENV: &str = "deploy/k8s/overlays/dev/postgres.env";
+pub const SECRET_NAME: &str = "postgres-credentials";
+pub const NAMESPACE: &str = "pysvc-dev";
+pub const SERVICE_ACCOUNT: &str = "pysvc";
+pub const UID: u32 = super::APP_UID;
+/// Where a container may write with its root filesystem read-only.
+pub const TMP: &str = "/tmp";
+
+/// Policy skips, each with its reason (checkov reads `checkov.io/skipN`).
+const SKIP_DIGEST: &str =
+    "CKV_K8S_43=images are named by tag as build-images tags them; pin digests in a release overlay";
+const SKIP_SECRET_ENV: &str =
+    "CKV_K8S_35=the services and the postgres image read POSTGRES_PASSWORD from the environment, as under compose";
+const SKIP_LATEST: &str =
+    "CKV_K8S_14=the dev overlay names the latest tag build-images writes; set the git-sha tag with kustomize images";
+
+fn labels(stack: &Stack, name: &str, component: &str) -> Json {
+    json!({
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": stack.manifest.project,
+        "app.kubernetes.io/managed-by": "kustomize",
+    })
+}
+
+fn selector(stack: &Stack, name: &str) -> Json {
+    json!({"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": stack.manifest.project})
+}
+
+fn metadata(stack: &Stack, name: &str, component: &str) -> Json {
+    json!({"name": name, "labels": labels(stack, name, component)})
+}
+
+fn with_skips(mut meta: Json, skips: &[&str]) -> Json {
+    if !skips.is_empty() {
+        let annotations: serde_json::Map<String, Json> =
+            skips.iter().enumerate().map(|(i, s)| (format!("checkov.io/skip{}", i + 1), json!(s))).collect();
+        meta["annotations"] = Json::Object(annotations);
+    }
+    meta
+}
+
+fn yaml_docs(docs: &[Json]) -> String {
+    let mut out = format!("# {HEADER_NOTE}\n");
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_yaml::to_string(doc).expect("JSON values serialize as YAML"));
+    }
+    out
+}
+
+/// A probe of the given check, with the manifest's timing.
+fn probe(check: &Probe, t: Timing, failure_threshold: u32) -> Json {
+    let mut p = match check {
+        Probe::Http { port, path } => json!({"httpGet": {"path": path, "port": port}}),
+        Probe::Exec(argv) => json!({"exec": {"command": argv}}),
+    };
+    p["periodSeconds"] = json!(t.interval);
+    p["timeoutSeconds"] = json!(t.timeout);
+    p["failureThreshold"] = json!(failure_threshold);
+    p
+}
+
+/// startupProbe failures allowed: the whole start period, then `retries`
+/// more, as compose's healthcheck counts them; liveness only starts after it.
+pub fn startup_failure_threshold(t: Timing) -> u32 {
+    t.start_period.div_ceil(t.interval) + t.retries
+}
+
+/// readinessProbe, livenessProbe and startupProbe of one container.
+pub fn probes(readiness: &Probe, liveness: &Probe, t: Timing) -> Json {
+    json!({
+        "readinessProbe": probe(readiness, t, t.retries),
+        "livenessProbe": probe(liveness, t, t.retries),
+        "startupProbe": probe(liveness, t, startup_failure_threshold(t)),
+    })
+}
+
+fn pod_security(uid: u32) -> Json {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+fn container_security(uid: u32) -> Json {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "privileged": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// How Kubernetes spells one environment entry: fixed values and settings
+/// from the workload's ConfigMap, secrets from the generated Secret.
+fn env_entries(config_map: &str, env: &[(String, Value)]) -> Json {
+    let entries: Vec<Json> = env
+        .iter()
+        .map(|(name, value)| match value {
+            Value::Secret(key) => {
+                json!({"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": key}}})
+            }
+            _ => json!({"name": name, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": name}}}),
+        })
+        .collect();
+    Json::Array(entries)
+}
+
+fn config_map(stack: &Stack, name: &str, component: &str, env: &[(String, Value)]) -> Json {
+    let data: serde_json::Map<String, Json> = env
+        .iter()
+        .filter_map(|(k, v)| match v {
+            Value::Fixed(v) => Some((k.clone(), json!(v))),
+            Value::Setting { default, .. } => Some((k.clone(), json!(default))),
+            Value::Secret(_) => None,
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(stack, name, component), "data": data})
+}
+
+/// How Kubernetes spells an argv with settings in it (no shell to expand them).
+fn argv(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Fixed(v) => v.clone(),
+            Value::Setting { default, .. } => (*default).to_owned(),
+            Value::Secret(name) => panic!("a secret ({name}) never goes into an argv"),
+        })
+        .collect()
+}
+
+pub fn image(stack: &Stack, service: &Service) -> String {
+    format!("{}/{}:latest", stack.manifest.project, service.name)
+}
+
+fn service_objects(stack: &Stack, service: &Service) -> Vec<Json> {
+    let m = &service.manifest;
+    let name = service.name.as_str();
+    let component = match m.kind {
+        Kind::Http => "api",
+        Kind::Worker => "worker",
+    };
+    let env = service_env(service);
+    let config = format!("{name}-env");
+    let mut container = json!({
+        "name": name,
+        "image": image(stack, service),
+        "imagePullPolicy": "Always",
+        "command": m.command,
+        "env": env_entries(&config, &env),
+        "resources": {
+            "requests": {"cpu": m.resources.requests.cpu, "memory": m.resources.requests.memory},
+            "limits": {"cpu": m.resources.limits.cpu, "memory": m.resources.limits.memory},
+        },
+        "securityContext": container_security(UID),
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
+    });
+    if let Some(port) = m.port {
+        container["ports"] = json!([{"name": "http", "containerPort": port, "protocol": "TCP"}]);
+    }
+    for (key, value) in probes(&service.readiness(), &service.liveness(), service.timing()).as_object().unwrap() {
+        container[key] = value.clone();
+    }
+    let mut skips = vec![SKIP_DIGEST, SKIP_LATEST];
+    if env.iter().any(|(_, v)| matches!(v, Value::Secret(_))) {
+        skips.push(SKIP_SECRET_ENV);
+    }
+    let deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": with_skips(metadata(stack, name, component), &skips),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector(stack, name)},
+            "template": {
+                "metadata": {"labels": labels(stack, name, component)},
+                "spec": pod_spec(container, manifest::seconds(&m.stop_grace_period), vec![]),
+            },
+        },
+    });
+    let mut docs = vec![config_map(stack, &config, component, &env), deployment];
+    if let Some(port) = m.port {
+        docs.push(service_object(stack, name, component, port, false));
+    }
+    docs
+}
+
+fn pod_spec(container: Json, grace: u32, mut volumes: Vec<Json>) -> Json {
+    let uid = container["securityContext"]["runAsUser"].as_u64().unwrap_or(UID.into()) as u32;
+    volumes.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}));
+    json!({
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": pod_security(uid),
+        "terminationGracePeriodSeconds": grace,
+        "containers": [container],
+        "volumes": volumes,
+    })
+}
+
+fn service_object(stack: &Stack, name: &str, component: &str, port: u16, headless: bool) -> Json {
+    let mut spec = json!({
+        "selector": selector(stack, name),
+        "ports": [{"name": "tcp", "port": port, "targetPort": port, "protocol": "TCP"}],
+    });
+    if headless {
+        spec["clusterIP"] = json!("None");
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata(stack, name, component), "spec": spec})
+}
+
+/// Who depends on `name`: the only pods its NetworkPolicy admits.
+fn dependents<'a>(stack: &'a Stack, name: &str) -> Vec<&'a str> {
+    let set: BTreeSet<&str> = stack
+        .services
+        .iter()
+        .filter(|s| s.manifest.depends_on.iter().any(|d| d == name))
+        .map(|s| s.name.as_str())
+        .collect();
+    set.into_iter().collect()
+}
+
+/// Ingress to `name` on `port`: from its dependents, and from anywhere when
+/// it is published (compose's `host_port`).
+fn network_policy(stack: &Stack, name: &str, component: &str, port: u16, public: bool) -> Option<Json> {
+    let mut rules = Vec::new();
+    if public {
+        rules.push(json!({"ports": [{"port": port, "protocol": "TCP"}]}));
+    }
+    let from: Vec<Json> =
+        dependents(stack, name).iter().map(|d| json!({"podSelector": {"matchLabels": selector(stack, d)}})).collect();
+    if !from.is_empty() {
+        rules.push(json!({"from": from, "ports": [{"port": port, "protocol": "TCP"}]}));
+    }
+    if rules.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(stack, &format!("{name}-ingress"), component),
+        "spec": {"podSelector": {"matchLabels": selector(stack, name)}, "policyTypes": ["Ingress"], "ingress": rules},
+    }))
+}
+
+fn kustomization(fields: Json) -> Json {
+    let mut k = json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"});
+    for (key, value) in fields.as_object().expect("an object") {
+        k[key] = value.clone();
+    }
+    k
+}
+
+fn base(stack: &Stack) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut resources = vec!["serviceaccount.yaml".to_owned()];
+    let account = json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(stack, SERVICE_ACCOUNT, "identity"),
+        "automountServiceAccountToken": false,
+    });
+    files.push(("serviceaccount.yaml".to_owned(), yaml_docs(&[account])));
+    for service in &stack.services {
+        let file = format!("{}.yaml", service.name);
+        files.push((file.clone(), yaml_docs(&service_objects(stack, service))));
+        resources.push(file);
+    }
+    let mut policies = vec![json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(stack, "default-deny-ingress", "policy"),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    })];
+    for s in &stack.services {
+        if let Some(port) = s.manifest.port {
+            policies.extend(network_policy(stack, &s.name, "policy", port, s.manifest.host_port.is_some()));
+        }
+    }
+    files.push(("networkpolicies.yaml".to_owned(), yaml_docs(&policies)));
+    resources.push("networkpolicies.yaml".to_owned());
+    files.push(("kustomization.yaml".to_owned(), yaml_docs(&[kustomization(json!({"resources": resources}))])));
+    files.into_iter().map(|(f, c)| (format!("{DIR}/base/{f}"), c)).collect()
+}
+
+fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
+    let name = infra.name;
+    let component = if name == "postgres" { "database" } else { "broker" };
+    let config = format!("{name}-env");
+    let check = Probe::Exec(argv(&infra.probe));
+    let mut container = json!({
+        "name": name,
+        "image": infra.image,
+        "imagePullPolicy": "Always",
+        "env": env_entries(&config, &infra.env),
+        "ports": [{"name": "tcp", "containerPort": infra.port, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
+        "securityContext": container_security(UID),
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
+    });
+    for (key, value) in probes(&check, &check, infra.timing).as_object().unwrap() {
+        container[key] = value.clone();
+    }
+    let grace = manifest::seconds(&infra.stop_grace_period);
+    let mut skips = vec![SKIP_DIGEST];
+    let workload = if name == "postgres" {
+        skips.push(SKIP_SECRET_ENV);
+        // The image's entrypoint runs initdb as any uid (nss_wrapper) and
+        // creates PGDATA (/var/lib/postgresql/data) inside the volume, so the
+        // volume's root (lost+found) is never the data folder.
+        container["volumeMounts"] = json!([
+            {"name": "tmp", "mountPath": TMP},
+            {"name": "run", "mountPath": "/var/run/postgresql"},
+            {"name": "data", "mountPath": "/var/lib/postgresql"},
+            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": true},
+        ]);
+        let volumes = vec![
+            json!({"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}),
+            json!({"name": "init", "configMap": {"name": "postgres-init"}}),
+        ];
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": with_skips(metadata(stack, name, component), &skips),
+            "spec": {
+                "serviceName": name,
+                "replicas": 1,
+                "selector": {"matchLabels": selector(stack, name)},
+                "template": {
+                    "metadata": {"labels": labels(stack, name, component)},
+                    "spec": pod_spec(container, grace, volumes),
+                },
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data", "labels": labels(stack, name, component)},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }],
+            },
+        })
+    } else {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": with_skips(metadata(stack, name, component), &skips),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": selector(stack, name)},
+                "template": {
+                    "metadata": {"labels": labels(stack, name, component)},
+                    "spec": pod_spec(container, grace, vec![]),
+                },
+            },
+        })
+    };
+    let mut docs = vec![config_map(stack, &config, component, &infra.env), workload];
+    docs.push(service_object(stack, name, component, infra.port, name == "postgres"));
+    docs.extend(network_policy(stack, name, "policy", infra.port, false));
+    docs
+}
+
+/// The init scripts as a ConfigMap, rendered from their files (kustomize
+/// may not read files outside the overlay).
+fn init_scripts(stack: &Stack) -> Json {
+    let dir = stack.root.join(&stack.manifest.postgres.init_scripts);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(".sql") || n.ends_with(".sh"));
+    names.sort();
+    let data: serde_json::Map<String, Json> =
+        names.iter().map(|n| (n.clone(), json!(std::fs::read_to_string(dir.join(n)).unwrap_or_default()))).collect();
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(stack, "postgres-init", "database"), "data": data})
+}
+
+fn dev_overlay(stack: &Stack) -> Vec<(String, String)> {
+    let [postgres, kafka] = infra(stack);
+    let namespace = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {
+                "app.kubernetes.io/part-of": stack.manifest.project,
+                "app.kubernetes.io/managed-by": "kustomize",
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    });
+    let mut images: Vec<Json> = stack
+        .services
+        .iter()
+        .map(|s| {
+            let name = format!("{}/{}", stack.manifest.project, s.name);
+            json!({"name": name, "newName": name, "newTag": "latest"})
+        })
+        .collect();
+    let (broker, broker_tag) = kafka.image.rsplit_once(':').expect("image has a tag");
+    images.push(json!({"name": broker, "newName": broker, "newTag": broker_tag}));
+    let secret_file = Path::new(SECRET_ENV).file_name().unwrap().to_string_lossy().into_owned();
+    let k = kustomization(json!({
+        "namespace": NAMESPACE,
+        "resources": ["namespace.yaml", "../../base", "postgres.yaml", "postgres-init.yaml", "kafka.yaml"],
+        "secretGenerator": [{"name": SECRET_NAME, "envs": [secret_file]}],
+        "images": images,
+    }));
+    let files = vec![
+        ("kustomization.yaml", yaml_docs(&[k])),
+        ("namespace.yaml", yaml_docs(&[namespace])),
+        ("postgres.yaml", yaml_docs(&infra_objects(stack, &postgres))),
+        ("postgres-init.yaml", yaml_docs(&[init_scripts(stack)])),
+        ("kafka.yaml", yaml_docs(&infra_objects(stack, &kafka))),
+    ];
+    files.into_iter().map(|(f, c)| (format!("{DIR}/overlays/dev/{f}"), c)).collect()
+}
+
+/// Every file under `deploy/k8s/`, in a fixed order.
+pub fn render(stack: &Stack) -> Vec<(String, String)> {
+    let mut files = base(stack);
+    files.extend(dev_overlay(stack));
+    files
+}
+
+/// Creates the git-ignored credentials file of the dev overlay (a random
+/// password) when it is missing; never changes an existing one.
+pub fn ensure_secret_env(root: &Path) -> Result<bool> {
+    let path = root.join(SECRET_ENV);
+    if path.exists() {
+        return Ok(false);
+    }
+    let password = crate::dotenv::random_secret()?;
+    let text = format!(
+        "# git-ignored: the dev overlay's secretGenerator reads it (created by `cargo xtask gen`)\nPOSTGRES_PASSWORD={password}\n"
+    );
+    super::write_atomic(&path, &text).with_context(|| format!("cannot create {SECRET_ENV}"))?;
+    eprintln!("created {SECRET_ENV} with a random POSTGRES_PASSWORD (git-ignored)");
+    Ok(true)
+}
