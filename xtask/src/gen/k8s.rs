@@ -18,6 +18,8 @@ use crate::manifest::{self, Kind, Probe, Service, Stack, Timing};
 
 pub const DIR: &str = "deploy/k8s";
 pub const OVERLAYS: [&str; 1] = ["dev"];
+/// The oldest Kubernetes release the output is validated against.
+pub const OLDEST_KUBERNETES: &str = "1.30.0";
 /// The git-ignored env file the dev overlay's `secretGenerator` reads.
 pub const SECRET_ENV: &str = "deploy/k8s/overlays/dev/postgres.env";
 pub const SECRET_NAME: &str = "postgres-credentials";
