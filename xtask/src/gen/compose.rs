@@ -16,8 +16,6 @@ const PASSWORD_MISSING: &str =
 
 /// Where an app service may write with its root filesystem read-only.
 pub const APP_TMPFS: &str = "/tmp";
-/// PostgreSQL writes its socket and lock file here (besides its data volume).
-const POSTGRES_RUN_DIR: &str = "/var/run/postgresql";
 
 #[derive(Serialize)]
 struct ComposeFile {
@@ -52,7 +50,9 @@ struct ComposeService {
     cap_drop: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cap_add: Vec<&'static str>,
-    read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_only: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     tmpfs: Vec<String>,
 }
 
@@ -115,7 +115,7 @@ fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
         stop_grace_period: infra.stop_grace_period.clone(),
         security_opt: vec![NO_NEW_PRIVILEGES],
         cap_drop: vec!["ALL"],
-        read_only: true,
+        read_only: Some(true),
         tmpfs: vec![APP_TMPFS.to_owned()],
         ..ComposeService::default()
     };
@@ -129,7 +129,13 @@ fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
         // The upstream image starts as root, fixes the data folder's owner
         // and steps down to its postgres user: exactly these capabilities.
         service.cap_add = vec!["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"];
-        service.tmpfs.push(format!("{POSTGRES_RUN_DIR}:mode=1777"));
+        // The one exception to a read-only root: the server's socket and lock
+        // file go to /var/run/postgresql, which must belong to the image's
+        // own postgres user (uid differs per image); a tmpfs there is
+        // root-owned whatever mode it is given (Docker 20.10), so the server
+        // could not start. Kubernetes gives it an fsGroup-owned emptyDir.
+        service.read_only = None;
+        service.tmpfs = Vec::new();
     } else {
         service.init = Some(true);
     }
@@ -167,7 +173,7 @@ fn app_service(stack: &Stack, service: &Service) -> ComposeService {
         stop_grace_period: m.stop_grace_period.clone(),
         security_opt: vec![NO_NEW_PRIVILEGES],
         cap_drop: vec!["ALL"],
-        read_only: true,
+        read_only: Some(true),
         tmpfs: vec![APP_TMPFS.to_owned()],
         ..ComposeService::default()
     }

@@ -473,3 +473,7 @@ pub fn ensure_secret_env(root: &Path) -> Result<bool> {
     eprintln!("created {SECRET_ENV} with a random POSTGRES_PASSWORD (git-ignored)");
     Ok(true)
 }
+
+#[cfg(test)]
+#[path = "k8s_tests.rs"]
+mod tests;
