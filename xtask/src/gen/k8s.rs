@@ -451,6 +451,22 @@ fn dev_overlay(stack: &Stack) -> Vec<(String, String)> {
     files.into_iter().map(|(f, c)| (format!("{DIR}/overlays/dev/{f}"), c)).collect()
 }
 
+/// An overlay on top of `overlays/dev` that points every service image at
+/// `registry` with `tag`, as `cargo xtask build-images --push <registry>`
+/// pushes them (`<registry>/<prefix>/<service>:<git short sha>`). `dev` is
+/// the path of the dev overlay relative to where this file is written.
+pub fn registry_overlay(stack: &Stack, dev: &str, registry: &str, tag: &str) -> String {
+    let images: Vec<Json> = stack
+        .services
+        .iter()
+        .map(|s| {
+            let name = format!("{}/{}", stack.manifest.project, s.name);
+            json!({"name": name, "newName": format!("{registry}/{name}"), "newTag": tag})
+        })
+        .collect();
+    yaml_docs(&[kustomization(json!({"resources": [dev], "images": images}))])
+}
+
 /// Every file under `deploy/k8s/`, in a fixed order.
 pub fn render(stack: &Stack) -> Vec<(String, String)> {
     let mut files = base(stack);
