@@ -51,7 +51,12 @@ fn selector(stack: &Stack, name: &str) -> Json {
 }
 
 fn metadata(stack: &Stack, name: &str, component: &str) -> Json {
-    json!({"name": name, "labels": labels(stack, name, component)})
+    named(stack, name, name, component)
+}
+
+/// Metadata of an object called `object` that belongs to the app `app`.
+fn named(stack: &Stack, object: &str, app: &str, component: &str) -> Json {
+    json!({"name": object, "labels": labels(stack, app, component)})
 }
 
 fn with_skips(mut meta: Json, skips: &[&str]) -> Json {
@@ -139,7 +144,11 @@ fn env_entries(config_map: &str, env: &[(String, Value)]) -> Json {
     Json::Array(entries)
 }
 
-fn config_map(stack: &Stack, name: &str, component: &str, env: &[(String, Value)]) -> Json {
+fn config_map_name(app: &str) -> String {
+    format!("{app}-env")
+}
+
+fn config_map(stack: &Stack, app: &str, component: &str, env: &[(String, Value)]) -> Json {
     let data: serde_json::Map<String, Json> = env
         .iter()
         .filter_map(|(k, v)| match v {
@@ -148,7 +157,8 @@ fn config_map(stack: &Stack, name: &str, component: &str, env: &[(String, Value)
             Value::Secret(_) => None,
         })
         .collect();
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(stack, name, component), "data": data})
+    let name = config_map_name(app);
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": named(stack, &name, app, component), "data": data})
 }
 
 /// How Kubernetes spells an argv with settings in it (no shell to expand them).
@@ -175,7 +185,7 @@ fn service_objects(stack: &Stack, service: &Service) -> Vec<Json> {
         Kind::Worker => "worker",
     };
     let env = service_env(service);
-    let config = format!("{name}-env");
+    let config = config_map_name(name);
     let mut container = json!({
         "name": name,
         "image": image(stack, service),
@@ -212,7 +222,7 @@ fn service_objects(stack: &Stack, service: &Service) -> Vec<Json> {
             },
         },
     });
-    let mut docs = vec![config_map(stack, &config, component, &env), deployment];
+    let mut docs = vec![config_map(stack, name, component, &env), deployment];
     if let Some(port) = m.port {
         docs.push(service_object(stack, name, component, port, false));
     }
@@ -273,7 +283,7 @@ fn network_policy(stack: &Stack, name: &str, component: &str, port: u16, public:
     Some(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(stack, &format!("{name}-ingress"), component),
+        "metadata": named(stack, &format!("{name}-ingress"), name, component),
         "spec": {"podSelector": {"matchLabels": selector(stack, name)}, "policyTypes": ["Ingress"], "ingress": rules},
     }))
 }
@@ -321,7 +331,7 @@ fn base(stack: &Stack) -> Vec<(String, String)> {
 fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
     let name = infra.name;
     let component = if name == "postgres" { "database" } else { "broker" };
-    let config = format!("{name}-env");
+    let config = config_map_name(name);
     let check = Probe::Exec(argv(&infra.probe));
     let mut container = json!({
         "name": name,
@@ -389,7 +399,7 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
             },
         })
     };
-    let mut docs = vec![config_map(stack, &config, component, &infra.env), workload];
+    let mut docs = vec![config_map(stack, name, component, &infra.env), workload];
     docs.push(service_object(stack, name, component, infra.port, name == "postgres"));
     docs.extend(network_policy(stack, name, "policy", infra.port, false));
     docs
@@ -406,7 +416,7 @@ fn init_scripts(stack: &Stack) -> Json {
     names.sort();
     let data: serde_json::Map<String, Json> =
         names.iter().map(|n| (n.clone(), json!(std::fs::read_to_string(dir.join(n)).unwrap_or_default()))).collect();
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(stack, "postgres-init", "database"), "data": data})
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": named(stack, "postgres-init", "postgres", "database"), "data": data})
 }
 
 fn dev_overlay(stack: &Stack) -> Vec<(String, String)> {

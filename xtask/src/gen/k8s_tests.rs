@@ -468,3 +468,25 @@ fn kubernetes_output_matches_compose_for_other_shapes() {
     );
     assert_parity(&load(&root));
 }
+
+#[test]
+fn every_object_carries_the_recommended_labels_of_its_app() {
+    let stack = load(&fixture());
+    let apps = ["web", "worker", "postgres", "kafka", SERVICE_ACCOUNT, "default-deny-ingress"];
+    for (key, object) in objects(&stack) {
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/part-of"], "demo", "{key}");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "kustomize", "{key}");
+        if key.starts_with("Namespace/") {
+            continue;
+        }
+        assert!(labels["app.kubernetes.io/component"].is_string(), "{key}");
+        let app = labels["app.kubernetes.io/name"].as_str().unwrap();
+        assert!(apps.contains(&app), "{key}: app {app:?}");
+        if let Some(selector) = object["spec"]["selector"]["matchLabels"].as_mapping() {
+            for (k, v) in selector {
+                assert_eq!(&object["spec"]["template"]["metadata"]["labels"][k], v, "{key}: selector {k:?}");
+            }
+        }
+    }
+}
