@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use xshell::{cmd, Shell};
 
@@ -139,6 +139,7 @@ pub fn kubernetes(sh: &Shell, root: &Path) -> Result<()> {
     // A fresh clone has no credentials file yet: the secretGenerator needs one.
     k8s::ensure_secret_env(root)?;
     let validate = tools::kubernetes_validate(sh, root)?;
+    let newest = newest_bundled_schema(&validate)?;
     let checkov = tools::checkov(sh, root)?;
     let out = root.join("target/k8s");
     std::fs::create_dir_all(&out)?;
@@ -150,7 +151,7 @@ pub fn kubernetes(sh: &Shell, root: &Path) -> Result<()> {
         let file = out.join(format!("{}.yaml", target.replace('/', "-")));
         std::fs::write(&file, rendered + "\n")?;
         eprintln!("rendered {target} -> {}", file.display());
-        for version in [k8s::OLDEST_KUBERNETES, tools::KUBERNETES_VALIDATE_VERSION] {
+        for version in [k8s::OLDEST_KUBERNETES, newest.as_str()] {
             cmd!(sh, "{validate} --strict --quiet --kubernetes-version {version} {file}").run()?;
             eprintln!("{target}: schema-valid (strict) for Kubernetes {version}");
         }
@@ -176,6 +177,27 @@ pub fn kubernetes(sh: &Shell, root: &Path) -> Result<()> {
     }
     eprintln!("a registry overlay sets every service image to {registry}/<prefix>/<service>:{tag}");
     Ok(())
+}
+
+/// The newest Kubernetes version whose schemas the installed
+/// kubernetes-validate bundles (its `kubernetes-json-schema/v<version>-*` folders).
+fn newest_bundled_schema(validate: &Path) -> Result<String> {
+    let venv = validate.parent().and_then(Path::parent).context("kubernetes-validate is not in a venv")?;
+    let mut newest: Option<(Vec<u32>, String)> = None;
+    for entry in walkdir::WalkDir::new(venv.join("lib")).max_depth(4).into_iter().filter_map(|e| e.ok()) {
+        if entry.file_name() != "kubernetes-json-schema" {
+            continue;
+        }
+        for schema in std::fs::read_dir(entry.path())?.filter_map(|e| e.ok()) {
+            let name = schema.file_name().to_string_lossy().into_owned();
+            let Some(version) = name.strip_prefix('v').and_then(|v| v.split('-').next()) else { continue };
+            let key: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+            if newest.as_ref().is_none_or(|(k, _)| &key > k) {
+                newest = Some((key, version.to_owned()));
+            }
+        }
+    }
+    newest.map(|(_, v)| v).context("kubernetes-validate bundles no schemas (kubernetes-json-schema/v*)")
 }
 
 /// pytest for every service, in a venv built from the lock files with uv.
