@@ -88,11 +88,16 @@ fn healthcheck(test: Vec<String>, t: Timing) -> Healthcheck {
     }
 }
 
+/// A value compose must not interpolate: `$` is written `$$`.
+fn literal(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
 /// How compose spells a value: settings come from `.env` with a default,
 /// secrets are required (compose refuses to start without them).
 pub fn compose_value(value: &Value) -> String {
     match value {
-        Value::Fixed(v) => v.clone(),
+        Value::Fixed(v) => literal(v),
         Value::Setting { name, default } => format!("${{{name}:-{default}}}"),
         Value::Secret(name) => format!("${{{name}:?{PASSWORD_MISSING}}}"),
     }
@@ -159,11 +164,11 @@ fn app_service(stack: &Stack, service: &Service) -> ComposeService {
         .map(|d| (d.clone(), DependsOn { condition: "service_healthy" }))
         .collect::<BTreeMap<_, _>>();
     let mut test = vec!["CMD".to_owned()];
-    test.extend(health_command(service));
+    test.extend(health_command(service).iter().map(|a| literal(a)));
     ComposeService {
         image: format!("${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name),
         build: Some(Build { context: ".", dockerfile: service.dockerfile_path(), args }),
-        command: Some(m.command.clone()),
+        command: Some(m.command.iter().map(|a| literal(a)).collect()),
         environment: environment(&service_env(service)),
         ports,
         depends_on,

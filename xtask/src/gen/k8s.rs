@@ -190,7 +190,8 @@ fn service_objects(stack: &Stack, service: &Service) -> Vec<Json> {
         "name": name,
         "image": image(stack, service),
         "imagePullPolicy": "Always",
-        "command": m.command,
+        // Kubernetes expands `$(NAME)` in a command; `$$(` keeps it literal.
+        "command": m.command.iter().map(|a| a.replace("$(", "$$(")).collect::<Vec<_>>(),
         "env": env_entries(&config, &env),
         "resources": {
             "requests": {"cpu": m.resources.requests.cpu, "memory": m.resources.requests.memory},

@@ -327,8 +327,14 @@ fn no_password_in_any_generated_file_and_the_secret_file_is_git_ignored() {
 fn resolve(value: &str) -> String {
     let mut out = String::new();
     let mut rest = value;
-    while let Some(start) = rest.find("${") {
+    while let Some(start) = rest.find('$') {
         out.push_str(&rest[..start]);
+        if rest[start..].starts_with("$$") {
+            out.push('$');
+            rest = &rest[start + 2..];
+            continue;
+        }
+        assert!(rest[start..].starts_with("${"), "{value}: a bare $ that compose would interpolate");
         let end = start + rest[start..].find('}').unwrap_or_else(|| panic!("unclosed in {value:?}"));
         let inner = &rest[start + 2..end];
         if let Some((_, default)) = inner.split_once(":-") {
@@ -400,7 +406,14 @@ fn assert_parity(stack: &Stack) {
         // Image, as build-images tags it (or the infrastructure image).
         assert_eq!(resolve(s["image"].as_str().unwrap()), c["image"].as_str().unwrap(), "{name}: image");
         // Command: the same argv, or both leave the image's own.
-        assert_eq!(s.get("command"), c.get("command"), "{name}: command");
+        let command = |v: Option<&Yaml>, f: &dyn Fn(&str) -> String| {
+            v.map(|v| strings(v).iter().map(|a| f(a)).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            command(s.get("command"), &resolve),
+            command(c.get("command"), &|a| a.replace("$$(", "$(")),
+            "{name}: command"
+        );
         // Ports: every published container port is a containerPort and a
         // Service port; Kubernetes adds only ports others reach by name.
         let published: BTreeSet<u64> =
@@ -459,7 +472,8 @@ fn kubernetes_output_matches_compose_for_other_shapes() {
     write(
         &root,
         "services/worker/service.yaml",
-        &format!("{WORKER}environment:\n  MODE: \"fast: yes\"\n  EMPTY: \"\"\n"),
+        &format!("{WORKER}environment:\n  MODE: \"fast: yes\"\n  EMPTY: \"\"\n  PRICE: \"$5 ${{HOME}}\"\n")
+            .replace("[python, -m, worker_pkg]", "[python, -m, worker_pkg, \"$HOME\", \"$(HOME)\"]"),
     );
     write(
         &root,
