@@ -12,7 +12,7 @@ use crate::gen::{self, Mode};
 use crate::manifest::Installer;
 use crate::{manifest, tools};
 
-/// Run every check: formatting, clippy, generated files, hadolint, compose config, pytest, cargo test.
+/// Run every check: formatting, clippy, generated files, hadolint, compose config, Kubernetes manifests (offline), pytest, cargo test.
 #[derive(Args, Debug)]
 pub struct Test {
     /// Run every step even after a failure; report all failures at the end.
