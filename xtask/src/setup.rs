@@ -1,6 +1,8 @@
 //! `cargo xtask setup`: finds (and, with consent, installs and starts) what
-//! the other commands need: a Docker engine with BuildKit, the Compose v2
-//! plugin, debootstrap, hadolint. Idempotent: a second run changes nothing.
+//! the other commands and `cargo xtask test` need: a Docker engine with
+//! BuildKit, the Compose v2 plugin, debootstrap, hadolint, and the registry
+//! program the push test starts for itself. Idempotent: a second run changes
+//! nothing.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ pub struct Setup {
     /// Install and start what is missing without asking (Debian/Ubuntu, as root).
     #[arg(long, short)]
     pub yes: bool,
-    /// Also install and start a local registry on 127.0.0.1:5000 (Debian's docker-registry), for `--push` tests.
+    /// Also start a local registry on 127.0.0.1:5000 (Debian's docker-registry), to try `build-images --push 127.0.0.1:5000`.
     #[arg(long)]
     pub registry: bool,
 }
@@ -37,6 +39,12 @@ impl Setup {
         let engine_up = engine_version(sh).is_some();
         if !engine_up {
             missing.push(Missing { what: "Docker engine", fix: "apt-get install -y docker.io, then start dockerd" });
+        }
+        if !has(sh, "docker-registry") {
+            missing.push(Missing {
+                what: "docker-registry (the push test starts a throwaway registry with it)",
+                fix: "apt-get install -y docker-registry",
+            });
         }
         if !has(sh, "debootstrap") {
             missing.push(Missing {
@@ -63,7 +71,10 @@ impl Setup {
                 for m in &missing {
                     msg.push_str(&format!("\n  - {} (fix: {})", m.what, m.fix));
                 }
-                msg.push_str("\nrun `cargo xtask setup --yes` to install and start them (Debian/Ubuntu, as root)");
+                let registry = if self.registry { " --registry" } else { "" };
+                msg.push_str(&format!(
+                    "\nrun `cargo xtask setup --yes{registry}` to install and start them (Debian/Ubuntu, as root)"
+                ));
                 bail!(msg);
             }
             install(sh, root, engine_up)?;
@@ -133,11 +144,12 @@ fn ask(missing: &[Missing]) -> bool {
 }
 
 fn install(sh: &Shell, root: &Path, engine_up: bool) -> Result<()> {
-    let need_apt: Vec<&str> = [("dockerd", "docker.io"), ("debootstrap", "debootstrap")]
-        .into_iter()
-        .filter(|(bin, _)| !has(sh, bin))
-        .map(|(_, pkg)| pkg)
-        .collect();
+    let need_apt: Vec<&str> =
+        [("dockerd", "docker.io"), ("debootstrap", "debootstrap"), ("docker-registry", "docker-registry")]
+            .into_iter()
+            .filter(|(bin, _)| !has(sh, bin))
+            .map(|(_, pkg)| pkg)
+            .collect();
     if !need_apt.is_empty() {
         anyhow::ensure!(
             has(sh, "apt-get"),
