@@ -71,9 +71,9 @@ impl Setup {
                 for m in &missing {
                     msg.push_str(&format!("\n  - {} (fix: {})", m.what, m.fix));
                 }
-                let registry = if self.registry { " --registry" } else { "" };
                 msg.push_str(&format!(
-                    "\nrun `cargo xtask setup --yes{registry}` to install and start them (Debian/Ubuntu, as root)"
+                    "\nrun `{}` to install and start them (Debian/Ubuntu, as root)",
+                    self.fix_command()
                 ));
                 bail!(msg);
             }
@@ -100,6 +100,14 @@ impl Setup {
             println!("DOCKER_HOST={host}");
         }
         Ok(())
+    }
+}
+
+impl Setup {
+    /// The command that installs what this run found missing: the same
+    /// request, with consent.
+    fn fix_command(&self) -> String {
+        format!("cargo xtask setup --yes{}", if self.registry { " --registry" } else { "" })
     }
 }
 
@@ -262,6 +270,13 @@ fn start_registry(sh: &Shell, root: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_fix_keeps_the_registry_request() {
+        let fix = |registry| super::Setup { yes: false, registry }.fix_command();
+        assert_eq!(fix(true), "cargo xtask setup --yes --registry");
+        assert_eq!(fix(false), "cargo xtask setup --yes");
+    }
+
     #[test]
     fn buildkit_needs_api_1_39() {
         assert!(super::has_buildkit("1.41"));
