@@ -490,4 +490,4 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
 
 #[cfg(test)]
 pub(crate) mod tests;
-mod validate;
+pub mod validate;
