@@ -304,6 +304,14 @@ fn reap_orphans() {
             remove_project(project);
         }
     }
+    // Scratch copies (`pysvc-<name>-<pid>`, holding a stack.yaml) of such processes.
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix("pysvc-").and_then(|r| r.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !alive(pid)) && entry.path().join("stack.yaml").is_file() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// An isolated copy of the stack for one test: its own folder, compose
