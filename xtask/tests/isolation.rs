@@ -2,7 +2,8 @@
 //! the real checkout as a user would (`cargo xtask up`, project `pysvc`),
 //! writes data, runs an isolated stack through up, use, down and up again,
 //! tries a second checkout of the same project, and then checks that the
-//! same containers still run, healthy, with the data and `.env` unchanged.
+//! same containers still run, healthy, with the data, images and `.env`
+//! unchanged.
 //!
 //! Two test runs at once take turns on the developer's stack through a lock
 //! file under `target/` (the second waits); every other stack of a test run
@@ -11,7 +12,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -82,6 +82,13 @@ fn a_test_run_leaves_the_developers_stack_and_data_alone() {
         assert!(state.ends_with(" healthy"), "{service}: {state}");
     }
     let volume_created = docker(&["volume", "inspect", "-f", "{{.CreatedAt}}", &volume]);
+    let image_ids = || -> Vec<String> {
+        ["api-server", "search-worker"]
+            .iter()
+            .map(|s| docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{project}/{s}:latest")]))
+            .collect()
+    };
+    let images_before = image_ids();
 
     // An isolated stack through what the stack tests do: up, a search,
     // down (keeping its volume), up again; then it is dropped (removed).
@@ -121,5 +128,5 @@ fn a_test_run_leaves_the_developers_stack_and_data_alone() {
     assert_eq!(json(&body), done, "the developer's data changed");
     assert_eq!(docker(&["volume", "inspect", "-f", "{{.CreatedAt}}", &volume]), volume_created);
     assert_eq!(std::fs::read(root().join(".env")).unwrap(), env_before, "the developer's .env changed");
-    assert!(Path::new(&root().join(".env")).is_file());
+    assert_eq!(image_ids(), images_before, "the developer's images were replaced");
 }
