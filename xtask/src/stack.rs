@@ -552,10 +552,12 @@ fn compose_shell_without_secrets(sh: &Shell, root: &Path) -> Result<Shell> {
 
 impl Down {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
-        let project = manifest::load_stack_manifest(root)?.project;
-        let rt = engine::runtime()?;
-        if let Ok(docker) = rt.block_on(engine::connect()) {
-            rt.block_on(refuse_another_checkout(&docker, &project, root))?;
+        // `down` must work even with a broken manifest: then compose alone decides.
+        if let Ok(m) = manifest::load_stack_manifest(root) {
+            let rt = engine::runtime()?;
+            if let Ok(docker) = rt.block_on(engine::connect()) {
+                rt.block_on(refuse_another_checkout(&docker, &m.project, root))?;
+            }
         }
         let sh = &compose_shell_without_secrets(sh, root)?;
         let volumes = self.volumes.then_some("--volumes");
