@@ -107,7 +107,11 @@ pub fn proxy_ca(root: &Path) -> Option<Vec<u8>> {
         std::env::var("SSL_CERT_FILE").ok(),
         std::env::var("PIP_CERT").ok(),
     ];
-    candidates.into_iter().flatten().find_map(|p| std::fs::read(p).ok().filter(|d| !d.is_empty()))
+    candidates
+        .into_iter()
+        .flatten()
+        .find_map(|p| std::fs::read(p).ok().filter(|d| !d.is_empty()))
+        .map(crate::proxy_ca::with_public_roots)
 }
 
 /// The build arguments every service image gets, from `.env` or the upstream defaults.

@@ -1,10 +1,13 @@
 //! `.env`: the uncommitted settings compose reads (credentials, image
 //! overrides). The xtask creates it from `.env.example` with a random
 //! password, and changes only the keys it is asked to, keeping comments and
-//! every other line as the user wrote them.
+//! every other line as the user wrote them. It holds the database password,
+//! so it is written readable by its owner only (0600), and an existing one
+//! that others can read is tightened when loaded.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -32,6 +35,7 @@ impl DotEnv {
             return Ok(env);
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        tighten(&path)?;
         Ok(DotEnv { path, lines: text.lines().map(str::to_owned).collect(), created: false })
     }
 
@@ -57,8 +61,36 @@ impl DotEnv {
     }
 
     pub fn save(&self) -> Result<()> {
-        crate::gen::write_atomic(&self.path, &(self.lines.join("\n") + "\n"))
+        write_private(&self.path, &(self.lines.join("\n") + "\n"))
     }
+}
+
+/// Writes a file only its owner can read or write (0600), whole or not at
+/// all: a temp file created with that mode, then a rename.
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let tmp = path.with_extension("xtask-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+/// An existing `.env` others can read (written by an older version, or
+/// copied by hand) is made private.
+fn tighten(path: &Path) -> Result<()> {
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            .with_context(|| format!("cannot make {} private (chmod 600 it)", path.display()))?;
+        eprintln!("{} holds a password and was readable by others ({mode:o}): now {:o}", path.display(), mode & 0o700);
+    }
+    Ok(())
 }
 
 pub fn random_secret() -> Result<String> {
@@ -67,4 +99,35 @@ pub fn random_secret() -> Result<String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("cannot read /dev/urandom for a password")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::DotEnv;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn env_holding_the_password_is_private() {
+        let dir = std::env::temp_dir().join(format!("pysvc-dotenv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env.example"), "POSTGRES_PASSWORD=\nIMAGE_TAG=latest\n").unwrap();
+        let mut env = DotEnv::load_or_create(&dir).unwrap();
+        assert!(env.created);
+        assert_eq!(mode(&dir.join(".env")), 0o600, "created");
+        env.set("IMAGE_TAG", "v1");
+        env.save().unwrap();
+        assert_eq!(mode(&dir.join(".env")), 0o600, "rewritten");
+        // One left readable by others is tightened when loaded.
+        std::fs::set_permissions(dir.join(".env"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let env = DotEnv::load_or_create(&dir).unwrap();
+        assert!(!env.created);
+        assert_eq!(env.get("IMAGE_TAG").as_deref(), Some("v1"));
+        assert_eq!(mode(&dir.join(".env")), 0o600, "tightened");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

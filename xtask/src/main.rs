@@ -11,6 +11,7 @@ mod gen;
 mod lock;
 mod manifest;
 mod new_service;
+mod proxy_ca;
 mod setup;
 mod stack;
 mod test;

@@ -423,6 +423,7 @@ pub fn load(root: &Path) -> Result<Stack> {
 }
 
 fn validate_stack(root: &Path, m: &StackManifest, text: &str) -> Result<()> {
+    validate::stack(m, text)?;
     if !valid_name(&m.project) {
         return Err(input_error(
             STACK_FILE,
@@ -473,6 +474,7 @@ fn check_duration(value: &str) -> std::result::Result<(), String> {
 }
 
 fn validate_service(root: &Path, s: &Service, text: &str) -> Result<()> {
+    validate::service(root, s, text)?;
     let file = s.manifest_path();
     let err = |key: &str, msg: String| input_error(&file, text, key, msg);
     if !valid_name(&s.name) {
@@ -675,3 +677,4 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
 
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod validate;

@@ -37,6 +37,8 @@ impl NewService {
         if !valid {
             bail!("service name {name:?} must start with a letter and hold only lowercase letters, digits and '-'");
         }
+        // It also names the image: no '-' at the end.
+        manifest::validate::image_component(name).map_err(anyhow::Error::msg)?;
         if manifest::INFRA.contains(&name) {
             bail!("{name:?} is reserved for infrastructure");
         }

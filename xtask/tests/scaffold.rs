@@ -1,27 +1,15 @@
-//! `cargo xtask new-service`: the scaffolded services build and come up
-//! healthy, in a scratch copy of the repository (its own compose project and
-//! host ports, so it never touches the main stack).
+//! `cargo xtask new-service` and first runs of a fresh clone, each in an
+//! isolated scratch copy (`common::TestStack`: its own compose project, host
+//! ports, volumes, `.env` and images), so it never touches the main stack.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use common::*;
-
-fn scratch_repo() -> PathBuf {
-    let dir = scratch_copy(
-        "scaffold",
-        &[
-            ("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=scaffold"),
-            ("POSTGRES_HOST_PORT=5432", "POSTGRES_HOST_PORT=15432"),
-            ("API_SERVER_HOST_PORT=8000", "API_SERVER_HOST_PORT=18000\nHELLO_HOST_PORT=18001"),
-        ],
-    );
-    edit_file(&dir, "stack.yaml", "project: pysvc", "project: scaffold");
-    dir
-}
 
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     xtask_env(args, &[("PYSVC_ROOT", dir.to_str().unwrap())])
@@ -36,8 +24,9 @@ fn ok_in(dir: &Path, args: &[&str]) -> String {
 #[test]
 fn new_services_build_and_come_up_healthy() {
     let _guard = serial();
-    let dir = scratch_repo();
-    ok_in(&dir, &["gen"]);
+    let mut stack = TestStack::new("scaffold");
+    let hello_port = stack.reserve_port("hello");
+    let dir = stack.dir.clone();
     // Before any `.env` exists, `down` still works (a fresh clone, CI).
     std::fs::rename(dir.join(".env"), dir.join(".env.saved")).unwrap();
     ok_in(&dir, &["down", "--volumes"]);
@@ -68,11 +57,10 @@ fn new_services_build_and_come_up_healthy() {
         assert!(report["time_to_healthy"][s].is_number(), "{s} not healthy: {report}");
     }
     let (status, body) = wait_for("hello to answer", Duration::from_secs(30), || {
-        http_at("127.0.0.1:18001", "GET", "/health", None).ok()
+        http_at(&format!("127.0.0.1:{hello_port}"), "GET", "/health", None).ok()
     });
     assert_eq!(status, 200, "{body}");
     ok_in(&dir, &["down", "--volumes"]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A fresh clone on a machine without a registry: the first `up` writes
@@ -81,12 +69,10 @@ fn new_services_build_and_come_up_healthy() {
 #[test]
 fn first_up_without_env_or_registry_falls_back_to_local_base_images() {
     let _guard = serial();
-    let dir = scratch_copy("fresh", &[]);
+    // The copy's manifests already carry its own project and free ports.
+    let stack = TestStack::new("fresh");
+    let dir = stack.dir.clone();
     std::fs::remove_file(dir.join(".env")).unwrap();
-    edit_file(&dir, "stack.yaml", "project: pysvc", "project: fresh");
-    edit_file(&dir, "stack.yaml", "host_port: 5432", "host_port: 25432");
-    edit_file(&dir, "services/api-server/service.yaml", "host_port: 8000", "host_port: 28000");
-    ok_in(&dir, &["gen"]);
     // A stack an earlier, failed run of this test left behind (another
     // password in its volume) must not decide this run.
     ok_in(&dir, &["down", "--volumes"]);
@@ -100,12 +86,12 @@ fn first_up_without_env_or_registry_falls_back_to_local_base_images() {
     assert!(env.contains("PYTHON_BASE_IMAGE=pysvc/python:3.11-bookworm"), "{env}");
     let password = env.lines().find_map(|l| l.strip_prefix("POSTGRES_PASSWORD=")).unwrap();
     assert!(password.len() >= 32, "a random password is generated: {password:?}");
-    let (status, _) = wait_for("api-server on 28000", Duration::from_secs(30), || {
-        http_at("127.0.0.1:28000", "GET", "/ready", None).ok()
-    });
+    // It holds a secret: only its owner may read it.
+    let mode = std::fs::metadata(dir.join(".env")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, ".env is created {mode:o}, not 600");
+    let (status, _) = wait_for("api-server", Duration::from_secs(30), || stack.http("GET", "/ready", None).ok());
     assert_eq!(status, 200);
     ok_in(&dir, &["down", "--volumes"]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A new `.env` next to an existing data volume: `up` stops before starting
@@ -113,17 +99,15 @@ fn first_up_without_env_or_registry_falls_back_to_local_base_images() {
 #[test]
 fn a_new_env_next_to_an_old_volume_is_refused_with_the_fix() {
     let _guard = serial();
-    let dir = scratch_copy("twin", &[]);
+    let stack = TestStack::new("twin");
+    let dir = stack.dir.clone();
     std::fs::remove_file(dir.join(".env")).unwrap();
-    edit_file(&dir, "stack.yaml", "project: pysvc", "project: twin");
-    ok_in(&dir, &["gen"]);
-    docker(&["volume", "create", "twin_postgres-data"]);
+    let volume = format!("{}_postgres-data", stack.project);
+    docker(&["volume", "create", "--label", &format!("com.docker.compose.project={}", stack.project), &volume]);
     let out = run_in(&dir, &["up"]);
-    docker(&["volume", "rm", "twin_postgres-data"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("the data volume twin_postgres-data already exists"), "{err}");
+    assert!(err.contains(&format!("the data volume {volume} already exists")), "{err}");
     assert!(err.contains("cargo xtask down --volumes"), "{err}");
-    assert!(container_of("twin", "postgres").is_empty(), "nothing may start");
-    std::fs::remove_dir_all(&dir).ok();
+    assert!(stack.container("postgres").is_empty(), "nothing may start");
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask up` and the stack, end to end: real engine, Compose,
-//! PostgreSQL and broker. One test per behaviour; they share one stack and
-//! take turns (see `common::serial`).
+//! PostgreSQL and broker. One test per behaviour, each on its own isolated
+//! copy of the stack (`common::TestStack`: own compose project, host ports,
+//! volumes, `.env` and images); they take turns (see `common::serial`).
 
 mod common;
 
@@ -11,50 +12,47 @@ use common::*;
 
 const SERVICES: [&str; 4] = ["postgres", "kafka", "api-server", "search-worker"];
 
-fn up() -> serde_json::Value {
-    let out = xtask_ok(&["up", "--json"]);
-    serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn started_at(service: &str) -> String {
-    docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", &container(service)])
+fn started_at(stack: &TestStack, service: &str) -> String {
+    docker(&["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", &stack.container(service)])
 }
 
 #[test]
 fn up_waits_for_health_and_a_second_up_restarts_nothing() {
     let _guard = serial();
-    let report = up();
+    let stack = TestStack::new("up");
+    let report = stack.up();
     for s in SERVICES {
         assert!(report["time_to_healthy"][s].as_f64().is_some(), "{s} missing from {report}");
-        assert_eq!(health(s), "healthy");
+        assert_eq!(stack.health(s), "healthy");
     }
-    let before: Vec<String> = SERVICES.iter().map(|s| started_at(s)).collect();
-    up();
-    let after: Vec<String> = SERVICES.iter().map(|s| started_at(s)).collect();
+    let before: Vec<String> = SERVICES.iter().map(|s| started_at(&stack, s)).collect();
+    stack.up();
+    let after: Vec<String> = SERVICES.iter().map(|s| started_at(&stack, s)).collect();
     assert_eq!(before, after, "a repeated `up` must not recreate or restart healthy services");
-    let status = xtask_ok(&["status"]);
+    let status = stack.ok(&["status"]);
     for s in SERVICES {
         assert!(status.lines().any(|l| l.starts_with(s) && l.contains("healthy")), "{status}");
     }
-    let logs = xtask_ok(&["logs", "search-worker", "--no-follow", "--tail", "500"]);
+    let logs = stack.ok(&["logs", "search-worker", "--no-follow", "--tail", "500"]);
     assert!(logs.contains("consuming search-requests"), "{logs}");
 }
 
 #[test]
 fn a_search_flows_through_broker_and_worker_and_survives_down_up() {
     let _guard = serial();
-    up();
-    let id = post_search("healthcheck");
-    let done = answered(&id, Duration::from_secs(60));
+    let stack = TestStack::new("flow");
+    stack.up();
+    let id = stack.post_search("healthcheck");
+    let done = stack.answered(&id, Duration::from_secs(60));
     let results = done["results"].as_array().unwrap();
     assert!(!results.is_empty(), "{done}");
     assert_eq!(results[0]["title"], "Healthchecks that fail");
 
     // Persistence: `down` keeps the volume, the next `up` finds the data.
-    xtask_ok(&["down"]);
-    assert!(container("postgres").is_empty());
-    up();
-    let (status, body) = http("GET", &format!("/searches/{id}"), None).unwrap();
+    stack.ok(&["down"]);
+    assert!(stack.container("postgres").is_empty());
+    stack.up();
+    let (status, body) = stack.http("GET", &format!("/searches/{id}"), None).unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body), done, "data written before `down` must survive it");
 }
@@ -62,7 +60,8 @@ fn a_search_flows_through_broker_and_worker_and_survives_down_up() {
 #[test]
 fn bad_input_gets_4xx_json_and_nothing_crashes() {
     let _guard = serial();
-    up();
+    let stack = TestStack::new("input");
+    stack.up();
     let big = vec![b'x'; 64 * 1024];
     let cases: [(&str, &str, Option<&[u8]>, u16); 6] = [
         ("POST", "/searches", Some(b"{not json"), 422),
@@ -73,107 +72,104 @@ fn bad_input_gets_4xx_json_and_nothing_crashes() {
         ("GET", "/searches/00000000-0000-0000-0000-000000000000", None, 404),
     ];
     for (method, path, body, expected) in cases {
-        let (status, text) = http(method, path, body).unwrap();
+        let (status, text) = stack.http(method, path, body).unwrap();
         assert_eq!(status, expected, "{method} {path}: {text}");
         assert!(json(&text)["error"].is_string(), "{text}");
     }
-    assert_eq!(http("GET", "/health", None).unwrap().0, 200);
-    assert_eq!(health("api-server"), "healthy");
+    assert_eq!(stack.http("GET", "/health", None).unwrap().0, 200);
+    assert_eq!(stack.health("api-server"), "healthy");
 }
 
 #[test]
 fn health_means_something() {
     let _guard = serial();
-    up();
+    let stack = TestStack::new("health");
+    stack.up();
     // Database down, then broker down: each time api-server's readiness
     // fails naming the dependency, and compose sees it unhealthy.
     for dependency in ["postgres", "kafka"] {
-        docker(&["stop", &container(dependency)]);
-        wait_health("api-server", "unhealthy", Duration::from_secs(60));
-        let (status, body) = http("GET", "/ready", None).unwrap();
+        docker(&["stop", &stack.container(dependency)]);
+        stack.wait_health("api-server", "unhealthy", Duration::from_secs(60));
+        let (status, body) = stack.http("GET", "/ready", None).unwrap();
         assert_eq!(status, 503);
         assert!(json(&body)["problems"][dependency].is_string(), "{body}");
-        docker(&["start", &container(dependency)]);
-        wait_health(dependency, "healthy", Duration::from_secs(60));
-        wait_health("api-server", "healthy", Duration::from_secs(60));
+        docker(&["start", &stack.container(dependency)]);
+        stack.wait_health(dependency, "healthy", Duration::from_secs(60));
+        stack.wait_health("api-server", "healthy", Duration::from_secs(60));
     }
 
     // Broker frozen: its port still accepts connections, so a port probe
     // would say healthy; the protocol probe must not.
-    let pid = main_pid("kafka", "tansu");
+    let pid = stack.main_pid("kafka", "tansu");
     kill("STOP", &pid);
-    wait_health("kafka", "unhealthy", Duration::from_secs(60));
+    stack.wait_health("kafka", "unhealthy", Duration::from_secs(60));
     kill("CONT", &pid);
-    wait_health("kafka", "healthy", Duration::from_secs(60));
-    wait_health("api-server", "healthy", Duration::from_secs(60));
+    stack.wait_health("kafka", "healthy", Duration::from_secs(60));
+    stack.wait_health("api-server", "healthy", Duration::from_secs(60));
 }
 
 #[test]
 fn broker_restart_loses_no_accepted_search_and_answers_each_once() {
     let _guard = serial();
-    up();
+    let stack = TestStack::new("broker");
+    stack.up();
     let queries = ["kafka", "cache", "shutdown", "proxy"];
     let mut ids: Vec<(String, &str)> = Vec::new();
     for q in queries {
-        ids.push((post_search(q), q));
+        ids.push((stack.post_search(q), q));
     }
     // Stopped with those in flight. The broker's storage is in memory, so
     // its restart loses whatever it held: the worst case for "none lost".
-    docker(&["stop", "-t", "5", &container("kafka")]);
+    docker(&["stop", "-t", "5", &stack.container("kafka")]);
     // Accepted while the broker is down (202, not an error).
     for q in &queries[..2] {
-        ids.push((post_search(q), q));
+        ids.push((stack.post_search(q), q));
     }
-    docker(&["start", &container("kafka")]);
+    docker(&["start", &stack.container("kafka")]);
     for q in &queries[2..] {
-        ids.push((post_search(q), q));
+        ids.push((stack.post_search(q), q));
     }
     let mut by_query: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
     for (id, q) in &ids {
-        let done = answered(id, Duration::from_secs(120));
+        let done = stack.answered(id, Duration::from_secs(120));
         let results = done["results"].clone();
         let first = by_query.entry(q).or_insert_with(|| results.clone());
         assert_eq!(*first, results, "two answers for {q:?} differ");
     }
     // Each search was answered once: exactly one row per (search, document).
-    let dupes = docker(&[
-        "exec",
-        &container("postgres"),
-        "psql",
-        "-U",
-        "pysvc",
-        "-d",
-        "pysvc",
-        "-tAc",
+    let dupes = stack.psql(
         "SELECT count(*) FROM (SELECT search_id, position FROM search_results GROUP BY 1, 2 HAVING count(*) > 1) d",
-    ]);
+    );
     assert_eq!(dupes, "0");
-    wait_health("kafka", "healthy", Duration::from_secs(60));
+    stack.wait_health("kafka", "healthy", Duration::from_secs(60));
 }
 
 #[test]
 fn killed_worker_restarts_and_resumes() {
     let _guard = serial();
-    up();
-    let restarts = |s: &str| docker(&["inspect", "-f", "{{.RestartCount}}", &container(s)]).parse::<u32>().unwrap();
+    let stack = TestStack::new("kill");
+    stack.up();
+    let restarts =
+        |s: &str| docker(&["inspect", "-f", "{{.RestartCount}}", &stack.container(s)]).parse::<u32>().unwrap();
     let before = restarts("search-worker");
-    kill("KILL", &main_pid("search-worker", "search_worker.main"));
+    kill("KILL", &stack.main_pid("search-worker", "search_worker.main"));
     wait_for("the worker to be restarted", Duration::from_secs(60), || {
         (restarts("search-worker") > before).then_some(())
     });
-    wait_health("search-worker", "healthy", Duration::from_secs(60));
-    let id = post_search("graceful shutdown");
-    assert!(!answered(&id, Duration::from_secs(60))["results"].as_array().unwrap().is_empty());
+    stack.wait_health("search-worker", "healthy", Duration::from_secs(60));
+    let id = stack.post_search("graceful shutdown");
+    assert!(!stack.answered(&id, Duration::from_secs(60))["results"].as_array().unwrap().is_empty());
 }
 
 #[test]
 fn docker_stop_is_clean_and_within_the_grace_period() {
     let _guard = serial();
-    up();
+    let stack = TestStack::new("stop");
+    stack.up();
     for (service, line) in
         [("search-worker", "search-worker stopped cleanly"), ("api-server", "api-server stopped cleanly")]
     {
-        let id = container(service);
+        let id = stack.container(service);
         let started = Instant::now();
         docker(&["stop", "-t", "30", &id]);
         let took = started.elapsed();
@@ -187,7 +183,7 @@ fn docker_stop_is_clean_and_within_the_grace_period() {
         assert!(took < Duration::from_secs(30), "{service} needed the SIGKILL ({took:?})");
         docker(&["start", &id]);
     }
-    up();
+    stack.up();
 }
 
 /// An unhealthy dependency makes `up` fail with the why: probe outputs and
@@ -195,11 +191,12 @@ fn docker_stop_is_clean_and_within_the_grace_period() {
 #[test]
 fn up_explains_an_unhealthy_service() {
     let _guard = serial();
-    up();
-    let pid = main_pid("postgres", "postgres -D");
+    let stack = TestStack::new("unhealthy");
+    stack.up();
+    let pid = stack.main_pid("postgres", "postgres -D");
     kill("STOP", &pid);
-    wait_health("postgres", "unhealthy", Duration::from_secs(60));
-    let out = xtask(&["up", "--timeout", "60"]);
+    stack.wait_health("postgres", "unhealthy", Duration::from_secs(60));
+    let out = stack.run(&["up", "--timeout", "60"]);
     kill("CONT", &pid);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "up must fail while postgres is unhealthy");
@@ -207,26 +204,21 @@ fn up_explains_an_unhealthy_service() {
     assert!(err.contains("last health probes:"), "{err}");
     assert!(err.contains("last log lines:"), "{err}");
     assert!(err.contains("left running for inspection"), "{err}");
-    assert!(!container("postgres").is_empty());
-    wait_health("postgres", "healthy", Duration::from_secs(60));
-    up();
+    assert!(!stack.container("postgres").is_empty());
+    stack.wait_health("postgres", "healthy", Duration::from_secs(60));
+    stack.up();
 }
 
 /// Ctrl-C while `up` waits: exit 130, the stack stopped, nothing removed.
 #[test]
 fn ctrl_c_during_up_stops_cleanly() {
     let _guard = serial();
-    xtask_ok(&["down"]);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["up"])
-        .current_dir(root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let stack = TestStack::new("ctrlc");
+    stack.ok(&["down"]);
+    let child = stack.spawn(&["up"]);
     // Wait until compose has created the first containers, then interrupt.
     wait_for("compose to create postgres", Duration::from_secs(60), || {
-        (!container("postgres").is_empty()).then_some(())
+        (!stack.container("postgres").is_empty()).then_some(())
     });
     kill("INT", &child.id().to_string());
     let out = child.wait_with_output().unwrap();
@@ -234,11 +226,11 @@ fn ctrl_c_during_up_stops_cleanly() {
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted: stopping the stack"), "{err}");
     for s in SERVICES {
-        let id = container(s);
+        let id = stack.container(s);
         if !id.is_empty() {
             let state = docker(&["inspect", "-f", "{{.State.Status}}", &id]);
             assert_ne!(state, "running", "{s} still runs after Ctrl-C");
         }
     }
-    up();
+    stack.up();
 }

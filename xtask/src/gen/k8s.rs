@@ -492,11 +492,14 @@ pub fn ensure_secret_env(root: &Path) -> Result<bool> {
     if path.exists() {
         return Ok(false);
     }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let password = crate::dotenv::random_secret()?;
     let text = format!(
         "# git-ignored: the dev overlay's secretGenerator reads it (created by `cargo xtask gen`)\nPOSTGRES_PASSWORD={password}\n"
     );
-    super::write_atomic(&path, &text).with_context(|| format!("cannot create {SECRET_ENV}"))?;
+    crate::dotenv::write_private(&path, &text).with_context(|| format!("cannot create {SECRET_ENV}"))?;
     eprintln!("created {SECRET_ENV} with a random POSTGRES_PASSWORD (git-ignored)");
     Ok(true)
 }

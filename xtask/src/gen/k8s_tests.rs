@@ -315,6 +315,9 @@ fn no_password_in_any_generated_file_and_the_secret_file_is_git_ignored() {
     }
     assert!(ensure_secret_env(&root).unwrap());
     let first = std::fs::read_to_string(root.join(SECRET_ENV)).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(root.join(SECRET_ENV)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{SECRET_ENV} holds a password: only its owner may read it");
     assert!(first.lines().any(|l| l.strip_prefix("POSTGRES_PASSWORD=").is_some_and(|p| p.len() >= 32)), "{first}");
     assert!(!ensure_secret_env(&root).unwrap(), "an existing credentials file is kept");
     assert_eq!(std::fs::read_to_string(root.join(SECRET_ENV)).unwrap(), first);

@@ -51,6 +51,7 @@ pub(crate) fn fixture() -> PathBuf {
     write(&root, "services/worker/service.yaml", WORKER);
     for s in ["web", "worker"] {
         write(&root, &format!("services/{s}/requirements.lock"), "six==1.16.0\n");
+        write(&root, &format!("services/{s}/requirements.in"), "six\n");
     }
     root
 }

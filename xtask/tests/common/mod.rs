@@ -1,17 +1,30 @@
 //! Helpers for the integration tests: they drive the real `cargo xtask`
 //! binary against the real engine, and talk to the stack over HTTP and the
 //! docker CLI. Nothing here is faked.
+//!
+//! Isolation: a test that starts containers does it through a [`TestStack`],
+//! a scratch copy of the repository with its own compose project
+//! (`pysvct-<test>-<pid>-<n>`), host ports chosen free at run time, `.env`
+//! (own password), image names (`IMAGE_PREFIX` = the project) and volumes.
+//! Dropping it (also while a failed test unwinds) removes its containers,
+//! volumes, networks, images and folder, so a developer's own stack (project
+//! `pysvc`) is never touched.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// One engine, one stack: the tests take turns.
+/// Compose projects of the tests start with this; never `pysvc` itself.
+pub const TEST_PROJECT_PREFIX: &str = "pysvct-";
+
+/// One engine on a small machine: the tests of one binary take turns.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
@@ -21,6 +34,8 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// Runs xtask in the real checkout. Only for commands that start nothing
+/// (or for the test that proves the developer's stack is left alone).
 pub fn xtask(args: &[&str]) -> Output {
     xtask_env(args, &[])
 }
@@ -37,17 +52,20 @@ pub fn xtask_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
-/// Runs xtask and fails the test with its output unless it succeeds.
-pub fn xtask_ok(args: &[&str]) -> String {
-    let out = xtask(args);
+/// Fails the test with the command's output unless it succeeded; its stdout.
+pub fn expect_ok(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "cargo xtask {} failed:\n{}\n{}",
-        args.join(" "),
+        "{what} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs xtask in the real checkout and fails the test unless it succeeds.
+pub fn xtask_ok(args: &[&str]) -> String {
+    expect_ok(&format!("cargo xtask {}", args.join(" ")), xtask(args))
 }
 
 pub fn docker(args: &[&str]) -> String {
@@ -56,14 +74,21 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// `docker` for cleanup: never panics (it runs inside `Drop`).
+fn docker_quiet(args: &[&str]) -> String {
+    Command::new("docker")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 pub fn docker_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&docker(args)).expect("docker printed JSON")
 }
 
-pub fn container(service: &str) -> String {
-    container_of("pysvc", service)
-}
-
+/// Container id of a compose service of `project` (empty when there is none).
 pub fn container_of(project: &str, service: &str) -> String {
     docker(&[
         "ps",
@@ -75,9 +100,14 @@ pub fn container_of(project: &str, service: &str) -> String {
     ])
 }
 
-pub fn health(service: &str) -> String {
-    let id = container(service);
-    docker(&["inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}", &id])
+/// `healthy`, `unhealthy`, `starting`, or the state of a container without a healthcheck.
+pub fn health_of(container: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}",
+        container,
+    ])
 }
 
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -91,33 +121,12 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-pub fn wait_health(service: &str, wanted: &str, timeout: Duration) {
-    wait_for(&format!("{service} to be {wanted}"), timeout, || (health(service) == wanted).then_some(()));
-}
-
-/// Host PID of the main process of a service (the child of tini).
-pub fn main_pid(service: &str, program: &str) -> String {
-    let top = docker(&["top", &container(service), "-eo", "pid,args"]);
-    top.lines()
-        .skip(1)
-        .find(|l| l.contains(program) && !l.contains("docker-init"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {program} process in {service}: {top}"))
-        .to_owned()
-}
-
 pub fn kill(signal: &str, pid: &str) {
     let status = Command::new("kill").args([&format!("-{signal}"), pid]).status().unwrap();
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
-pub const API: &str = "127.0.0.1:8000";
-
 /// A minimal HTTP/1.1 client: (status, body).
-pub fn http(method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<(u16, String)> {
-    http_at(API, method, path, body)
-}
-
 pub fn http_at(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
@@ -140,22 +149,53 @@ pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-pub fn post_search(query: &str) -> String {
-    let (status, body) = http("POST", "/searches", Some(format!("{{\"query\": \"{query}\"}}").as_bytes())).unwrap();
+/// POSTs a search to the api-server at `addr`; its id.
+pub fn post_search_at(addr: &str, query: &str) -> String {
+    let (status, body) =
+        http_at(addr, "POST", "/searches", Some(format!("{{\"query\": \"{query}\"}}").as_bytes())).unwrap();
     assert_eq!(status, 202, "{body}");
     json(&body)["id"].as_str().unwrap().to_owned()
 }
 
-/// Waits until a search is answered and returns its JSON.
-pub fn answered(id: &str, timeout: Duration) -> serde_json::Value {
+/// Waits until the search `id` is answered by the api-server at `addr`; its JSON.
+pub fn answered_at(addr: &str, id: &str, timeout: Duration) -> serde_json::Value {
     wait_for(&format!("search {id} to be answered"), timeout, || {
-        let (status, body) = http("GET", &format!("/searches/{id}"), None).ok()?;
+        let (status, body) = http_at(addr, "GET", &format!("/searches/{id}"), None).ok()?;
         (status == 200).then(|| json(&body)).filter(|v| v["status"] == "done")
     })
 }
 
+/// A port on 127.0.0.1 that nothing listens on now (and that this process
+/// has not handed out before).
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).unwrap();
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a file only its owner can read (a `.env` holds a password).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
 /// A scratch copy of the repository's inputs (no git, no target), with its
-/// own `.env` derived from the real one through `env_edits`.
+/// own `.env` derived from the real one (or from `.env.example` when the
+/// checkout has none) through `env_edits`.
 pub fn scratch_copy(name: &str, env_edits: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pysvc-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -164,17 +204,339 @@ pub fn scratch_copy(name: &str, env_edits: &[(&str, &str)]) -> PathBuf {
     for item in ["stack.yaml", "services", "docker", ".env.example"] {
         assert!(Command::new("cp").arg("-r").arg(src.join(item)).arg(&dir).status().unwrap().success());
     }
-    let mut env = std::fs::read_to_string(src.join(".env")).expect("base-images wrote .env");
+    let mut env = std::fs::read_to_string(src.join(".env"))
+        .or_else(|_| std::fs::read_to_string(src.join(".env.example")))
+        .expect("the checkout has .env or .env.example");
     for (from, to) in env_edits {
         env = env.replace(from, to);
     }
-    std::fs::write(dir.join(".env"), env).unwrap();
+    write_private(&dir.join(".env"), &env);
     dir
 }
 
 /// Replaces `from` by `to` in a file under `dir`; the file must contain it.
-pub fn edit_file(dir: &std::path::Path, rel: &str, from: &str, to: &str) {
+pub fn edit_file(dir: &Path, rel: &str, from: &str, to: &str) {
     let text = std::fs::read_to_string(dir.join(rel)).unwrap();
     assert!(text.contains(from), "{rel} has no {from:?}");
     std::fs::write(dir.join(rel), text.replace(from, to)).unwrap();
+}
+
+/// Sets `key: value` on the first line of a YAML file under `dir` whose key
+/// is `key` (indentation kept); the file must have such a line.
+pub fn set_yaml_key(dir: &Path, rel: &str, key: &str, value: &str) {
+    let text = std::fs::read_to_string(dir.join(rel)).unwrap();
+    let mut done = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let indent = line.len() - line.trim_start().len();
+            if !done && line.trim_start().starts_with(&format!("{key}:")) {
+                done = true;
+                format!("{}{key}: {value}", &line[..indent])
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    assert!(done, "{rel} has no `{key}:` line");
+    std::fs::write(dir.join(rel), lines.join("\n") + "\n").unwrap();
+}
+
+/// Sets `KEY=value` in the `.env` under `dir` (replacing the line or appending it).
+pub fn set_env(dir: &Path, key: &str, value: &str) {
+    let path = dir.join(".env");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let line = format!("{key}={value}");
+    match lines.iter_mut().find(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key)) {
+        Some(existing) => *existing = line,
+        None => lines.push(line),
+    }
+    write_private(&path, &(lines.join("\n") + "\n"));
+}
+
+/// Whether a process with this pid exists (Linux).
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes everything the engine holds for a compose project: containers,
+/// volumes, networks, and the images named after it (`<project>/…`, also
+/// when pushed as `<registry>/<project>/…`). Never panics.
+pub fn remove_project(project: &str) {
+    assert!(project.starts_with(TEST_PROJECT_PREFIX), "only test projects are removed, not {project}");
+    let label = format!("label=com.docker.compose.project={project}");
+    let containers = docker_quiet(&["ps", "-aq", "--filter", &label]);
+    let containers: Vec<&str> = containers.split_whitespace().collect();
+    if !containers.is_empty() {
+        docker_quiet(&[&["rm", "-f", "-v"][..], &containers].concat());
+    }
+    for (kind, list) in [("volume", ["volume", "ls", "-q"]), ("network", ["network", "ls", "-q"])] {
+        let ids = docker_quiet(&[&list[..], &["--filter", &label]].concat());
+        for id in ids.split_whitespace() {
+            docker_quiet(&[kind, "rm", id]);
+        }
+    }
+    let images = docker_quiet(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let ours: Vec<&str> = images
+        .lines()
+        .filter(|i| i.starts_with(&format!("{project}/")) || i.contains(&format!("/{project}/")))
+        .collect();
+    if !ours.is_empty() {
+        docker_quiet(&[&["rmi"][..], &ours].concat());
+    }
+}
+
+/// Test projects whose test process is gone (killed before its `Drop` ran):
+/// removed before a new one starts, so leftovers never pile up.
+fn reap_orphans() {
+    let projects = docker_quiet(&["ps", "-a", "--format", "{{.Label \"com.docker.compose.project\"}}"]);
+    let volumes = docker_quiet(&["volume", "ls", "--format", "{{.Label \"com.docker.compose.project\"}}"]);
+    let mut seen: Vec<&str> = projects.lines().chain(volumes.lines()).collect();
+    seen.sort();
+    seen.dedup();
+    for project in seen {
+        let Some(rest) = project.strip_prefix(TEST_PROJECT_PREFIX) else { continue };
+        // pysvct-<name>-<pid>-<n>
+        let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !alive(pid)) {
+            eprintln!("removing {project}, left behind by a test process that is gone");
+            remove_project(project);
+        }
+    }
+    // Scratch copies (`pysvc-<name>-<pid>`, holding a stack.yaml) of such processes.
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix("pysvc-").and_then(|r| r.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !alive(pid)) && entry.path().join("stack.yaml").is_file() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// An isolated copy of the stack for one test: its own folder, compose
+/// project, host ports, `.env` (own password) and image names. Everything it
+/// started is removed when it is dropped, also when the test fails.
+pub struct TestStack {
+    pub dir: PathBuf,
+    pub project: String,
+    /// Host port of each published service (`postgres`, `api-server`, …).
+    pub ports: BTreeMap<String, u16>,
+}
+
+impl TestStack {
+    /// A scratch copy named after the test, regenerated for its own project
+    /// and ports.
+    pub fn new(name: &str) -> TestStack {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        reap_orphans();
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let project = format!("{TEST_PROJECT_PREFIX}{name}-{pid}-{seq}");
+        assert!(project.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{project}");
+        let dir = scratch_copy(&format!("{name}-{seq}"), &[]);
+        let mut stack = TestStack { dir, project, ports: BTreeMap::new() };
+        set_yaml_key(&stack.dir, "stack.yaml", "project", &stack.project);
+        stack.publish("postgres", "stack.yaml", "POSTGRES_HOST_PORT");
+        for service in Self::service_names(&stack.dir) {
+            let rel = format!("services/{service}/service.yaml");
+            let text = std::fs::read_to_string(stack.dir.join(&rel)).unwrap();
+            if text.lines().any(|l| l.trim_start().starts_with("host_port:")) {
+                let key = format!("{}_HOST_PORT", service.to_uppercase().replace('-', "_"));
+                stack.publish(&service, &rel, &key);
+            }
+        }
+        set_env(&stack.dir, "POSTGRES_PASSWORD", &random_hex(20));
+        set_env(&stack.dir, "IMAGE_PREFIX", &stack.project);
+        set_env(&stack.dir, "IMAGE_TAG", "latest");
+        stack.ok(&["gen"]);
+        stack
+    }
+
+    fn service_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("services"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("service.yaml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Gives `service` a free host port, in its manifest and in `.env`.
+    fn publish(&mut self, service: &str, manifest: &str, env_key: &str) {
+        let port = free_port();
+        set_yaml_key(&self.dir, manifest, "host_port", &port.to_string());
+        set_env(&self.dir, env_key, &port.to_string());
+        self.ports.insert(service.to_owned(), port);
+    }
+
+    /// A free host port for a service added later (`<SERVICE>_HOST_PORT` in `.env`).
+    pub fn reserve_port(&mut self, service: &str) -> u16 {
+        let port = free_port();
+        set_env(&self.dir, &format!("{}_HOST_PORT", service.to_uppercase().replace('-', "_")), &port.to_string());
+        self.ports.insert(service.to_owned(), port);
+        port
+    }
+
+    /// `cargo xtask …` on this copy, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args).env("PYSVC_ROOT", &self.dir).current_dir(&self.dir);
+        cmd
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        eprintln!("$ cargo xtask {}   # in {}", args.join(" "), self.dir.display());
+        let out = self.command(args).envs(env.iter().copied()).output().expect("xtask runs");
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Runs xtask on this copy and fails the test unless it succeeds; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        expect_ok(&format!("cargo xtask {}", args.join(" ")), self.run(args))
+    }
+
+    /// `up --json`: the time-to-healthy report.
+    pub fn up(&self) -> serde_json::Value {
+        let out = self.ok(&["up", "--json"]);
+        serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// Spawns `cargo xtask …` on this copy (for tests that interrupt it).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn env_value(&self, key: &str) -> String {
+        let env = std::fs::read_to_string(self.dir.join(".env")).unwrap();
+        env.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_owned()
+    }
+
+    /// The `latest` image of a service of this copy.
+    pub fn image(&self, service: &str) -> String {
+        format!("{}/{service}:latest", self.project)
+    }
+
+    pub fn container(&self, service: &str) -> String {
+        container_of(&self.project, service)
+    }
+
+    pub fn health(&self, service: &str) -> String {
+        health_of(&self.container(service))
+    }
+
+    pub fn wait_health(&self, service: &str, wanted: &str, timeout: Duration) {
+        wait_for(&format!("{service} to be {wanted}"), timeout, || (self.health(service) == wanted).then_some(()));
+    }
+
+    /// `127.0.0.1:<port>` of a published service.
+    pub fn addr(&self, service: &str) -> String {
+        format!("127.0.0.1:{}", self.ports[service])
+    }
+
+    pub fn api(&self) -> String {
+        self.addr("api-server")
+    }
+
+    pub fn http(&self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<(u16, String)> {
+        http_at(&self.api(), method, path, body)
+    }
+
+    pub fn post_search(&self, query: &str) -> String {
+        post_search_at(&self.api(), query)
+    }
+
+    pub fn answered(&self, id: &str, timeout: Duration) -> serde_json::Value {
+        answered_at(&self.api(), id, timeout)
+    }
+
+    /// Host PID of the main process of a service (the child of tini).
+    pub fn main_pid(&self, service: &str, program: &str) -> String {
+        let top = docker(&["top", &self.container(service), "-eo", "pid,args"]);
+        top.lines()
+            .skip(1)
+            .find(|l| l.contains(program) && !l.contains("docker-init"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {program} process in {service}: {top}"))
+            .to_owned()
+    }
+
+    /// A query in the stack's database, as its user; the trimmed output.
+    pub fn psql(&self, sql: &str) -> String {
+        docker(&["exec", &self.container("postgres"), "psql", "-U", "pysvc", "-d", "pysvc", "-tAc", sql])
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        remove_project(&self.project);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throwaway registry (Debian's `docker-registry`) on a free loopback
+/// port with its storage in a temp folder; stopped and removed on drop.
+/// The engine allows plain HTTP to 127.0.0.0/8 registries.
+pub struct Registry {
+    pub addr: String,
+    child: Child,
+    storage: PathBuf,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let program = ["/usr/bin/docker-registry", "/usr/local/bin/docker-registry"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .unwrap_or_else(|| {
+                panic!("the push test needs Debian's docker-registry, which is not installed: run `cargo xtask setup --yes`")
+            });
+        let addr = format!("127.0.0.1:{}", free_port());
+        let storage = std::env::temp_dir().join(format!("pysvct-registry-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&storage).unwrap();
+        let child = Command::new(program)
+            .args(["serve".as_ref(), root().join("docker/registry.yml").as_os_str()])
+            .env("REGISTRY_HTTP_ADDR", &addr)
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &storage)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry { addr, child, storage };
+        wait_for("the test registry to answer", Duration::from_secs(20), || {
+            http_at(&registry.addr, "GET", "/v2/", None).ok().filter(|(s, _)| *s == 200)
+        });
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.storage);
+    }
+}
+
+/// An exclusive lock on a file, held until dropped; a second holder (another
+/// test process) waits for it.
+pub struct FileLock(std::fs::File);
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> FileLock {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
+        if file.try_lock().is_err() {
+            eprintln!("waiting for {} (another test run holds it)", path.display());
+            file.lock().unwrap();
+        }
+        FileLock(file)
+    }
 }
