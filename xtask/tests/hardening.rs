@@ -2,42 +2,19 @@
 //! the YAML): no privilege gain and a seccomp filter everywhere; read-only
 //! root filesystems with a writable tmpfs `/tmp` and no capabilities for the
 //! services and the broker; PostgreSQL's server without capabilities; and
-//! the stack still comes up healthy and answers a search. Runs in a scratch copy (compose project `k8stest`,
-//! host ports 21000-21099), removed with its volumes even when a check fails.
+//! the stack still comes up healthy and answers a search. Runs on its own
+//! `TestStack` (project, free ports, volumes, images), removed even when a
+//! check fails.
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
-const PROJECT: &str = "k8stest";
-const API_PORT: &str = "21000";
 const APPS: [&str; 2] = ["api-server", "search-worker"];
 const INFRA: [&str; 2] = ["postgres", "kafka"];
-
-/// Tears the scratch stack down (`down --volumes`) and deletes the copy,
-/// whatever happened in the test.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = run_in(&self.0, &["down", "--volumes"]);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    xtask_env(args, &[("PYSVC_ROOT", dir.to_str().unwrap())])
-}
-
-fn ok_in(dir: &Path, args: &[&str]) -> String {
-    let out = run_in(dir, args);
-    assert!(out.status.success(), "cargo xtask {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// `docker exec` without asserting success: (exit code, stdout + stderr).
 fn exec(id: &str, argv: &[&str]) -> (i32, String) {
@@ -60,28 +37,14 @@ fn proc_status(id: &str, field: &str) -> String {
 
 #[test]
 fn running_containers_are_hardened_and_the_stack_still_works() {
-    let _guard = serial();
-    let dir = scratch_copy(
-        PROJECT,
-        &[
-            ("IMAGE_PREFIX=pysvc", "IMAGE_PREFIX=k8stest"),
-            ("POSTGRES_HOST_PORT=5432", "POSTGRES_HOST_PORT=21032"),
-            ("API_SERVER_HOST_PORT=8000", &format!("API_SERVER_HOST_PORT={API_PORT}")),
-        ],
-    );
-    edit_file(&dir, "stack.yaml", "project: pysvc", &format!("project: {PROJECT}"));
-    let scratch = Scratch(dir);
-    ok_in(&scratch.0, &["gen"]);
-    // Leftovers of an earlier, failed run must not decide this one.
-    ok_in(&scratch.0, &["down", "--volumes"]);
-    let up = ok_in(&scratch.0, &["up", "--json"]);
-    let report: serde_json::Value = serde_json::from_str(up.lines().last().unwrap()).unwrap();
+    let stack = TestStack::new("hardening");
+    let report = stack.up();
     for s in APPS.iter().chain(&INFRA) {
         assert!(report["time_to_healthy"][s].is_number(), "{s} not healthy: {report}");
     }
 
     for s in APPS.iter().chain(&INFRA) {
-        let id = container_of(PROJECT, s);
+        let id = stack.container(s);
         let host = docker_json(&["inspect", "-f", "{{json .HostConfig}}", &id]);
         assert!(host["CapDrop"].as_array().unwrap().iter().any(|c| c == "ALL"), "{s}: {}", host["CapDrop"]);
         assert!(
@@ -97,7 +60,7 @@ fn running_containers_are_hardened_and_the_stack_still_works() {
     // (PostgreSQL is the documented exception: its socket directory must
     // belong to the image's own user, which a tmpfs cannot be here.)
     for s in APPS.iter().chain(&["kafka"]) {
-        let id = container_of(PROJECT, s);
+        let id = stack.container(s);
         let host = docker_json(&["inspect", "-f", "{{json .HostConfig}}", &id]);
         assert_eq!(host["ReadonlyRootfs"], true, "{s}: root filesystem writable");
         let (code, out) = exec(&id, &["touch", "/tmp/k8stest-probe"]);
@@ -116,22 +79,16 @@ fn running_containers_are_hardened_and_the_stack_still_works() {
     }
     // PostgreSQL's server runs as its own user without capabilities (the
     // image's entrypoint may step down from root with the added ones).
-    let pg = container_of(PROJECT, "postgres");
+    let pg = stack.container("postgres");
     assert_ne!(proc_status(&pg, "Uid").split_whitespace().next(), Some("0"), "postgres runs as root");
     assert_eq!(proc_status(&pg, "CapEff"), "0000000000000000", "postgres server has capabilities");
 
     // End to end: a search is stored, queued, answered from PostgreSQL.
-    let addr = format!("127.0.0.1:{API_PORT}");
-    let (status, body) = http_at(&addr, "POST", "/searches", Some(b"{\"query\": \"healthcheck\"}")).unwrap();
-    assert_eq!(status, 202, "{body}");
-    let id = json(&body)["id"].as_str().unwrap().to_owned();
-    let done = wait_for("the search to be answered", Duration::from_secs(60), || {
-        let (status, body) = http_at(&addr, "GET", &format!("/searches/{id}"), None).ok()?;
-        (status == 200).then(|| json(&body)).filter(|v| v["status"] == "done")
-    });
+    let id = stack.post_search("healthcheck");
+    let done = stack.answered(&id, Duration::from_secs(60));
     assert!(!done["results"].as_array().unwrap().is_empty(), "{done}");
     // The worker's heartbeat lives in the tmpfs: it stays healthy.
-    let worker = container_of(PROJECT, "search-worker");
+    let worker = stack.container("search-worker");
     let (code, out) = exec(&worker, &["python", "-m", "search_worker.health"]);
     assert_eq!(code, 0, "{out}");
 }
