@@ -11,12 +11,13 @@ use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder}
 use bollard::Docker;
 use clap::Args;
 use futures_util::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 use xshell::{cmd, Shell};
 
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
 use crate::engine;
+pub use crate::engine::{progress, spinner_style};
 use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::manifest::{self, Installer, Service, Stack};
 
@@ -69,19 +70,6 @@ impl BuildImages {
             Ok(())
         })
     }
-}
-
-/// Shows `msg` on a progress line; where no terminal draws the bars (CI
-/// logs), prints each change as a plain line instead.
-pub fn progress(bar: &ProgressBar, msg: String) {
-    if bar.is_hidden() && bar.message() != msg {
-        eprintln!("{}: {msg}", bar.prefix().trim());
-    }
-    bar.set_message(msg);
-}
-
-pub fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}").expect("valid template")
 }
 
 /// Short git revision, with `-dirty` when the work tree has changes.

@@ -163,7 +163,7 @@ fn a_failing_step_is_named_with_its_log() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "the build must fail");
     assert!(err.contains("building pysvc-broken/search-worker:latest failed"), "{err}");
-    assert!(err.contains("step: [builder ") && err.contains("uv pip install"), "the failed step is named: {err}");
+    assert!(err.contains("step: [runtime ") && err.contains("uv pip sync"), "the failed step is named: {err}");
     assert!(err.contains("last log lines:") && err.contains("six"), "the step's log is shown: {err}");
     std::fs::remove_dir_all(&scratch).ok();
 }

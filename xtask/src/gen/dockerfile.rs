@@ -82,7 +82,8 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
                 venv_cache_id(stack, service)
             );
             d.push_str("    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \\\n");
-            let _ = writeln!(d, "    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
+            let _ =
+                writeln!(d, "    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
             let _ = writeln!(d, "    --mount=type=bind,source={PROXY_CA_DIR},target=/tmp/proxy-ca \\");
             d.push_str("    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export SSL_CERT_FILE=/tmp/proxy-ca/proxy-ca.crt; fi \\\n");
             let _ = writeln!(
@@ -99,7 +100,8 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         Installer::Pip => {
             d.push_str("# pip itself (and setuptools) leave the venv after the install: no installer at run time.\n");
             d.push_str("RUN --mount=type=cache,target=/root/.cache/pip \\\n");
-            let _ = writeln!(d, "    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
+            let _ =
+                writeln!(d, "    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
             let _ = writeln!(d, "    --mount=type=bind,source={PROXY_CA_DIR},target=/tmp/proxy-ca \\");
             d.push_str(
                 "    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export PIP_CERT=/tmp/proxy-ca/proxy-ca.crt; fi \\\n",
