@@ -56,8 +56,12 @@ pub struct ImageResult {
 impl BuildImages {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
         let stack = manifest::load(root)?;
-        engine::runtime()?.block_on(async {
-            let docker = engine::connect().await?;
+        let rt = engine::runtime()?;
+        // What `up` does first: engine (offering `setup`), `.env`, and the
+        // base images it selects, pulled or, without a registry, built
+        // locally. A first `build-images` on an air-gapped machine works.
+        let docker = crate::stack::prepare(sh, root, &rt)?;
+        rt.block_on(async {
             let results = build_all(sh, &docker, &stack, &self).await?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
