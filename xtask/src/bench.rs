@@ -28,7 +28,7 @@ pub struct BenchUp {
 /// (label, environment) of each compared setting; the generated compose
 /// file reads both variables.
 const HEALTH_SETTINGS: [(&str, &[(&str, &str)]); 2] = [
-    ("generated (interval 2 s, start period 60 s)", &[]),
+    ("generated (interval 1 s, start period 60 s)", &[]),
     ("seed (interval 10 s, start period 30 s)", &[("HEALTH_INTERVAL", "10s"), ("HEALTH_START_PERIOD", "30s")]),
 ];
 

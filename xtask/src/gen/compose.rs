@@ -17,7 +17,7 @@ fn postgres_env(d: &mut String) {
 fn healthcheck(d: &mut String, test: &str, start_period: &str) {
     let _ = writeln!(
         d,
-        "    healthcheck:\n      test: {test}\n      interval: ${{HEALTH_INTERVAL:-2s}}\n      timeout: 3s\n      retries: 3\n      start_period: ${{HEALTH_START_PERIOD:-{start_period}}}"
+        "    healthcheck:\n      test: {test}\n      interval: ${{HEALTH_INTERVAL:-1s}}\n      timeout: 3s\n      retries: 3\n      start_period: ${{HEALTH_START_PERIOD:-{start_period}}}"
     );
 }
 
@@ -127,6 +127,6 @@ pub fn env_example(stack: &Stack) -> String {
             let _ = writeln!(d, "{}_HOST_PORT={port}", service.env_name());
         }
     }
-    d.push_str("\n# Healthcheck timing of every service.\nHEALTH_INTERVAL=2s\n");
+    d.push_str("\n# Healthcheck timing of every service.\nHEALTH_INTERVAL=1s\n");
     d
 }
