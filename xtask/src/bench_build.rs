@@ -588,9 +588,13 @@ async fn edit_to_serving(sh: &Shell, docker: &Docker, stack: &Stack, service: &S
     let up = crate::stack::Up { timeout: 180, no_build: false, json: true };
     build_images::build_all(sh, docker, stack, &BuildImages { json: true, ..Default::default() }).await?;
     up.start_and_wait(sh, docker, stack).await?;
+    let only = BuildImages { services: vec![service.name.clone()], json: true, ..Default::default() };
+    // An up-to-date image is skipped without touching BuildKit, so its layers
+    // may be gone from the build cache (the cold builds above pruned it): one
+    // forced, untimed build puts them back, as a developer's last build would.
+    build_images::build_all(sh, docker, stack, &BuildImages { force: true, ..only.clone() }).await?;
     let package = service.manifest.packages.first().context("a service has a package")?;
     let file = stack.root.join(&service.dir).join(package).join("_bench_edit.py");
-    let only = BuildImages { services: vec![service.name.clone()], json: true, ..Default::default() };
     let name = service.name.clone();
     let mut samples = Vec::new();
     let outcome: Result<()> = async {

@@ -24,7 +24,7 @@ use crate::manifest::{self, Installer, Service, Stack};
 pub const INPUTS_LABEL: &str = "pysvc.inputs";
 
 /// Build every service image (BuildKit, through the Engine API) with progress and a size report.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct BuildImages {
     /// Only these services (default: all).
     pub services: Vec<String>,
