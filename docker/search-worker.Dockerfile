@@ -18,22 +18,23 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 # Dependency layer: rebuilt when the lock file changes, never for a code change.
 # A TLS-inspecting proxy's CA (docker/ca/proxy-ca.crt, git-ignored) is mounted for this step
-# only; it never lands in a layer.
-# The venv lives in a cache mount (one per service and Python version) and is synced
-# to the lock, so a lock change installs and byte-compiles only what changed; the
-# layer gets a copy. Bytecode is compiled here, so containers start without compiling.
-RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=cache,id=pysvc-venv-search-worker-py3.11,sharing=locked,target=/root/.cache/venv \
+# only; it never lands in a layer. Every mount targets a folder the base image has
+# (a new mount point would stay behind in the layer as an empty folder).
+# The cache mount (one per service and Python version) holds uv's cache and a venv
+# synced to the lock, so a lock change installs and byte-compiles only what changed;
+# the layer gets a copy with bytecode, so containers start without compiling.
+RUN --mount=type=cache,id=pysvc-search-worker-uv-py3.11,sharing=locked,target=/var/cache \
     --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
     --mount=type=bind,source=services/search-worker/requirements.lock,target=/tmp/requirements.lock \
-    --mount=type=bind,source=docker/ca,target=/tmp/proxy-ca \
-    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export SSL_CERT_FILE=/tmp/proxy-ca/proxy-ca.crt; fi \
-    && if ! /root/.cache/venv/venv/bin/python -c '' 2>/dev/null; then rm -rf /root/.cache/venv/venv \
-        && uv venv --no-python-downloads --relocatable --python python3 /root/.cache/venv/venv; fi \
+    --mount=type=bind,source=docker/ca,target=/mnt \
+    if [ -s /mnt/proxy-ca.crt ]; then export SSL_CERT_FILE=/mnt/proxy-ca.crt; fi \
+    && export UV_CACHE_DIR=/var/cache/uv \
+    && if ! /var/cache/venv/bin/python -c '' 2>/dev/null; then rm -rf /var/cache/venv \
+        && uv venv --no-python-downloads --relocatable --python python3 /var/cache/venv; fi \
     && set -- --no-python-downloads --link-mode copy --compile-bytecode --require-hashes \
-        --python /root/.cache/venv/venv/bin/python /tmp/requirements.lock \
+        --python /var/cache/venv/bin/python /tmp/requirements.lock \
     && { uv pip sync --offline "$@" 2>/dev/null || uv pip sync "$@"; } \
-    && cp -a /root/.cache/venv/venv /opt/venv
+    && cp -a /var/cache/venv /opt/venv
 COPY services/shared/pysvc_common /app/pysvc_common
 COPY services/search-worker/search_worker /app/search_worker
 USER 10001:10001

@@ -68,24 +68,26 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     d.push_str("WORKDIR /app\n");
     d.push_str("# Dependency layer: rebuilt when the lock file changes, never for a code change.\n");
     let _ = writeln!(d, "# A TLS-inspecting proxy's CA ({PROXY_CA_FILE}, git-ignored) is mounted for this step");
-    d.push_str("# only; it never lands in a layer.\n");
+    d.push_str("# only; it never lands in a layer. Every mount targets a folder the base image has\n");
+    d.push_str("# (a new mount point would stay behind in the layer as an empty folder).\n");
+    let ca = format!("{CA_MOUNT}/proxy-ca.crt");
+    let lock_mount = format!("    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
+    let ca_mount = format!("    --mount=type=bind,source={PROXY_CA_DIR},target={CA_MOUNT} \\");
+    let cache_mount = format!(
+        "--mount=type=cache,id={},sharing=locked,target={CACHE_MOUNT} \\",
+        venv_cache_id(stack, service, installer)
+    );
     match installer {
         Installer::Uv => {
-            let cached = format!("{UV_VENV_CACHE}/venv");
-            d.push_str("# The venv lives in a cache mount (one per service and Python version) and is synced\n");
-            d.push_str("# to the lock, so a lock change installs and byte-compiles only what changed; the\n");
-            d.push_str("# layer gets a copy. Bytecode is compiled here, so containers start without compiling.\n");
-            d.push_str("RUN --mount=type=cache,target=/root/.cache/uv \\\n");
-            let _ = writeln!(
-                d,
-                "    --mount=type=cache,id={},sharing=locked,target={UV_VENV_CACHE} \\",
-                venv_cache_id(stack, service)
-            );
+            let cached = format!("{CACHE_MOUNT}/venv");
+            d.push_str("# The cache mount (one per service and Python version) holds uv's cache and a venv\n");
+            d.push_str("# synced to the lock, so a lock change installs and byte-compiles only what changed;\n");
+            d.push_str("# the layer gets a copy with bytecode, so containers start without compiling.\n");
+            let _ = writeln!(d, "RUN {cache_mount}");
             d.push_str("    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \\\n");
-            let _ =
-                writeln!(d, "    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
-            let _ = writeln!(d, "    --mount=type=bind,source={PROXY_CA_DIR},target=/tmp/proxy-ca \\");
-            d.push_str("    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export SSL_CERT_FILE=/tmp/proxy-ca/proxy-ca.crt; fi \\\n");
+            let _ = writeln!(d, "{lock_mount}\n{ca_mount}");
+            let _ = writeln!(d, "    if [ -s {ca} ]; then export SSL_CERT_FILE={ca}; fi \\");
+            let _ = writeln!(d, "    && export UV_CACHE_DIR={CACHE_MOUNT}/uv \\");
             let _ = writeln!(
                 d,
                 "    && if ! {cached}/bin/python -c '' 2>/dev/null; then rm -rf {cached} \\\n        && uv venv --no-python-downloads --relocatable --python python3 {cached}; fi \\"
@@ -99,13 +101,9 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         }
         Installer::Pip => {
             d.push_str("# pip itself (and setuptools) leave the venv after the install: no installer at run time.\n");
-            d.push_str("RUN --mount=type=cache,target=/root/.cache/pip \\\n");
-            let _ =
-                writeln!(d, "    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
-            let _ = writeln!(d, "    --mount=type=bind,source={PROXY_CA_DIR},target=/tmp/proxy-ca \\");
-            d.push_str(
-                "    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export PIP_CERT=/tmp/proxy-ca/proxy-ca.crt; fi \\\n",
-            );
+            let _ = writeln!(d, "RUN {cache_mount}\n{lock_mount}\n{ca_mount}");
+            let _ = writeln!(d, "    if [ -s {ca} ]; then export PIP_CERT={ca}; fi \\");
+            let _ = writeln!(d, "    && export PIP_CACHE_DIR={CACHE_MOUNT}/pip \\");
             let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
             let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r /tmp/requirements.lock \\");
             let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
@@ -136,14 +134,17 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     d
 }
 
-/// Where the uv variant keeps a service's venv between builds (a cache
-/// mount; the venv is a folder in it, since a mount point cannot be removed).
-const UV_VENV_CACHE: &str = "/root/.cache/venv";
+/// The install step's cache mount: the installer's cache and (uv) the
+/// synced venv. `/var/cache` is in every Debian-based image, so mounting
+/// there leaves no mount point behind.
+const CACHE_MOUNT: &str = "/var/cache";
+/// Where the proxy-CA folder is mounted: `/mnt`, for the same reason.
+const CA_MOUNT: &str = "/mnt";
 
-/// The cache-mount id of a service's venv: per project, service and Python
-/// version, so no two venvs ever share one.
-pub fn venv_cache_id(stack: &Stack, service: &Service) -> String {
-    format!("{}-venv-{}-py{}", stack.manifest.project, service.name, stack.manifest.python_version)
+/// The cache-mount id of a service's install step: per project, service,
+/// Python version and installer, so no two venvs ever share one.
+pub fn venv_cache_id(stack: &Stack, service: &Service, installer: Installer) -> String {
+    format!("{}-{}-{installer}-py{}", stack.manifest.project, service.name, stack.manifest.python_version)
 }
 
 fn last_component(path: &str) -> &str {

@@ -64,11 +64,10 @@ fn dockerfile_follows_the_uv_recipe() {
         "--compile-bytecode",
         "--link-mode copy",
         "--no-python-downloads",
-        "--mount=type=cache,target=/root/.cache/uv",
         "--mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv",
         "--mount=type=bind,source=services/web/requirements.lock,target=/tmp/requirements.lock",
-        "--mount=type=bind,source=docker/ca,target=/tmp/proxy-ca",
-        "export SSL_CERT_FILE=/tmp/proxy-ca/proxy-ca.crt",
+        "--mount=type=bind,source=docker/ca,target=/mnt",
+        "export SSL_CERT_FILE=/mnt/proxy-ca.crt",
         "--require-hashes",
         "COPY services/shared/common /app/common",
         "COPY services/web/web_pkg /app/web_pkg",
@@ -113,8 +112,9 @@ fn pip_installer_variant() {
     let d = file(&root, "docker/worker.Dockerfile");
     assert!(!d.contains("uv"), "{d}");
     assert!(d.contains("python3 -m venv /opt/venv"));
-    assert!(d.contains("export PIP_CERT=/tmp/proxy-ca/proxy-ca.crt"));
-    assert!(d.contains("--mount=type=cache,target=/root/.cache/pip"));
+    assert!(d.contains("export PIP_CERT=/mnt/proxy-ca.crt"));
+    assert!(d.contains("--mount=type=cache,id=demo-worker-pip-py3.11,sharing=locked,target=/var/cache"));
+    assert!(d.contains("export PIP_CACHE_DIR=/var/cache/pip"));
     assert!(d.contains("pip install --disable-pip-version-check --require-hashes"));
     assert!(d.contains("pip uninstall --disable-pip-version-check --yes pip setuptools"), "no installer at run time");
     assert_eq!(d.matches("\nFROM ").count(), 1, "one stage");
@@ -218,14 +218,18 @@ fn uv_dockerfile_is_one_stage_with_uv_only_mounted() {
 fn uv_venv_is_synced_in_a_cache_mount_per_service_and_copied_into_the_layer() {
     let d = file(&fixture(), "docker/web.Dockerfile");
     for needle in [
-        "--mount=type=cache,id=demo-venv-web-py3.11,sharing=locked,target=/root/.cache/venv",
-        "uv venv --no-python-downloads --relocatable --python python3 /root/.cache/venv/venv",
+        "--mount=type=cache,id=demo-web-uv-py3.11,sharing=locked,target=/var/cache",
+        "export UV_CACHE_DIR=/var/cache/uv",
+        "uv venv --no-python-downloads --relocatable --python python3 /var/cache/venv",
         "uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"",
         "--require-hashes",
-        "cp -a /root/.cache/venv/venv /opt/venv",
+        "cp -a /var/cache/venv /opt/venv",
     ] {
         assert!(d.contains(needle), "missing {needle:?} in\n{d}");
     }
     let worker = file(&fixture(), "docker/worker.Dockerfile");
-    assert!(worker.contains("id=demo-venv-worker-py3.11"), "each service has its own venv cache");
+    assert!(worker.contains("id=demo-worker-uv-py3.11"), "each service has its own venv cache");
+    // Mounts target folders every Debian-based image has: no empty mount
+    // points (named like the cache or the CA) stay behind in the layer.
+    assert!(!d.contains("target=/root/.cache") && !d.contains("target=/tmp/proxy-ca"), "{d}");
 }
