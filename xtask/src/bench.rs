@@ -38,8 +38,10 @@ impl BenchUp {
         let up = crate::stack::Up { timeout: 180, no_build: true, json: false };
         let names = crate::stack::service_names(&stack);
         let mut rows: Vec<(String, Vec<std::collections::BTreeMap<String, f64>>)> = Vec::new();
-        engine::runtime()?.block_on(async {
-            let docker = engine::connect().await?;
+        let rt = engine::runtime()?;
+        // What `up` does first: engine, `.env`, base images (built locally without a registry).
+        let docker = crate::stack::prepare(sh, root, &rt)?;
+        rt.block_on(async {
             // Images must exist: build what is stale once, outside the timings.
             build_images::build_all(sh, &docker, &stack, &build_images::BuildImages::default()).await?;
             for (label, vars) in HEALTH_SETTINGS {
