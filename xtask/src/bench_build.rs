@@ -209,10 +209,12 @@ impl BenchBuild {
             println!("{}", serde_json::to_string_pretty(&results)?);
             return Ok(());
         }
-        let section = markdown(&results, &self.svg);
-        print!("\n{section}");
         let out = if self.out.is_absolute() { self.out.clone() } else { root.join(&self.out) };
         let svg = if self.svg.is_absolute() { self.svg.clone() } else { root.join(&self.svg) };
+        // The chart is linked relative to the Markdown file.
+        let link = out.parent().and_then(|dir| svg.strip_prefix(dir).ok()).unwrap_or(&svg).to_path_buf();
+        let section = markdown(&results, &link);
+        print!("\n{section}");
         let existing = std::fs::read_to_string(&out).unwrap_or_default();
         crate::gen::write_atomic(&svg, &chart(&results))?;
         crate::gen::write_atomic(&out, &replace_section(&existing, &section))?;
@@ -665,11 +667,12 @@ fn markdown(r: &Results, svg: &Path) -> String {
     let _ = writeln!(m, "## Builds: generated Dockerfile vs the design notes' (`cargo xtask bench-build`)\n");
     let _ = writeln!(
         m,
-        "`cargo xtask bench-build --service {} --runs {}`, {}. Machine: {} cores, Docker Engine {} (BuildKit built in), \
+        "`cargo xtask bench-build --service {} --runs {}{}`, {}. Machine: {} cores, Docker Engine {} (BuildKit built in), \
          base image `{}`. Every row builds the same hashed lock file of {} in the same run; each figure is the \
          median of {} runs (min–max in brackets).\n",
         r.service,
         r.runs,
+        if r.edit_to_serving.is_some() { " --edit-to-serving" } else { "" },
         r.date,
         r.cores,
         r.engine,
@@ -677,8 +680,7 @@ fn markdown(r: &Results, svg: &Path) -> String {
         r.service,
         r.runs
     );
-    let _ = writeln!(m, "![build times, generated vs the design notes' Dockerfiles](docs/bench-build.svg)\n");
-    let _ = svg;
+    let _ = writeln!(m, "![build times, generated vs the design notes' Dockerfiles]({})\n", svg.display());
     m.push_str("| Dockerfile | cold | warm no-op | code-only | lock-file change | image size | start-up |\n");
     m.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for row in &r.rows {
@@ -754,8 +756,12 @@ const COLORS: [&str; 5] = ["#1f77b4", "#6baed6", "#d62728", "#ff9896", "#9467bd"
 /// a min–max whisker. Plain SVG 1.1: renders in browsers and on GitHub.
 fn chart(r: &Results) -> String {
     let panels = ["cold", "code_only", "lock_change", "startup"];
-    let (left, bar_h, gap, width) = (250.0, 14.0, 4.0, 760.0);
-    let plot_w = width - left - 80.0;
+    // Labels are right-aligned before `left`: wide enough for the longest
+    // (about 7 px a character at 12 px sans-serif).
+    let longest = r.rows.iter().map(|row| escape(row.label).chars().count()).max().unwrap_or(10) as f64;
+    let (left, bar_h, gap) = (longest * 7.0 + 20.0, 14.0, 4.0);
+    let width = left + 500.0;
+    let plot_w = width - left - 70.0;
     let panel_h = 28.0 + r.rows.len() as f64 * (bar_h + gap) + 12.0;
     let height = 40.0 + panels.len() as f64 * panel_h + 10.0;
     let mut s = String::new();
