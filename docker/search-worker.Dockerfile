@@ -6,33 +6,35 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
+# uv is bind-mounted from its image for the install step only: it is never in a layer.
 FROM ${UV_IMAGE} AS uv
 
-# Builder: only the virtual environment leaves this stage.
-FROM ${BASE_IMAGE} AS builder
-ENV UV_COMPILE_BYTECODE=1 \
-    UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=0 \
-    UV_PYTHON=python3
-COPY --from=uv /uv /usr/local/bin/uv
-# Dependency layer: rebuilt when the lock file changes, never for a code change.
-# A TLS-inspecting proxy's CA (docker/ca/proxy-ca.crt, git-ignored) is mounted for this step
-# only; it never lands in a layer.
-RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=services/search-worker/requirements.lock,target=/tmp/requirements.lock \
-    --mount=type=bind,source=docker/ca,target=/tmp/proxy-ca \
-    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export SSL_CERT_FILE=/tmp/proxy-ca/proxy-ca.crt; fi \
-    && uv venv /opt/venv \
-    && uv pip install --python /opt/venv/bin/python --require-hashes --no-deps -r /tmp/requirements.lock
-
-# Runtime: the same base, the venv, the code, nothing else.
+# One stage: the venv is built where it runs, so nothing is copied between stages.
 FROM ${BASE_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
-COPY --from=builder /opt/venv /opt/venv
+# Dependency layer: rebuilt when the lock file changes, never for a code change.
+# A TLS-inspecting proxy's CA (docker/ca/proxy-ca.crt, git-ignored) is mounted for this step
+# only; it never lands in a layer. Every mount targets a folder the base image has
+# (a new mount point would stay behind in the layer as an empty folder).
+# The cache mount (one per service and Python version) holds uv's cache and a venv
+# synced to the lock, so a lock change installs and byte-compiles only what changed;
+# the layer gets a copy with bytecode, so containers start without compiling.
+RUN --mount=type=cache,id=pysvc-search-worker-uv-py3.11,sharing=locked,target=/var/cache \
+    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
+    --mount=type=bind,source=services/search-worker/requirements.lock,target=/tmp/requirements.lock \
+    --mount=type=bind,source=docker/ca,target=/mnt \
+    if [ -s /mnt/proxy-ca.crt ]; then export SSL_CERT_FILE=/mnt/proxy-ca.crt; fi \
+    && export UV_CACHE_DIR=/var/cache/uv \
+    && if ! /var/cache/venv/bin/python -c '' 2>/dev/null; then rm -rf /var/cache/venv \
+        && uv venv --no-python-downloads --relocatable --python python3 /var/cache/venv; fi \
+    && set -- --no-python-downloads --link-mode copy --compile-bytecode --require-hashes \
+        --python /var/cache/venv/bin/python /tmp/requirements.lock \
+    && { uv pip sync --offline "$@" 2>/dev/null || uv pip sync "$@"; } \
+    && cp -a /var/cache/venv /opt/venv
 COPY services/shared/pysvc_common /app/pysvc_common
 COPY services/search-worker/search_worker /app/search_worker
 USER 10001:10001

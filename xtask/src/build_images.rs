@@ -11,19 +11,20 @@ use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder}
 use bollard::Docker;
 use clap::Args;
 use futures_util::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 use xshell::{cmd, Shell};
 
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
 use crate::engine;
+pub use crate::engine::{progress, spinner_style};
 use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::manifest::{self, Installer, Service, Stack};
 
 pub const INPUTS_LABEL: &str = "pysvc.inputs";
 
 /// Build every service image (BuildKit, through the Engine API) with progress and a size report.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct BuildImages {
     /// Only these services (default: all).
     pub services: Vec<String>,
@@ -55,8 +56,12 @@ pub struct ImageResult {
 impl BuildImages {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
         let stack = manifest::load(root)?;
-        engine::runtime()?.block_on(async {
-            let docker = engine::connect().await?;
+        let rt = engine::runtime()?;
+        // What `up` does first: engine (offering `setup`), `.env`, and the
+        // base images it selects, pulled or, without a registry, built
+        // locally. A first `build-images` on an air-gapped machine works.
+        let docker = crate::stack::prepare(sh, root, &rt)?;
+        rt.block_on(async {
             let results = build_all(sh, &docker, &stack, &self).await?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
@@ -69,19 +74,6 @@ impl BuildImages {
             Ok(())
         })
     }
-}
-
-/// Shows `msg` on a progress line; where no terminal draws the bars (CI
-/// logs), prints each change as a plain line instead.
-pub fn progress(bar: &ProgressBar, msg: String) {
-    if bar.is_hidden() && bar.message() != msg {
-        eprintln!("{}: {msg}", bar.prefix().trim());
-    }
-    bar.set_message(msg);
-}
-
-pub fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}").expect("valid template")
 }
 
 /// Short git revision, with `-dirty` when the work tree has changes.

@@ -43,6 +43,23 @@ impl ContextTar {
         Ok(())
     }
 
+    /// Adds a repository file or folder under another path in the tar.
+    pub fn add_path_as(&mut self, root: &Path, rel: &str, as_path: &str) -> Result<()> {
+        let mut inner = ContextTar::default();
+        inner.add_path(root, rel)?;
+        for (path, mode, data) in inner.entries {
+            let suffix = path.strip_prefix(rel.trim_end_matches('/')).unwrap_or(&path);
+            self.entries.push((format!("{}{suffix}", as_path.trim_end_matches('/')), mode, data));
+        }
+        Ok(())
+    }
+
+    /// Adds `path`, replacing an entry already there.
+    pub fn replace_bytes(&mut self, path: &str, mode: u32, data: Vec<u8>) {
+        self.entries.retain(|(p, _, _)| p != path);
+        self.add_bytes(path, mode, data);
+    }
+
     pub fn add_bytes(&mut self, path: &str, mode: u32, data: Vec<u8>) {
         self.entries.push((path.to_owned(), mode, data));
     }
@@ -125,5 +142,22 @@ mod tests {
         assert_ne!(a.hash(&["BASE=x".into()]), b.hash(&[]));
         let tar = b.into_tar().unwrap();
         assert!(tar.windows(2).any(|w| w == b"CA"));
+    }
+
+    #[test]
+    fn paths_can_be_renamed_and_replaced() {
+        let dir = std::env::temp_dir().join(format!("ctx-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("svc/pkg")).unwrap();
+        std::fs::write(dir.join("svc/pkg/a.py"), "a").unwrap();
+        let mut c = ContextTar::default();
+        c.add_path_as(&dir, "svc/pkg", "src/svc/pkg").unwrap();
+        c.add_bytes("lock", 0o644, b"old".to_vec());
+        c.replace_bytes("lock", 0o644, b"new".to_vec());
+        let paths: Vec<&str> = c.entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(paths, ["src/svc/pkg/a.py", "lock"]);
+        assert_eq!(c.entries[1].2, b"new");
+        std::fs::remove_dir_all(&dir).ok();
+        let tar = c.into_tar().unwrap();
+        assert!(!tar.windows(3).any(|w| w == b"old"));
     }
 }

@@ -1,15 +1,17 @@
 //! The Docker Engine: connecting, and building an image through BuildKit
 //! with live progress. Every image this xtask makes goes through `build`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bollard::models::BuildInfoAux;
-use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion, TagImageOptionsBuilder};
+use bollard::query_parameters::TagImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressStyle};
+
+mod http;
+mod trace;
 
 pub const ENGINE_HELP: &str =
     "start it with `cargo xtask setup --yes` (installs and starts Docker Engine on Debian/Ubuntu), \
@@ -61,7 +63,27 @@ struct Step {
     log: Vec<String>,
 }
 
+/// One line of the `/build` answer: a BuildKit trace, an error, or neither.
+#[derive(serde::Deserialize)]
+struct BuildLine {
+    id: Option<String>,
+    aux: Option<serde_json::Value>,
+    #[serde(rename = "errorDetail")]
+    error_detail: Option<ErrorDetail>,
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorDetail {
+    message: Option<String>,
+}
+
 /// Builds through the engine's BuildKit; `bar` shows the current step.
+///
+/// The request is the Engine API's `POST /build?version=2` with the context
+/// as the tar body, sent directly: BuildKit needs no client session for a
+/// tar context, cache and bind mounts, only a session id no other build has
+/// used. Its progress comes back as protobuf traces ([`trace`]).
 pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Result<BuildReport> {
     let started = Instant::now();
     // A fresh session id per build: BuildKit silently drops a reused one.
@@ -70,57 +92,62 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
     static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let session = format!("xtask-{}-{}-{n}", std::process::id(), nanos_now());
-    let options = BuildImageOptionsBuilder::default()
-        .dockerfile(&spec.dockerfile)
-        .t(&spec.tag)
-        .nocache(spec.no_cache)
-        .rm(true)
-        .buildargs(&spec.build_args.clone().into_iter().collect::<HashMap<_, _>>())
-        .labels(&spec.labels.clone().into_iter().collect::<HashMap<_, _>>())
-        .version(BuilderVersion::BuilderBuildKit)
-        .session(&session)
-        .build();
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(spec.context.into())));
+    let mut query = vec![
+        ("version", "2".to_owned()),
+        ("session", session),
+        ("dockerfile", spec.dockerfile.clone()),
+        ("t", spec.tag.clone()),
+        ("rm", "1".to_owned()),
+        ("buildargs", serde_json::to_string(&spec.build_args)?),
+        ("labels", serde_json::to_string(&spec.labels)?),
+    ];
+    if spec.no_cache {
+        query.push(("nocache", "1".to_owned()));
+    }
+    let mut lines = http::post_lines("/build", &query, spec.context).await?;
     let mut steps: BTreeMap<String, Step> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut failure: Option<String> = None;
     let mut stream_error: Option<String> = None;
-    while let Some(item) = stream.next().await {
-        let info = match item {
-            Ok(info) => info,
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
             Err(e) => {
-                stream_error = Some(e.to_string());
+                stream_error = Some(format!("{e:#}"));
                 break;
             }
         };
-        if let Some(detail) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
+        let Ok(line) = serde_json::from_slice::<BuildLine>(&line) else { continue };
+        if let Some(detail) = line.error_detail.and_then(|d| d.message).or(line.error) {
             failure = Some(detail);
         }
-        if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
-            for v in status.vertexes {
-                if !steps.contains_key(&v.digest) {
-                    order.push(v.digest.clone());
-                }
-                let step = steps.entry(v.digest.clone()).or_default();
-                step.name = v.name;
-                step.cached |= v.cached;
-                step.completed |= v.completed.is_some();
-                if !v.error.is_empty() {
-                    step.error = v.error;
-                }
-                if v.started.is_some() && v.completed.is_none() {
-                    let msg = format!("{}{}", short(&step.name), if step.cached { " (cached)" } else { "" });
-                    crate::build_images::progress(bar, msg);
-                }
+        let aux = line.aux.as_ref().and_then(|a| a.as_str());
+        let (Some("moby.buildkit.trace"), Some(aux)) = (line.id.as_deref(), aux) else { continue };
+        let status = trace::decode(aux).context("cannot read the engine's build progress")?;
+        for v in status.vertexes {
+            if !steps.contains_key(&v.digest) {
+                order.push(v.digest.clone());
             }
-            for log in status.logs {
-                let step = steps.entry(log.vertex).or_default();
-                for line in String::from_utf8_lossy(&log.msg).lines() {
-                    step.log.push(line.to_owned());
-                }
-                let excess = step.log.len().saturating_sub(40);
-                step.log.drain(..excess);
+            let step = steps.entry(v.digest.clone()).or_default();
+            step.name = v.name;
+            step.cached |= v.cached;
+            step.completed |= v.completed;
+            if !v.error.is_empty() {
+                step.error = v.error;
             }
+            if v.started && !v.completed {
+                let msg = format!("{}{}", short(&step.name), if step.cached { " (cached)" } else { "" });
+                progress(bar, msg);
+            }
+        }
+        for log in status.logs {
+            let step = steps.entry(log.vertex).or_default();
+            for line in String::from_utf8_lossy(&log.msg).lines() {
+                step.log.push(line.to_owned());
+            }
+            let excess = step.log.len().saturating_sub(40);
+            step.log.drain(..excess);
         }
     }
     let failed_step = order.iter().filter_map(|d| steps.get(d)).find(|s| !s.error.is_empty());
@@ -141,8 +168,8 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
         }
         bail!(message);
     }
-    // bollard #560: a stream may end with a spurious error after success;
-    // the image being there (with our labels) is the real verdict.
+    // The image being there with our labels is the real verdict: a stream
+    // that broke after the export must not fail a finished build.
     let image = docker.inspect_image(&spec.tag).await;
     let image = match (image, stream_error) {
         (Ok(img), _) if labels_match(&img, &spec.labels) => img,
@@ -164,6 +191,19 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
         cached: relevant.iter().filter(|s| s.cached).count(),
         size_bytes: image.size.unwrap_or_default(),
     })
+}
+
+/// Shows `msg` on a progress line; where no terminal draws the bars (CI
+/// logs), prints each change as a plain line instead.
+pub fn progress(bar: &ProgressBar, msg: String) {
+    if bar.is_hidden() && bar.message() != msg {
+        eprintln!("{}: {msg}", bar.prefix().trim());
+    }
+    bar.set_message(msg);
+}
+
+pub fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}").expect("valid template")
 }
 
 fn labels_match(image: &bollard::models::ImageInspect, wanted: &BTreeMap<String, String>) -> bool {

@@ -3,6 +3,7 @@
 
 mod base_images;
 mod bench;
+mod bench_build;
 mod build_images;
 mod context;
 mod dotenv;
@@ -42,7 +43,7 @@ enum Command {
     Status(stack::Status),
     Logs(stack::Logs),
     NewService(new_service::NewService),
-    BenchBuild(bench::BenchBuild),
+    BenchBuild(bench_build::BenchBuild),
     BenchUp(bench::BenchUp),
     Test(test::Test),
 }
@@ -79,7 +80,7 @@ fn run() -> Result<()> {
         Command::Status(cmd) => cmd.run(&root),
         Command::Logs(cmd) => cmd.run(&sh, &root),
         Command::NewService(cmd) => cmd.run(&sh, &root),
-        Command::BenchBuild(cmd) => cmd.run(&root),
+        Command::BenchBuild(cmd) => cmd.run(&sh, &root),
         Command::BenchUp(cmd) => cmd.run(&sh, &root),
         Command::Test(cmd) => cmd.run(&sh, &root),
     }

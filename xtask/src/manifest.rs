@@ -191,7 +191,7 @@ fn default_start_period() -> String {
     "60s".to_owned()
 }
 fn default_interval() -> String {
-    "2s".to_owned()
+    "1s".to_owned()
 }
 fn default_timeout() -> String {
     "3s".to_owned()

@@ -169,7 +169,7 @@ fn a_failing_step_is_named_with_its_log() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "the build must fail");
     assert!(err.contains(&format!("building {} failed", stack.image("search-worker"))), "{err}");
-    assert!(err.contains("step: [builder ") && err.contains("uv pip install"), "the failed step is named: {err}");
+    assert!(err.contains("step: [runtime ") && err.contains("uv pip sync"), "the failed step is named: {err}");
     assert!(err.contains("last log lines:") && err.contains("six"), "the step's log is shown: {err}");
 }
 

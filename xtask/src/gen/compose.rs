@@ -229,6 +229,10 @@ pub fn env_example(stack: &Stack) -> String {
             let _ = writeln!(d, "{}_HOST_PORT={port}", service.env_name());
         }
     }
-    d.push_str("\n# Healthcheck timing of every service.\nHEALTH_INTERVAL=2s\n");
+    d.push_str(
+        "\n# Healthcheck timing: each service's comes from its manifest (`health.interval`,\n\
+         # `health.start_period`); these override every service at once.\n\
+         # HEALTH_INTERVAL=1s\n# HEALTH_START_PERIOD=60s\n",
+    );
     d
 }

@@ -1,5 +1,5 @@
-//! The Dockerfile of a service: uv (or pip) in a builder stage, the venv and
-//! the code in a runtime stage that runs as a non-root user.
+//! The Dockerfile of a service: one stage that builds the venv with uv (or
+//! pip) from the hashed lock, then copies the code and runs as a non-root user.
 
 use std::fmt::Write as _;
 
@@ -43,42 +43,10 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     let _ = writeln!(d, "ARG BASE_IMAGE={}", upstream_python_image(stack));
     if installer == Installer::Uv {
         let _ = writeln!(d, "ARG UV_IMAGE={}", upstream_uv_image(stack));
-        d.push_str("\nFROM ${UV_IMAGE} AS uv\n");
+        d.push_str("\n# uv is bind-mounted from its image for the install step only: it is never in a layer.\n");
+        d.push_str("FROM ${UV_IMAGE} AS uv\n");
     }
-    d.push_str("\n# Builder: only the virtual environment leaves this stage.\n");
-    d.push_str("FROM ${BASE_IMAGE} AS builder\n");
-    if installer == Installer::Uv {
-        d.push_str("ENV UV_COMPILE_BYTECODE=1 \\\n    UV_LINK_MODE=copy \\\n    UV_PYTHON_DOWNLOADS=0 \\\n    UV_PYTHON=python3\n");
-        d.push_str("COPY --from=uv /uv /usr/local/bin/uv\n");
-    }
-    d.push_str("# Dependency layer: rebuilt when the lock file changes, never for a code change.\n");
-    let _ = writeln!(d, "# A TLS-inspecting proxy's CA ({PROXY_CA_FILE}, git-ignored) is mounted for this step");
-    d.push_str("# only; it never lands in a layer.\n");
-    let cache = match installer {
-        Installer::Uv => "/root/.cache/uv",
-        Installer::Pip => "/root/.cache/pip",
-    };
-    let _ = writeln!(d, "RUN --mount=type=cache,target={cache} \\");
-    let _ = writeln!(d, "    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
-    let _ = writeln!(d, "    --mount=type=bind,source={PROXY_CA_DIR},target=/tmp/proxy-ca \\");
-    match installer {
-        Installer::Uv => {
-            d.push_str("    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export SSL_CERT_FILE=/tmp/proxy-ca/proxy-ca.crt; fi \\\n");
-            let _ = writeln!(d, "    && uv venv {VENV} \\");
-            let _ = writeln!(
-                d,
-                "    && uv pip install --python {VENV}/bin/python --require-hashes --no-deps -r /tmp/requirements.lock"
-            );
-        }
-        Installer::Pip => {
-            d.push_str(
-                "    if [ -s /tmp/proxy-ca/proxy-ca.crt ]; then export PIP_CERT=/tmp/proxy-ca/proxy-ca.crt; fi \\\n",
-            );
-            let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
-            let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r /tmp/requirements.lock");
-        }
-    }
-    d.push_str("\n# Runtime: the same base, the venv, the code, nothing else.\n");
+    d.push_str("\n# One stage: the venv is built where it runs, so nothing is copied between stages.\n");
     d.push_str("FROM ${BASE_IMAGE} AS runtime\n");
     if !m.runtime_packages.is_empty() {
         let mut packages = m.runtime_packages.clone();
@@ -98,7 +66,49 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         "ENV PATH={VENV}/bin:$PATH \\\n    PYTHONPATH=/app \\\n    PYTHONUNBUFFERED=1 \\\n    PYTHONDONTWRITEBYTECODE=1"
     );
     d.push_str("WORKDIR /app\n");
-    let _ = writeln!(d, "COPY --from=builder {VENV} {VENV}");
+    d.push_str("# Dependency layer: rebuilt when the lock file changes, never for a code change.\n");
+    let _ = writeln!(d, "# A TLS-inspecting proxy's CA ({PROXY_CA_FILE}, git-ignored) is mounted for this step");
+    d.push_str("# only; it never lands in a layer. Every mount targets a folder the base image has\n");
+    d.push_str("# (a new mount point would stay behind in the layer as an empty folder).\n");
+    let ca = format!("{CA_MOUNT}/proxy-ca.crt");
+    let lock_mount = format!("    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
+    let ca_mount = format!("    --mount=type=bind,source={PROXY_CA_DIR},target={CA_MOUNT} \\");
+    let cache_mount = format!(
+        "--mount=type=cache,id={},sharing=locked,target={CACHE_MOUNT} \\",
+        venv_cache_id(stack, service, installer)
+    );
+    match installer {
+        Installer::Uv => {
+            let cached = format!("{CACHE_MOUNT}/venv");
+            d.push_str("# The cache mount (one per service and Python version) holds uv's cache and a venv\n");
+            d.push_str("# synced to the lock, so a lock change installs and byte-compiles only what changed;\n");
+            d.push_str("# the layer gets a copy with bytecode, so containers start without compiling.\n");
+            let _ = writeln!(d, "RUN {cache_mount}");
+            d.push_str("    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \\\n");
+            let _ = writeln!(d, "{lock_mount}\n{ca_mount}");
+            let _ = writeln!(d, "    if [ -s {ca} ]; then export SSL_CERT_FILE={ca}; fi \\");
+            let _ = writeln!(d, "    && export UV_CACHE_DIR={CACHE_MOUNT}/uv \\");
+            let _ = writeln!(
+                d,
+                "    && if ! {cached}/bin/python -c '' 2>/dev/null; then rm -rf {cached} \\\n        && uv venv --no-python-downloads --relocatable --python python3 {cached}; fi \\"
+            );
+            let _ = writeln!(
+                d,
+                "    && set -- --no-python-downloads --link-mode copy --compile-bytecode --require-hashes \\\n        --python {cached}/bin/python /tmp/requirements.lock \\"
+            );
+            d.push_str("    && { uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"; } \\\n");
+            let _ = writeln!(d, "    && cp -a {cached} {VENV}");
+        }
+        Installer::Pip => {
+            d.push_str("# pip itself (and setuptools) leave the venv after the install: no installer at run time.\n");
+            let _ = writeln!(d, "RUN {cache_mount}\n{lock_mount}\n{ca_mount}");
+            let _ = writeln!(d, "    if [ -s {ca} ]; then export PIP_CERT={ca}; fi \\");
+            let _ = writeln!(d, "    && export PIP_CACHE_DIR={CACHE_MOUNT}/pip \\");
+            let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
+            let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r /tmp/requirements.lock \\");
+            let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
+        }
+    }
     for shared in &stack.manifest.shared {
         let _ = writeln!(d, "COPY {} /app/{}", shared.path, last_component(&shared.path));
     }
@@ -122,6 +132,19 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     );
     let _ = writeln!(d, "CMD {}", json_list(&m.command));
     d
+}
+
+/// The install step's cache mount: the installer's cache and (uv) the
+/// synced venv. `/var/cache` is in every Debian-based image, so mounting
+/// there leaves no mount point behind.
+const CACHE_MOUNT: &str = "/var/cache";
+/// Where the proxy-CA folder is mounted: `/mnt`, for the same reason.
+const CA_MOUNT: &str = "/mnt";
+
+/// The cache-mount id of a service's install step: per project, service,
+/// Python version and installer, so no two venvs ever share one.
+pub fn venv_cache_id(stack: &Stack, service: &Service, installer: Installer) -> String {
+    format!("{}-{}-{installer}-py{}", stack.manifest.project, service.name, stack.manifest.python_version)
 }
 
 fn last_component(path: &str) -> &str {

@@ -148,7 +148,7 @@ fn probe_timing_comes_from_the_manifest_with_defaults() {
     let probe = &container(&objects_default, "worker")["livenessProbe"];
     assert_eq!(
         (probe["periodSeconds"].as_u64(), probe["timeoutSeconds"].as_u64(), probe["failureThreshold"].as_u64()),
-        (Some(2), Some(3), Some(3))
+        (Some(1), Some(3), Some(3))
     );
     write(
         &root,

@@ -221,7 +221,7 @@ pub struct Infra {
 
 pub fn infra(stack: &Stack) -> [Infra; 2] {
     let m = &stack.manifest;
-    let timing = |start_period| Timing { start_period, interval: 2, timeout: 3, retries: 3 };
+    let timing = |start_period| Timing { start_period, interval: 1, timeout: 3, retries: 3 };
     let postgres = Infra {
         name: "postgres",
         image_var: "POSTGRES_IMAGE",
