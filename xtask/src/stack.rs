@@ -462,6 +462,14 @@ pub async fn refuse_another_checkout(docker: &Docker, project: &str, root: &Path
         .filter_map(|c| c.labels.as_ref()?.get("com.docker.compose.project.working_dir"))
         .map(|dir| Path::new(dir).canonicalize().unwrap_or_else(|_| dir.into()))
         .find(|dir| *dir != here);
+    if let Some(dir) = other.as_ref().filter(|d| !d.exists()) {
+        bail!(
+            "the compose project {project:?} has containers started from {dir}, a checkout that no longer exists; \
+             this checkout stops here without touching them.\n\
+             Remove those containers (their data volume is kept) with `docker compose -p {project} down`, then retry.",
+            dir = dir.display()
+        );
+    }
     if let Some(dir) = other {
         bail!(
             "the compose project {project:?} has containers started from {dir} (another checkout of this project); \
