@@ -878,7 +878,10 @@ mod tests {
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<rect").count(), 1 + 4 * VARIANTS.len());
-        assert!(!svg.contains('`') && svg.contains("design notes&apos;") || svg.contains("design notes'"));
+        assert!(!svg.contains('`') && svg.contains("design notes' ADR"), "labels are plain text: {svg}");
         assert_eq!(targets(&r).len(), 6);
+        let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(json["rows"][0]["variant"], "ours-uv");
+        assert_eq!(json["rows"][2]["figures"]["cold"]["median"], 2.0);
     }
 }
