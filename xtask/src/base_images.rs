@@ -160,7 +160,7 @@ async fn recipe<const N: usize>(
         return Ok(engine::image_id(docker, tag).await.unwrap_or_default());
     }
     let bar = ProgressBar::new_spinner().with_prefix(tag.to_owned());
-    bar.set_style(crate::build_images::spinner_style());
+    bar.set_style(crate::engine::spinner_style());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let spec = engine::BuildSpec {
         tag: tag.to_owned(),

@@ -17,7 +17,7 @@ use xshell::{cmd, Shell};
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
 use crate::engine;
-pub use crate::engine::{progress, spinner_style};
+use crate::engine::spinner_style;
 use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::manifest::{self, Installer, Service, Stack};
 

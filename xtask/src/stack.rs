@@ -307,7 +307,7 @@ impl Bars {
                 .iter()
                 .map(|n| {
                     let bar = multi.add(ProgressBar::new_spinner().with_prefix(format!("{n:<14}")));
-                    bar.set_style(build_images::spinner_style());
+                    bar.set_style(engine::spinner_style());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar.set_message("waiting");
                     (n.clone(), bar)
@@ -324,7 +324,7 @@ impl Bars {
                 (Some(s), None) => s.label(),
                 (None, _) => "not created yet".to_owned(),
             };
-            build_images::progress(&self.0[name], msg);
+            engine::progress(&self.0[name], msg);
         }
     }
 
