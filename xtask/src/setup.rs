@@ -37,6 +37,13 @@ impl Setup {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
         let mut missing = Vec::new();
         let engine_up = engine_version(sh).is_some();
+        if let (false, Ok(host)) = (engine_up, std::env::var("DOCKER_HOST")) {
+            // Another machine's engine: nothing to install here.
+            bail!(
+                "cannot reach the Docker engine at {host} (from DOCKER_HOST): start that engine, or unset \
+                 DOCKER_HOST to use this machine's own (`cargo xtask setup --yes` installs and starts it)"
+            );
+        }
         if !engine_up {
             missing.push(Missing { what: "Docker engine", fix: "apt-get install -y docker.io, then start dockerd" });
         }
