@@ -1,11 +1,18 @@
-"""Publishing search requests to Kafka."""
+"""Publishing search requests to Kafka, off the request path.
+
+`publish` only hands the message to the producer's queue; the broker's
+delivery reports are collected by `delivered`, which the API's background
+thread calls. A search is durable in PostgreSQL before it is published, so
+a message the broker never confirms is simply published again later."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from typing import Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pysvc_common.kafka import client_config, ensure_topic
 from pysvc_common.messages import SearchRequested
 
@@ -13,46 +20,69 @@ log = logging.getLogger(__name__)
 
 
 class PublishError(RuntimeError):
-    """The broker did not acknowledge the message in time."""
+    """The producer could not take the message (its queue is full)."""
 
 
 class Publisher(Protocol):
     def publish(self, message: SearchRequested) -> None: ...
+    def delivered(self, timeout: float) -> list[uuid.UUID]: ...
     def ping(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
+        self._partitions = partitions
         config = client_config(bootstrap) | {
             "acks": "all",
             "enable.idempotence": False,
-            "message.timeout.ms": 3000,
+            "linger.ms": 2,
+            "message.timeout.ms": 8000,
         }
         self._producer = Producer(config)
+        self._lock = threading.Lock()
+        self._confirmed: list[uuid.UUID] = []
+        self._failed: list[KafkaError] = []
 
     def ping(self) -> None:
         metadata = self._producer.list_topics(timeout=2.0)
         if not metadata.brokers:
             raise PublishError(f"no broker answers at {self._bootstrap}")
 
-    def publish(self, message: SearchRequested) -> None:
-        failures: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        with self._lock:
             if err is not None:
-                failures.append(err)
+                self._failed.append(err)
+            else:
+                key = msg.key()
+                if isinstance(key, bytes):
+                    self._confirmed.append(uuid.UUID(key.decode()))
 
-        self._producer.produce(
-            self._topic,
-            key=str(message.search_id).encode(),
-            value=message.encode(),
-            on_delivery=on_delivery,
-        )
-        remaining = self._producer.flush(4.0)
-        if remaining or failures:
-            reason = failures[0] if failures else "timed out"
-            if failures and failures[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                ensure_topic(self._bootstrap, self._topic)
-            raise PublishError(f"publish of {message.search_id} failed: {reason}")
+    def publish(self, message: SearchRequested) -> None:
+        try:
+            self._producer.produce(
+                self._topic,
+                key=str(message.search_id).encode(),
+                value=message.encode(),
+                on_delivery=self._on_delivery,
+            )
+        except (BufferError, KafkaException) as err:
+            raise PublishError(f"publish of {message.search_id} deferred: {err}") from err
+
+    def delivered(self, timeout: float) -> list[uuid.UUID]:
+        """Serves delivery reports for up to `timeout` seconds; returns the
+        ids the broker confirmed since the last call."""
+        self._producer.poll(timeout)
+        with self._lock:
+            confirmed, self._confirmed = self._confirmed, []
+            failed, self._failed = self._failed, []
+        if failed:
+            log.warning("%d deliveries failed (%s); they will be published again", len(failed), failed[0])
+            if any(e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART for e in failed):
+                ensure_topic(self._bootstrap, self._topic, self._partitions)
+        return confirmed
+
+    def close(self) -> None:
+        self._producer.flush(5.0)
