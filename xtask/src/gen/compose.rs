@@ -86,6 +86,7 @@ fn compose_service(d: &mut String, stack: &Stack, service: &Service) {
     }
     if uses_kafka {
         d.push_str("      KAFKA_BOOTSTRAP: kafka:9092\n");
+        let _ = writeln!(d, "      KAFKA_PARTITIONS: \"{}\"", stack.manifest.kafka.partitions);
     }
     for (key, value) in &m.environment {
         let _ = writeln!(d, "      {key}: {}", serde_json::to_string(value).expect("string"));
@@ -101,6 +102,9 @@ fn compose_service(d: &mut String, stack: &Stack, service: &Service) {
         for dep in deps {
             let _ = writeln!(d, "      {dep}:\n        condition: service_healthy");
         }
+    }
+    if m.replicas != 1 {
+        let _ = writeln!(d, "    deploy:\n      replicas: {}", m.replicas);
     }
     let mut test = vec!["CMD".to_owned()];
     test.extend(health_command(service));
