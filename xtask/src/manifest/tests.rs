@@ -179,7 +179,7 @@ fn partitions_and_replicas_are_checked() {
     write(&root, "stack.yaml", &STACK.replace("topics: [jobs]", "topics: [jobs]\n  partitions: 2"));
     write(&root, "services/worker/service.yaml", &format!("{WORKER}replicas: 3\n"));
     let e = load_err(&root);
-    assert!(e.starts_with("services/worker/service.yaml:7:1: replicas: 3 exceeds kafka.partitions: 2"), "{e}");
+    assert!(e.starts_with("services/worker/service.yaml:8:1: replicas: 3 exceeds kafka.partitions: 2"), "{e}");
     write(&root, "services/worker/service.yaml", &format!("{WORKER}replicas: 2\n"));
     let stack = load(&root).unwrap();
     assert_eq!(stack.manifest.kafka.partitions, 2);
