@@ -3,6 +3,7 @@
 
 mod base_images;
 mod bench;
+mod bench_load;
 mod build_images;
 mod context;
 mod dotenv;
@@ -43,6 +44,7 @@ enum Command {
     NewService(new_service::NewService),
     BenchBuild(bench::BenchBuild),
     BenchUp(bench::BenchUp),
+    BenchLoad(bench_load::BenchLoad),
     Test(test::Test),
 }
 
@@ -80,6 +82,7 @@ fn run() -> Result<()> {
         Command::NewService(cmd) => cmd.run(&sh, &root),
         Command::BenchBuild(cmd) => cmd.run(&root),
         Command::BenchUp(cmd) => cmd.run(&sh, &root),
+        Command::BenchLoad(cmd) => cmd.run(&root),
         Command::Test(cmd) => cmd.run(&sh, &root),
     }
 }
