@@ -131,13 +131,13 @@ def republish_unfinished(store: Store, publisher: Publisher) -> int:
 
 
 def relay(store: Store, publisher: Publisher, stop: threading.Event) -> None:
-    """The background half of publishing: records the broker's delivery
-    confirmations, and republishes unanswered searches on start and then
-    every REPUBLISH_EVERY_SECONDS."""
+    """The background half of publishing: serves the broker's delivery
+    reports, and republishes unanswered searches on start and then every
+    REPUBLISH_EVERY_SECONDS."""
     last_republish = 0.0
     while not stop.is_set():
         try:
-            store.mark_published(publisher.delivered(0.2))
+            publisher.confirm(0.2)
             if time.monotonic() - last_republish >= REPUBLISH_EVERY_SECONDS:
                 last_republish = time.monotonic()
                 if count := republish_unfinished(store, publisher):

@@ -1,15 +1,15 @@
 """Publishing search requests to Kafka, off the request path.
 
 `publish` only hands the message to the producer's queue; the broker's
-delivery reports are collected by `delivered`, which the API's background
-thread calls. A search is durable in PostgreSQL before it is published, so
-a message the broker never confirms is simply published again later."""
+delivery reports are served by `confirm`, which the API's background thread
+calls. A search is durable in PostgreSQL before it is published, so a
+message the broker never confirms is simply published again later (the
+relay republishes every search not answered in time)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -25,7 +25,7 @@ class PublishError(RuntimeError):
 
 class Publisher(Protocol):
     def publish(self, message: SearchRequested) -> None: ...
-    def delivered(self, timeout: float) -> list[uuid.UUID]: ...
+    def confirm(self, timeout: float) -> int: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
 
@@ -43,7 +43,6 @@ class KafkaPublisher:
         }
         self._producer = Producer(config)
         self._lock = threading.Lock()
-        self._confirmed: list[uuid.UUID] = []
         self._failed: list[KafkaError] = []
 
     def ping(self) -> None:
@@ -51,14 +50,10 @@ class KafkaPublisher:
         if not metadata.brokers:
             raise PublishError(f"no broker answers at {self._bootstrap}")
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        with self._lock:
-            if err is not None:
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            with self._lock:
                 self._failed.append(err)
-            else:
-                key = msg.key()
-                if isinstance(key, bytes):
-                    self._confirmed.append(uuid.UUID(key.decode()))
 
     def publish(self, message: SearchRequested) -> None:
         try:
@@ -71,18 +66,18 @@ class KafkaPublisher:
         except (BufferError, KafkaException) as err:
             raise PublishError(f"publish of {message.search_id} deferred: {err}") from err
 
-    def delivered(self, timeout: float) -> list[uuid.UUID]:
-        """Serves delivery reports for up to `timeout` seconds; returns the
-        ids the broker confirmed since the last call."""
+    def confirm(self, timeout: float) -> int:
+        """Serves delivery reports for up to `timeout` seconds; returns how
+        many deliveries failed since the last call (logged, and the topic
+        created again when the broker lost it)."""
         self._producer.poll(timeout)
         with self._lock:
-            confirmed, self._confirmed = self._confirmed, []
             failed, self._failed = self._failed, []
         if failed:
             log.warning("%d deliveries failed (%s); they will be published again", len(failed), failed[0])
             if any(e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART for e in failed):
                 ensure_topic(self._bootstrap, self._topic, self._partitions)
-        return confirmed
+        return len(failed)
 
     def close(self) -> None:
         self._producer.flush(5.0)

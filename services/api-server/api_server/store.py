@@ -71,8 +71,9 @@ class PostgresStore:
     def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None:
         def update(conn: Connection) -> None:
             conn.execute(
-                "UPDATE searches SET status = 'queued', published_at = now() "
-                "WHERE id = ANY(%s) AND status <> 'done'",
+                # Rows locked in id order, like the worker does: no deadlock.
+                "UPDATE searches SET published_at = now() WHERE id IN ("
+                "SELECT id FROM searches WHERE id = ANY(%s) AND status <> 'done' ORDER BY id FOR UPDATE)",
                 (list(search_ids),),
             )
 

@@ -28,7 +28,7 @@ class MemoryStore:
     def mark_published(self, search_ids: list[uuid.UUID]) -> None:
         for search_id in search_ids:
             row = self.rows[search_id]
-            self.rows[search_id] = Search(search_id, row.query, "queued", row.results)
+            self.rows[search_id] = Search(search_id, row.query, row.status, row.results)
 
     def get(self, search_id: uuid.UUID) -> Search | None:
         self.ping()
@@ -54,8 +54,8 @@ class MemoryPublisher:
         self.ping()
         self.sent.append(message)
 
-    def delivered(self, timeout: float) -> list[uuid.UUID]:
-        return [m.search_id for m in self.sent]
+    def confirm(self, timeout: float) -> int:
+        return 0
 
     def close(self) -> None:
         pass
@@ -90,7 +90,7 @@ def test_accepted_while_broker_down_then_republished() -> None:
     pub.down = False
     assert republish_unfinished(store, pub) == 1
     assert [m.query for m in pub.sent] == ["q"]
-    assert [r.status for r in store.rows.values()] == ["queued"]
+    assert [r.status for r in store.rows.values()] == ["pending"]
 
 
 BAD_BODIES = [

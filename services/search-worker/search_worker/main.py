@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import uuid
 from types import FrameType
 
@@ -23,6 +24,10 @@ from search_worker.search import answer
 
 log = logging.getLogger("search_worker")
 BATCH_WAIT_SECONDS = 0.1
+# A consumer left without partitions this long rejoins as a new member. The
+# broker here (tansu) can leave a group unassigned after it restarts or after
+# members leave; a fresh member gets an assignment at once.
+REJOIN_AFTER_SECONDS = 20.0
 
 
 def consumer_config(bootstrap: str) -> ClientConfig:
@@ -33,6 +38,11 @@ def consumer_config(bootstrap: str) -> ClientConfig:
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,
         "topic.metadata.refresh.interval.ms": 2000,
+        # The coordinator holds JoinGroup/SyncGroup answers until every
+        # member has rejoined or a gone member's session (6 s) expired: a
+        # shorter socket timeout aborts that wait and starts it over, again
+        # and again.
+        "socket.timeout.ms": 10000,
     }
 
 
@@ -93,9 +103,15 @@ def run(settings: Settings, stop: threading.Event) -> None:
     consumer.subscribe([settings.search_topic])
     answerer = Answerer(settings, stop)
     log.info("consuming %s in batches of up to %d", settings.search_topic, settings.worker_batch_size)
+    assigned_at = time.monotonic()
     try:
         while not stop.is_set():
             health.beat()
+            if consumer.assignment():
+                assigned_at = time.monotonic()
+            elif time.monotonic() - assigned_at > REJOIN_AFTER_SECONDS:
+                log.warning("no partitions assigned for %.0fs; rejoining the group", REJOIN_AFTER_SECONDS)
+                return
             messages = consumer.consume(settings.worker_batch_size, BATCH_WAIT_SECONDS)
             if not messages:
                 continue
