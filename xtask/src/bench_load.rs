@@ -105,6 +105,8 @@ pub struct Level {
     /// (None when the database cannot be reached).
     pub stored_but_rejected: Option<i64>,
     pub fault: Option<Fault>,
+    /// Whether the fault command succeeded (None without a fault).
+    pub fault_injected: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -173,7 +175,11 @@ impl BenchLoad {
                     }
                     report.backlog.push(b);
                 }
+                // Back to one worker. All stop first: on the broker here,
+                // members leaving a group that others stay in can leave it
+                // unassigned for a while.
                 if self.workers.iter().any(|&n| n != 1) {
+                    stack.compose(&["stop", "search-worker"])?;
                     stack.scale_workers(1)?;
                 }
             }
@@ -215,6 +221,7 @@ impl BenchLoad {
             lost: answers.pending,
             stored_but_rejected: before.zip(after).map(|(b, a)| a - b - post.ids.len() as i64),
             fault: self.fault,
+            fault_injected: post.fault_injected,
         })
     }
 
@@ -370,7 +377,8 @@ impl Stack {
                     if p.isdigit() and int(p) != os.getpid():\n        \
                     try:\n            cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n        \
                     except OSError:\n            continue\n        \
-                    if b'search_worker.main' in cmd:\n            os.kill(int(p), 9)\n";
+                    if b'search_worker.main' in cmd:\n            os.kill(int(p), 9)\n            \
+                    raise SystemExit(0)\nraise SystemExit('no search_worker.main process')\n";
                 let out = Command::new("docker").args(["exec", id, "python", "-c", script]).output()?;
                 anyhow::ensure!(out.status.success(), "kill failed: {}", String::from_utf8_lossy(&out.stderr));
                 Ok(())
@@ -393,6 +401,7 @@ struct LoadRun {
     latencies: Vec<f64>,
     statuses: BTreeMap<u16, usize>,
     failed: usize,
+    fault_injected: Option<bool>,
 }
 
 /// `total` requests over `concurrency` keep-alive connections; with a
@@ -407,19 +416,31 @@ async fn load(addr: &str, kind: Kind, total: usize, concurrency: usize, fault: O
         latencies: Vec::new(),
         statuses: BTreeMap::new(),
         failed: 0,
+        fault_injected: None,
     }));
     let fault_task = fault.map(|(fault, stack)| {
         let next = next.clone();
+        let run = run.clone();
         async move {
             while next.get() < total / 2 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             eprintln!("injecting {} after {} requests", fault.name(), next.get());
-            match tokio::task::spawn_blocking(move || stack.inject(fault)).await {
-                Ok(Ok(())) => eprintln!("{} done", fault.name()),
-                Ok(Err(e)) => eprintln!("{} failed: {e:#}", fault.name()),
-                Err(e) => eprintln!("{} failed: {e}", fault.name()),
-            }
+            let injected = match tokio::task::spawn_blocking(move || stack.inject(fault)).await {
+                Ok(Ok(())) => {
+                    eprintln!("{} done", fault.name());
+                    true
+                }
+                Ok(Err(e)) => {
+                    eprintln!("{} failed: {e:#}", fault.name());
+                    false
+                }
+                Err(e) => {
+                    eprintln!("{} failed: {e}", fault.name());
+                    false
+                }
+            };
+            run.borrow_mut().fault_injected = Some(injected);
         }
     });
     let clients = (0..concurrency).map(|_| {
