@@ -6,7 +6,7 @@
 //! restarts the broker or PostgreSQL, or kills a worker, half-way through.
 //!
 //! By default it starts its own isolated stack (a scratch copy of the
-//! repository's inputs under `target/bench-load/`, its own compose project,
+//! repository's inputs under `target/scratch/`, its own compose project,
 //! image prefix and host ports) and removes it afterwards; `--target` drives
 //! a stack that is already running (faults and the database check then act
 //! on the compose project of the repository root, or of `PYSVC_ROOT`).
@@ -134,7 +134,7 @@ impl BenchLoad {
     pub fn run(self, root: &Path) -> Result<()> {
         let isolated = match &self.target {
             Some(_) => None,
-            None => Some(IsolatedStack::start(root, self.keep)?),
+            None => Some(IsolatedStack::start(root, PROJECT, API_PORT, POSTGRES_PORT, self.keep)?),
         };
         let compose_dir = isolated.as_ref().map(|s| s.dir.clone()).unwrap_or_else(|| root.to_owned());
         let addr = match &self.target {
@@ -657,17 +657,17 @@ impl<'a> Conn<'a> {
     }
 }
 
-/// A scratch copy of the repository's inputs with its own compose project,
-/// image prefix and host ports, brought up by this binary's own `up`, and
-/// removed (`down --volumes`) when dropped.
-struct IsolatedStack {
+/// A scratch copy of the repository's inputs (under `target/scratch/`) with
+/// its own compose project, image prefix and host ports, brought up by this
+/// binary's own `up`, and removed (`down --volumes`) when dropped.
+pub struct IsolatedStack {
     dir: PathBuf,
     keep: bool,
 }
 
 impl IsolatedStack {
-    fn start(root: &Path, keep: bool) -> Result<Self> {
-        let dir = root.join("target/bench-load").join(PROJECT);
+    pub fn start(root: &Path, project: &str, api_port: u16, postgres_port: u16, keep: bool) -> Result<Self> {
+        let dir = root.join("target/scratch").join(project);
         if dir.join("compose.yaml").is_file() {
             // What an interrupted run left behind.
             let _ = xtask_in(&dir, &["down", "--volumes"]);
@@ -684,16 +684,16 @@ impl IsolatedStack {
         let manifest = std::fs::read_to_string(stack.dir.join("stack.yaml"))?;
         let manifest: Vec<String> = manifest
             .lines()
-            .map(|l| if l.starts_with("project:") { format!("project: {PROJECT}") } else { l.to_owned() })
+            .map(|l| if l.starts_with("project:") { format!("project: {project}") } else { l.to_owned() })
             .collect();
         crate::gen::write_atomic(&stack.dir.join("stack.yaml"), &(manifest.join("\n") + "\n"))?;
         let mut env = DotEnv::load_or_create(&stack.dir)?;
-        env.set("IMAGE_PREFIX", PROJECT);
-        env.set("POSTGRES_HOST_PORT", &POSTGRES_PORT.to_string());
-        env.set("API_SERVER_HOST_PORT", &API_PORT.to_string());
+        env.set("IMAGE_PREFIX", project);
+        env.set("POSTGRES_HOST_PORT", &postgres_port.to_string());
+        env.set("API_SERVER_HOST_PORT", &api_port.to_string());
         env.save()?;
         xtask_in(&stack.dir, &["gen"])?;
-        eprintln!("starting the isolated stack {PROJECT} in {}", stack.dir.display());
+        eprintln!("starting the isolated stack {project} in {}", stack.dir.display());
         xtask_in(&stack.dir, &["up"])?;
         Ok(stack)
     }

@@ -73,6 +73,11 @@ impl Test {
                 }),
             ));
             steps.push((
+                "OpenAPI fuzzing (schemathesis)",
+                "fix the API or what its OpenAPI document declares (services/api-server/api_server/app.py)",
+                Box::new(|| fuzz_openapi(sh, root)),
+            ));
+            steps.push((
                 "cargo test",
                 "fix the Rust tests above",
                 Box::new(|| Ok(cmd!(sh, "cargo test --workspace").run()?)),
@@ -119,6 +124,21 @@ pub fn hadolint(sh: &Shell, root: &Path) -> Result<()> {
         files.push(path.display().to_string());
     }
     cmd!(sh, "{hadolint} --failure-threshold warning {files...}").run()?;
+    Ok(())
+}
+
+/// Compose project and host ports of the stack the fuzzer runs against.
+const FUZZ_PROJECT: &str = "loadtest-fuzz";
+const FUZZ_API_PORT: u16 = 23031;
+const FUZZ_POSTGRES_PORT: u16 = 23032;
+
+/// schemathesis, every check, against the API of a real isolated stack
+/// (PostgreSQL and broker included), which is removed afterwards.
+fn fuzz_openapi(sh: &Shell, root: &Path) -> Result<()> {
+    let schemathesis = tools::schemathesis(sh, root)?;
+    let _stack = crate::bench_load::IsolatedStack::start(root, FUZZ_PROJECT, FUZZ_API_PORT, FUZZ_POSTGRES_PORT, false)?;
+    let schema = format!("http://127.0.0.1:{FUZZ_API_PORT}/openapi.json");
+    cmd!(sh, "{schemathesis} run {schema} --checks all --workers 1").run()?;
     Ok(())
 }
 
