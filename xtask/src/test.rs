@@ -138,6 +138,8 @@ fn fuzz_openapi(sh: &Shell, root: &Path) -> Result<()> {
     let schemathesis = tools::schemathesis(sh, root)?;
     let _stack = crate::bench_load::IsolatedStack::start(root, FUZZ_PROJECT, FUZZ_API_PORT, FUZZ_POSTGRES_PORT, false)?;
     let schema = format!("http://127.0.0.1:{FUZZ_API_PORT}/openapi.json");
+    // It keeps a cache folder in its working directory: under target/.
+    let _cwd = sh.push_dir(root.join("target"));
     cmd!(sh, "{schemathesis} run {schema} --checks all --workers 1").run()?;
     Ok(())
 }
