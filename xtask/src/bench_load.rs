@@ -666,6 +666,11 @@ pub struct IsolatedStack {
 }
 
 impl IsolatedStack {
+    /// The scratch folder (its `.env` holds the stack's credentials).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn start(root: &Path, project: &str, api_port: u16, postgres_port: u16, keep: bool) -> Result<Self> {
         let dir = root.join("target/scratch").join(project);
         if dir.join("compose.yaml").is_file() {
