@@ -48,6 +48,9 @@ pub struct BenchLoad {
     /// Concurrency levels (comma-separated); default 8,32,64, or 32 with --fault.
     #[arg(long, value_delimiter = ',')]
     pub concurrency: Vec<usize>,
+    /// Runs per level (the POST run follows its own GET /health run each time); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
     /// Worker counts compared on a queued backlog (comma-separated); skipped with --fault.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
     pub workers: Vec<usize>,
@@ -86,6 +89,8 @@ impl Fault {
 #[derive(Debug, Serialize)]
 pub struct Level {
     pub concurrency: usize,
+    /// Runs of this level; rates, ratio, latencies and drain are their medians.
+    pub repeats: usize,
     pub health_per_second: f64,
     pub accepted_per_second: f64,
     pub ratio: f64,
@@ -194,7 +199,45 @@ impl BenchLoad {
         Ok(())
     }
 
+    /// `repeats` runs of the level (one with a fault): medians of the rates,
+    /// ratios, latencies and drain times; sums of the counts.
     async fn level(&self, stack: &Stack, concurrency: usize) -> Result<Level> {
+        let repeats = if self.fault.is_some() { 1 } else { self.repeats.max(1) };
+        let mut runs = Vec::new();
+        for _ in 0..repeats {
+            runs.push(self.once(stack, concurrency).await?);
+        }
+        let median = |f: &dyn Fn(&Level) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let mut rejected = BTreeMap::new();
+        for (status, n) in runs.iter().flat_map(|r| r.rejected.iter()) {
+            *rejected.entry(*status).or_default() += n;
+        }
+        let drains: Vec<f64> = runs.iter().filter_map(|r| r.drain_seconds).collect();
+        Ok(Level {
+            concurrency,
+            repeats,
+            health_per_second: median(&|r| r.health_per_second),
+            accepted_per_second: median(&|r| r.accepted_per_second),
+            ratio: median(&|r| r.ratio),
+            p50_ms: median(&|r| r.p50_ms),
+            p99_ms: median(&|r| r.p99_ms),
+            sent: runs.iter().map(|r| r.sent).sum(),
+            accepted: runs.iter().map(|r| r.accepted).sum(),
+            rejected,
+            failed: runs.iter().map(|r| r.failed).sum(),
+            drain_seconds: (drains.len() == runs.len()).then(|| median(&|r| r.drain_seconds.unwrap_or_default())),
+            lost: runs.iter().map(|r| r.lost).sum(),
+            stored_but_rejected: runs.iter().map(|r| r.stored_but_rejected).sum(),
+            fault: self.fault,
+            fault_injected: runs[0].fault_injected,
+        })
+    }
+
+    async fn once(&self, stack: &Stack, concurrency: usize) -> Result<Level> {
         let health = load(&stack.addr, Kind::Health, self.requests, concurrency, None).await;
         let before = stack.stored();
         let fault = self.fault.map(|f| (f, stack.clone()));
@@ -208,6 +251,7 @@ impl BenchLoad {
         latencies.sort_by(f64::total_cmp);
         Ok(Level {
             concurrency,
+            repeats: 1,
             health_per_second,
             accepted_per_second,
             ratio: accepted_per_second / health_per_second.max(1e-9),
@@ -263,17 +307,18 @@ fn level_line(l: &Level) -> String {
 
 pub fn render(r: &Report) -> String {
     let mut out = format!(
-        "bench-load: {} searches per level against {}; {} cores, Docker Engine {}\n\n",
+        "bench-load: {} searches per run against {}; {} cores, Docker Engine {}; medians of the runs of each level\n\n",
         r.requests, r.target, r.cores, r.engine
     );
-    out.push_str("| concurrency | fault | GET /health per s | POST /searches accepted per s | ratio | p50 | p99 | rejected | drain after last accepted | lost | stored but rejected |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| concurrency | runs | fault | GET /health per s | POST /searches accepted per s | ratio | p50 | p99 | rejected | drain after last accepted | lost | stored but rejected |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for l in &r.levels {
         let rejected: Vec<String> = l.rejected.iter().map(|(s, n)| format!("{n}x{s}")).collect();
         let rejected_total = l.rejected.values().sum::<usize>() + l.failed;
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} ms | {:.0} ms | {} ({:.1}%){}{} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} ms | {:.0} ms | {} ({:.1}%){}{} | {} | {} | {} |\n",
             l.concurrency,
+            l.repeats,
             l.fault.map(Fault::name).unwrap_or("-"),
             l.health_per_second,
             l.accepted_per_second,
