@@ -40,6 +40,9 @@ class KafkaPublisher:
             "enable.idempotence": False,
             "linger.ms": 2,
             "message.timeout.ms": 8000,
+            # Only failures need an answer (they are logged; the relay
+            # republishes): no Python callback per delivered message.
+            "delivery.report.only.error": True,
         }
         self._producer = Producer(config)
         self._lock = threading.Lock()

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import psycopg
 from pysvc_common.config import Settings
-from pysvc_common.db import Connection, pool, with_retry
+from pysvc_common.db import Connection, Unavailable, pool, with_retry
+
+log = logging.getLogger(__name__)
 
 REPUBLISH_BATCH = 500
+INSERT_BATCH = 256
+INSERT_MANY = (
+    "INSERT INTO searches (id, query, status) "
+    "SELECT id, query, 'pending' FROM unnest(%s::uuid[], %s::text[]) AS t(id, query) "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -40,18 +52,77 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class _Insert:
+    search_id: uuid.UUID
+    query: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
+
+
 class PostgresStore:
     """A connection pool sized by `DB_POOL_SIZE`. Every call is retried on a
     connection error within `DB_RETRY_SECONDS` (a database restart), and is
-    safe to repeat: `create` is one idempotent statement, so a request that
-    ends in an error has stored nothing or exactly the row its retry found."""
+    safe to repeat.
+
+    `create` returns once the row is committed. The rows of concurrent
+    requests are written together: one writer thread inserts whatever has
+    queued up while its previous statement ran, in one idempotent statement
+    and one commit, so a request that ends in an error has stored nothing,
+    and a busy API does not pay one commit per search."""
 
     def __init__(self, settings: Settings) -> None:
         self._pool = pool(settings, "api-server")
         self._budget = settings.db_retry_seconds
+        self._inserts: queue.Queue[_Insert | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="search-writer", daemon=True)
+        self._writer.start()
 
     def close(self) -> None:
+        self._inserts.put(None)
+        self._writer.join(timeout=self._budget + 2.0)
         self._pool.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._inserts.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < INSERT_BATCH:
+                try:
+                    more = self._inserts.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._insert(batch)
+            if stop:
+                return
+
+    def _insert(self, batch: list[_Insert]) -> None:
+        def insert(conn: Connection) -> None:
+            conn.execute(INSERT_MANY, ([b.search_id for b in batch], [b.query for b in batch]))
+
+        try:
+            with_retry(self._pool, self._budget, insert)
+        except psycopg.Error as err:
+            # Not a connection problem: a row the database refuses. Alone,
+            # each row gets its own answer instead of failing the others.
+            if len(batch) > 1:
+                for item in batch:
+                    self._insert([item])
+                return
+            log.error("storing search %s failed: %s", batch[0].search_id, err)
+            batch[0].error = err
+        except Exception as err:  # Unavailable, or a bug: every waiting request learns it
+            for item in batch:
+                item.error = err
+        for item in batch:
+            item.done.set()
 
     def ping(self) -> None:
         # No retry: readiness reports the database as it is now.
@@ -59,14 +130,14 @@ class PostgresStore:
             conn.execute("SELECT 1")
 
     def create(self, search_id: uuid.UUID, query: str) -> None:
-        def insert(conn: Connection) -> None:
-            conn.execute(
-                "INSERT INTO searches (id, query, status) VALUES (%s, %s, 'pending') "
-                "ON CONFLICT (id) DO NOTHING",
-                (search_id, query),
-            )
-
-        with_retry(self._pool, self._budget, insert)
+        item = _Insert(search_id, query)
+        self._inserts.put(item)
+        if not item.done.wait(self._budget + 2.0):
+            raise Unavailable(f"PostgreSQL did not store search {search_id} in time")
+        if isinstance(item.error, Unavailable):
+            raise Unavailable(str(item.error)) from item.error
+        if item.error is not None:
+            raise RuntimeError(f"storing search {search_id} failed: {item.error}") from item.error
 
     def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None:
         def update(conn: Connection) -> None:

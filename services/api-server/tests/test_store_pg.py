@@ -2,6 +2,7 @@
 (`cargo xtask test` points it at an isolated stack)."""
 
 import os
+import threading
 import uuid
 
 import pytest
@@ -35,5 +36,19 @@ def test_unanswered_searches_are_found_for_republishing() -> None:
         assert search_id in {i for i, _ in store.unfinished(0.0)}
         store.mark_published([search_id])
         assert search_id not in {i for i, _ in store.unfinished(60.0)}
+    finally:
+        store.close()
+
+
+def test_concurrent_creates_are_written_together_and_each_one_is_stored() -> None:
+    store = PostgresStore(Settings.from_env())
+    ids = [uuid.uuid4() for _ in range(64)]
+    try:
+        threads = [threading.Thread(target=store.create, args=(i, "proxy")) for i in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(store.get(i) is not None for i in ids)
     finally:
         store.close()
