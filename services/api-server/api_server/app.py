@@ -1,19 +1,28 @@
 """HTTP routes. Nothing here touches a real database or broker directly:
-`create_app` takes a Store and a Publisher, so tests can pass fakes."""
+`create_app` takes a Store and a Publisher, so tests can pass fakes.
+
+Every status a route can answer is declared in the OpenAPI document with its
+body; `503` means a backing service really is down (PostgreSQL did not answer
+within the retry budget), never bad input."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Literal, cast
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pysvc_common.db import Unavailable
 from pysvc_common.messages import MAX_QUERY_LEN, SearchRequested
+from starlette.exceptions import HTTPException
 
 from api_server.publisher import Publisher, PublishError
 from api_server.store import Store
@@ -22,54 +31,158 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 REPUBLISH_AFTER_SECONDS = 10.0
+REPUBLISH_EVERY_SECONDS = 2.0
+PROBE_PATHS = ("/health", "/ready")
+# What PostgreSQL text can hold, as a JSON Schema pattern: no NUL, and at
+# least one character that is not white space. (Lone surrogates cannot be
+# written in a pattern; the validator below refuses them too.)
+QUERY_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 
 class SearchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=MAX_QUERY_LEN)
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_LEN,
+        json_schema_extra={"pattern": QUERY_PATTERN},
+        description="Full-text query: 1 to 200 characters, not only white space, no NUL.",
+    )
+
+    @field_validator("query")
+    @classmethod
+    def storable(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            raise ValueError("must not contain unpaired UTF-16 surrogates")
+        if not value.strip():
+            raise ValueError("must contain a character that is not white space")
+        return value
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message})
+class ErrorOut(BaseModel):
+    error: str
+    details: list[str] | None = None
+
+
+class AcceptedOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["pending"]
+
+
+class ResultOut(BaseModel):
+    document_id: int
+    title: str
+    rank: float
+
+
+SearchStatus = Literal["pending", "queued", "done"]
+
+
+class SearchOut(BaseModel):
+    id: uuid.UUID
+    query: str
+    status: SearchStatus
+    results: list[ResultOut]
+    created_at: datetime | None
+    completed_at: datetime | None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unready"]
+    problems: dict[str, str] | None = None
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        400: "The body could not be read (not UTF-8 JSON)",
+        404: "No search with that id",
+        413: f"Body larger than {MAX_BODY_BYTES} bytes",
+        422: "Invalid input; `details` names each field and what is wrong",
+        503: "PostgreSQL is unavailable; try again",
+    }
+    return {s: {"model": ErrorOut, "description": reasons[s]} for s in statuses}
+
+
+def error(status: int, message: str, details: list[str] | None = None) -> JSONResponse:
+    content: dict[str, Any] = {"error": message}
+    if details is not None:
+        content["details"] = details
+    return JSONResponse(status_code=status, content=content)
 
 
 def republish_unfinished(store: Store, publisher: Publisher) -> int:
     """Publish again every search that was accepted but not answered in time
     (the broker lost it, or was down when it was accepted). Redelivery is safe:
     the worker stores each search's results once."""
-    count = 0
+    ids: list[uuid.UUID] = []
     for search_id, query in store.unfinished(REPUBLISH_AFTER_SECONDS):
-        publisher.publish(SearchRequested(search_id, query))
-        store.mark_published(search_id)
-        count += 1
-    return count
-
-
-def _republish_loop(store: Store, publisher: Publisher, stop: threading.Event) -> None:
-    while not stop.wait(2.0):
         try:
-            if count := republish_unfinished(store, publisher):
-                log.info("republished %d unfinished searches", count)
-        except Exception as err:  # keep the loop alive through outages
-            log.warning("republish deferred: %s", err)
+            publisher.publish(SearchRequested(search_id, query))
+        except PublishError:
+            break
+        ids.append(search_id)
+    store.mark_published(ids)
+    return len(ids)
+
+
+def relay(store: Store, publisher: Publisher, stop: threading.Event) -> None:
+    """The background half of publishing: serves the broker's delivery
+    reports, and republishes unanswered searches on start and then every
+    REPUBLISH_EVERY_SECONDS."""
+    last_republish = 0.0
+    while not stop.is_set():
+        try:
+            publisher.confirm(0.2)
+            if time.monotonic() - last_republish >= REPUBLISH_EVERY_SECONDS:
+                last_republish = time.monotonic()
+                if count := republish_unfinished(store, publisher):
+                    log.info("republished %d unfinished searches", count)
+        except Exception as err:  # keep the relay alive through outages
+            log.warning("publish relay deferred: %s", err)
+            stop.wait(1.0)
+
+
+class ProbeLogFilter(logging.Filter):
+    """Keeps the access log readable under probes every 2 s: a probe is
+    logged when it fails or when its status differs from the last one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) < 5:
+            return True
+        path, status = str(args[2]), args[4]
+        if path not in PROBE_PATHS or not isinstance(status, int):
+            return True
+        changed = self._last.get(path) != status
+        self._last[path] = status
+        return changed or status >= 400
 
 
 def create_app(store: Store, publisher: Publisher, background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        worker = threading.Thread(
-            target=_republish_loop, args=(store, publisher, stop), daemon=True
-        )
+        worker = threading.Thread(target=relay, args=(store, publisher, stop), daemon=True)
         if background:
             worker.start()
         yield
         stop.set()
         if background:
             worker.join(timeout=5)
+        publisher.close()
+        store.close()
         log.info("api-server stopped cleanly")
 
-    app = FastAPI(title="search api", lifespan=lifespan)
+    app = FastAPI(title="search api", version="1", lifespan=lifespan)
 
     @app.middleware("http")
     async def limit_body(
@@ -86,19 +199,31 @@ def create_app(store: Store, publisher: Publisher, background: bool = True) -> F
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
             for e in exc.errors()
         ]
-        return JSONResponse(status_code=422, content={"error": "invalid request", "details": problems})
+        return error(422, "invalid request", problems)
 
-    @app.exception_handler(Exception)
-    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        response = error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(_request: Request, exc: Unavailable) -> JSONResponse:
         log.error("request failed: %s", exc)
         return error(503, "a backing service is unavailable, try again")
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/health", response_model=HealthOut)
+    def health() -> HealthOut:
+        """Liveness: the process serves HTTP."""
+        return HealthOut(status="ok")
 
-    @app.get("/ready")
+    @app.get(
+        "/ready",
+        response_model=ReadyOut,
+        responses={503: {"model": ReadyOut, "description": "A dependency is down; `problems` names it"}},
+    )
     def ready() -> JSONResponse:
+        """Readiness: PostgreSQL and the broker answer."""
         problems: dict[str, str] = {}
         try:
             store.ping()
@@ -112,36 +237,38 @@ def create_app(store: Store, publisher: Publisher, background: bool = True) -> F
             return JSONResponse(status_code=503, content={"status": "unready", "problems": problems})
         return JSONResponse(content={"status": "ready"})
 
-    @app.post("/searches", status_code=202)
-    def create_search(body: SearchIn) -> dict[str, str]:
+    @app.post(
+        "/searches",
+        status_code=202,
+        response_model=AcceptedOut,
+        responses=_errors(400, 413, 422, 503),
+    )
+    def create_search(body: SearchIn) -> AcceptedOut:
+        """Accept a search. A 202 means it is stored in PostgreSQL; it is
+        queued for the worker asynchronously and answered at least once."""
         search_id = uuid.uuid4()
         store.create(search_id, body.query)
-        status = "pending"
         try:
             publisher.publish(SearchRequested(search_id, body.query))
-            store.mark_published(search_id)
-            status = "queued"
         except PublishError as err:
             # Accepted all the same: the row is the source of truth and the
-            # republish loop sends it once the broker is back.
-            log.warning("%s; will retry", err)
-        return {"id": str(search_id), "status": status}
+            # relay publishes it again.
+            log.debug("%s", err)
+        return AcceptedOut(id=search_id, status="pending")
 
-    @app.get("/searches/{search_id}")
-    def get_search(search_id: uuid.UUID) -> JSONResponse:
+    @app.get("/searches/{search_id}", response_model=SearchOut, responses=_errors(404, 422, 503))
+    def get_search(search_id: uuid.UUID) -> SearchOut | JSONResponse:
+        """Status and results of one search."""
         found = store.get(search_id)
         if found is None:
             return error(404, f"no search with id {search_id}")
-        return JSONResponse(
-            content={
-                "id": str(found.search_id),
-                "query": found.query,
-                "status": found.status,
-                "results": [
-                    {"document_id": r.document_id, "title": r.title, "rank": r.rank}
-                    for r in found.results
-                ],
-            }
+        return SearchOut(
+            id=found.search_id,
+            query=found.query,
+            status=cast(SearchStatus, found.status),
+            results=[ResultOut(document_id=r.document_id, title=r.title, rank=r.rank) for r in found.results],
+            created_at=found.created_at,
+            completed_at=found.completed_at,
         )
 
     return app

@@ -1,11 +1,18 @@
-"""Publishing search requests to Kafka."""
+"""Publishing search requests to Kafka, off the request path.
+
+`publish` only hands the message to the producer's queue; the broker's
+delivery reports are served by `confirm`, which the API's background thread
+calls. A search is durable in PostgreSQL before it is published, so a
+message the broker never confirms is simply published again later (the
+relay republishes every search not answered in time)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pysvc_common.kafka import client_config, ensure_topic
 from pysvc_common.messages import SearchRequested
 
@@ -13,46 +20,67 @@ log = logging.getLogger(__name__)
 
 
 class PublishError(RuntimeError):
-    """The broker did not acknowledge the message in time."""
+    """The producer could not take the message (its queue is full)."""
 
 
 class Publisher(Protocol):
     def publish(self, message: SearchRequested) -> None: ...
+    def confirm(self, timeout: float) -> int: ...
     def ping(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
+        self._partitions = partitions
         config = client_config(bootstrap) | {
             "acks": "all",
             "enable.idempotence": False,
-            "message.timeout.ms": 3000,
+            "linger.ms": 2,
+            "message.timeout.ms": 8000,
+            # Only failures need an answer (they are logged; the relay
+            # republishes): no Python callback per delivered message.
+            "delivery.report.only.error": True,
         }
         self._producer = Producer(config)
+        self._lock = threading.Lock()
+        self._failed: list[KafkaError] = []
 
     def ping(self) -> None:
         metadata = self._producer.list_topics(timeout=2.0)
         if not metadata.brokers:
             raise PublishError(f"no broker answers at {self._bootstrap}")
 
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            with self._lock:
+                self._failed.append(err)
+
     def publish(self, message: SearchRequested) -> None:
-        failures: list[KafkaError] = []
+        try:
+            self._producer.produce(
+                self._topic,
+                key=str(message.search_id).encode(),
+                value=message.encode(),
+                on_delivery=self._on_delivery,
+            )
+        except (BufferError, KafkaException) as err:
+            raise PublishError(f"publish of {message.search_id} deferred: {err}") from err
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(err)
+    def confirm(self, timeout: float) -> int:
+        """Serves delivery reports for up to `timeout` seconds; returns how
+        many deliveries failed since the last call (logged, and the topic
+        created again when the broker lost it)."""
+        self._producer.poll(timeout)
+        with self._lock:
+            failed, self._failed = self._failed, []
+        if failed:
+            log.warning("%d deliveries failed (%s); they will be published again", len(failed), failed[0])
+            if any(e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART for e in failed):
+                ensure_topic(self._bootstrap, self._topic, self._partitions)
+        return len(failed)
 
-        self._producer.produce(
-            self._topic,
-            key=str(message.search_id).encode(),
-            value=message.encode(),
-            on_delivery=on_delivery,
-        )
-        remaining = self._producer.flush(4.0)
-        if remaining or failures:
-            reason = failures[0] if failures else "timed out"
-            if failures and failures[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                ensure_topic(self._bootstrap, self._topic)
-            raise PublishError(f"publish of {message.search_id} failed: {reason}")
+    def close(self) -> None:
+        self._producer.flush(5.0)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
+import psycopg
 from pysvc_common.config import Settings
-from pysvc_common.db import Connection, connect
+from pysvc_common.db import Connection, Unavailable, pool, with_retry
+
+log = logging.getLogger(__name__)
+
+REPUBLISH_BATCH = 500
+INSERT_BATCH = 256
+INSERT_MANY = (
+    "INSERT INTO searches (id, query, status) "
+    "SELECT id, query, 'pending' FROM unnest(%s::uuid[], %s::text[]) AS t(id, query) "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -23,48 +39,123 @@ class Search:
     query: str
     status: str
     results: list[SearchResult] = field(default_factory=list)
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
 
 
 class Store(Protocol):
     def ping(self) -> None: ...
     def create(self, search_id: uuid.UUID, query: str) -> None: ...
-    def mark_published(self, search_id: uuid.UUID) -> None: ...
+    def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None: ...
     def get(self, search_id: uuid.UUID) -> Search | None: ...
     def unfinished(self, older_than_seconds: float) -> list[tuple[uuid.UUID, str]]: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Insert:
+    search_id: uuid.UUID
+    query: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
 
 
 class PostgresStore:
-    """One short connection per call: survives database restarts for free."""
+    """A connection pool sized by `DB_POOL_SIZE`. Every call is retried on a
+    connection error within `DB_RETRY_SECONDS` (a database restart), and is
+    safe to repeat.
+
+    `create` returns once the row is committed. The rows of concurrent
+    requests are written together: one writer thread inserts whatever has
+    queued up while its previous statement ran, in one idempotent statement
+    and one commit, so a request that ends in an error has stored nothing,
+    and a busy API does not pay one commit per search."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self._pool = pool(settings, "api-server")
+        self._budget = settings.db_retry_seconds
+        self._inserts: queue.Queue[_Insert | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="search-writer", daemon=True)
+        self._writer.start()
 
-    def _connect(self) -> Connection:
-        return connect(self._settings)
+    def close(self) -> None:
+        self._inserts.put(None)
+        self._writer.join(timeout=self._budget + 2.0)
+        self._pool.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._inserts.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < INSERT_BATCH:
+                try:
+                    more = self._inserts.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._insert(batch)
+            if stop:
+                return
+
+    def _insert(self, batch: list[_Insert]) -> None:
+        def insert(conn: Connection) -> None:
+            conn.execute(INSERT_MANY, ([b.search_id for b in batch], [b.query for b in batch]))
+
+        try:
+            with_retry(self._pool, self._budget, insert)
+        except psycopg.Error as err:
+            # Not a connection problem: a row the database refuses. Alone,
+            # each row gets its own answer instead of failing the others.
+            if len(batch) > 1:
+                for item in batch:
+                    self._insert([item])
+                return
+            log.error("storing search %s failed: %s", batch[0].search_id, err)
+            batch[0].error = err
+        except Exception as err:  # Unavailable, or a bug: every waiting request learns it
+            for item in batch:
+                item.error = err
+        for item in batch:
+            item.done.set()
 
     def ping(self) -> None:
-        with self._connect() as conn:
+        # No retry: readiness reports the database as it is now.
+        with self._pool.connection(timeout=2.0) as conn:
             conn.execute("SELECT 1")
 
     def create(self, search_id: uuid.UUID, query: str) -> None:
-        with self._connect() as conn:
+        item = _Insert(search_id, query)
+        self._inserts.put(item)
+        if not item.done.wait(self._budget + 2.0):
+            raise Unavailable(f"PostgreSQL did not store search {search_id} in time")
+        if isinstance(item.error, Unavailable):
+            raise Unavailable(str(item.error)) from item.error
+        if item.error is not None:
+            raise RuntimeError(f"storing search {search_id} failed: {item.error}") from item.error
+
+    def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None:
+        def update(conn: Connection) -> None:
             conn.execute(
-                "INSERT INTO searches (id, query, status) VALUES (%s, %s, 'pending')",
-                (search_id, query),
+                # Rows locked in id order, like the worker does: no deadlock.
+                "UPDATE searches SET published_at = now() WHERE id IN ("
+                "SELECT id FROM searches WHERE id = ANY(%s) AND status <> 'done' ORDER BY id FOR UPDATE)",
+                (list(search_ids),),
             )
 
-    def mark_published(self, search_id: uuid.UUID) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "UPDATE searches SET status = 'queued', published_at = now() "
-                "WHERE id = %s AND status <> 'done'",
-                (search_id,),
-            )
+        if search_ids:
+            with_retry(self._pool, self._budget, update)
 
     def get(self, search_id: uuid.UUID) -> Search | None:
-        with self._connect() as conn:
+        def read(conn: Connection) -> Search | None:
             row = conn.execute(
-                "SELECT query, status FROM searches WHERE id = %s", (search_id,)
+                "SELECT query, status, created_at, completed_at FROM searches WHERE id = %s",
+                (search_id,),
             ).fetchone()
             if row is None:
                 return None
@@ -74,19 +165,25 @@ class PostgresStore:
                 "WHERE r.search_id = %s ORDER BY r.position",
                 (search_id,),
             ).fetchall()
-        return Search(
-            search_id=search_id,
-            query=str(row[0]),
-            status=str(row[1]),
-            results=[SearchResult(int(r[0]), str(r[1]), float(r[2])) for r in results],
-        )
+            return Search(
+                search_id=search_id,
+                query=str(row[0]),
+                status=str(row[1]),
+                results=[SearchResult(int(r[0]), str(r[1]), float(r[2])) for r in results],
+                created_at=row[2],
+                completed_at=row[3],
+            )
+
+        return with_retry(self._pool, self._budget, read)
 
     def unfinished(self, older_than_seconds: float) -> list[tuple[uuid.UUID, str]]:
-        with self._connect() as conn:
+        def read(conn: Connection) -> list[tuple[uuid.UUID, str]]:
             rows = conn.execute(
                 "SELECT id, query FROM searches WHERE status <> 'done' AND "
                 "coalesce(published_at, created_at) < now() - make_interval(secs => %s) "
-                "ORDER BY created_at LIMIT 100",
-                (older_than_seconds,),
+                "ORDER BY created_at LIMIT %s",
+                (older_than_seconds, REPUBLISH_BATCH),
             ).fetchall()
-        return [(uuid.UUID(str(r[0])), str(r[1])) for r in rows]
+            return [(uuid.UUID(str(r[0])), str(r[1])) for r in rows]
+
+        return with_retry(self._pool, self._budget, read)

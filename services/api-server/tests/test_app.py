@@ -1,11 +1,14 @@
 """Routes with an in-memory store and publisher (no database, no broker)."""
 
+import logging
 import uuid
 
-from api_server.app import MAX_BODY_BYTES, create_app, republish_unfinished
+import pytest
+from api_server.app import MAX_BODY_BYTES, ProbeLogFilter, create_app, republish_unfinished
 from api_server.publisher import PublishError
 from api_server.store import Search, SearchResult
 from fastapi.testclient import TestClient
+from pysvc_common.db import Unavailable
 from pysvc_common.messages import SearchRequested
 
 
@@ -16,15 +19,16 @@ class MemoryStore:
 
     def ping(self) -> None:
         if self.down:
-            raise ConnectionError("postgres down")
+            raise Unavailable("postgres down")
 
     def create(self, search_id: uuid.UUID, query: str) -> None:
         self.ping()
         self.rows[search_id] = Search(search_id, query, "pending")
 
-    def mark_published(self, search_id: uuid.UUID) -> None:
-        row = self.rows[search_id]
-        self.rows[search_id] = Search(search_id, row.query, "queued", row.results)
+    def mark_published(self, search_ids: list[uuid.UUID]) -> None:
+        for search_id in search_ids:
+            row = self.rows[search_id]
+            self.rows[search_id] = Search(search_id, row.query, row.status, row.results)
 
     def get(self, search_id: uuid.UUID) -> Search | None:
         self.ping()
@@ -32,6 +36,9 @@ class MemoryStore:
 
     def unfinished(self, older_than_seconds: float) -> list[tuple[uuid.UUID, str]]:
         return [(r.search_id, r.query) for r in self.rows.values() if r.status != "done"]
+
+    def close(self) -> None:
+        pass
 
 
 class MemoryPublisher:
@@ -47,6 +54,12 @@ class MemoryPublisher:
         self.ping()
         self.sent.append(message)
 
+    def confirm(self, timeout: float) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
 
 def client(store: MemoryStore, publisher: MemoryPublisher) -> TestClient:
     return TestClient(create_app(store, publisher, background=False), raise_server_exceptions=False)
@@ -58,7 +71,7 @@ def test_create_and_get() -> None:
     r = c.post("/searches", json={"query": "kafka"})
     assert r.status_code == 202
     body = r.json()
-    assert body["status"] == "queued"
+    assert body["status"] == "pending"
     assert pub.sent[0].query == "kafka"
     sid = uuid.UUID(body["id"])
     store.rows[sid] = Search(sid, "kafka", "done", [SearchResult(4, "KRaft mode", 0.5)])
@@ -73,25 +86,54 @@ def test_accepted_while_broker_down_then_republished() -> None:
     r = client(store, pub).post("/searches", json={"query": "q"})
     assert r.status_code == 202
     assert r.json()["status"] == "pending"
+    assert republish_unfinished(store, pub) == 0
     pub.down = False
     assert republish_unfinished(store, pub) == 1
     assert [m.query for m in pub.sent] == ["q"]
+    assert [r.status for r in store.rows.values()] == ["pending"]
 
 
-def test_bad_input_gets_4xx_json() -> None:
+BAD_BODIES = [
+    b"{not json",
+    b"{}",
+    b'{"query": ""}',
+    b'{"query": "' + b"x" * 201 + b'"}',
+    b'{"query": "x", "extra": 1}',
+    b'{"query": 5}',
+    b'{"query": "a\\u0000b"}',
+    b'{"query": "a\\ud800b"}',
+    b'{"query": "  \\n\\t "}',
+]
+
+
+@pytest.mark.parametrize("raw", BAD_BODIES)
+def test_input_postgres_cannot_store_is_422_naming_the_field(raw: bytes) -> None:
+    store = MemoryStore()
+    r = client(store, MemoryPublisher()).post("/searches", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] == "invalid request"
+    assert body["details"] and all(isinstance(d, str) for d in body["details"])
+    if b"query" in raw and b"extra" not in raw:
+        assert any(d.startswith("body.query") for d in body["details"]), body
+    assert store.rows == {}, "a rejected request stores nothing"
+
+
+def test_bad_path_is_422_and_undecodable_body_is_400() -> None:
     c = client(MemoryStore(), MemoryPublisher())
-    cases = [
-        c.post("/searches", content=b"{not json", headers={"content-type": "application/json"}),
-        c.post("/searches", json={}),
-        c.post("/searches", json={"query": ""}),
-        c.post("/searches", json={"query": "x" * 201}),
-        c.post("/searches", json={"query": "x", "extra": 1}),
-        c.post("/searches", json={"query": 5}),
-        c.get("/searches/not-a-uuid"),
-    ]
-    for r in cases:
-        assert r.status_code == 422, r.text
-        assert "error" in r.json()
+    r = c.get("/searches/not-a-uuid")
+    assert r.status_code == 422
+    assert r.json()["details"][0].startswith("path.search_id")
+    r = c.post("/searches", content=b'{"query": "\xff"}', headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422), r.text
+    assert "error" in r.json()
+
+
+def test_wrong_method_is_405_json() -> None:
+    r = client(MemoryStore(), MemoryPublisher()).put("/searches")
+    assert r.status_code == 405
+    assert "error" in r.json()
+    assert "POST" in r.headers["allow"]
 
 
 def test_oversized_body_is_413() -> None:
@@ -107,12 +149,35 @@ def test_unknown_id_is_404() -> None:
     assert "no search" in r.json()["error"]
 
 
-def test_database_down_is_503_not_500() -> None:
+def test_database_down_is_503_and_a_bug_is_not() -> None:
     store = MemoryStore()
     store.down = True
     r = client(store, MemoryPublisher()).post("/searches", json={"query": "q"})
     assert r.status_code == 503
     assert "error" in r.json()
+
+    class Broken(MemoryStore):
+        def create(self, search_id: uuid.UUID, query: str) -> None:
+            raise KeyError("a bug")
+
+    r = client(Broken(), MemoryPublisher()).post("/searches", json={"query": "q"})
+    assert r.status_code == 500, "a bug must not pretend a backing service is down"
+
+
+def test_every_status_is_declared_with_a_body_schema() -> None:
+    doc = client(MemoryStore(), MemoryPublisher()).get("/openapi.json").json()
+    declared = {
+        (path, method): set(op["responses"]) for path, ops in doc["paths"].items() for method, op in ops.items()
+    }
+    assert declared[("/searches", "post")] == {"202", "400", "413", "422", "503"}
+    assert declared[("/searches/{search_id}", "get")] == {"200", "404", "422", "503"}
+    assert declared[("/ready", "get")] == {"200", "503"}
+    for (path, method), statuses in declared.items():
+        for status in statuses:
+            content = doc["paths"][path][method]["responses"][status]["content"]
+            assert "schema" in content["application/json"], (path, method, status)
+    query = doc["components"]["schemas"]["SearchIn"]["properties"]["query"]
+    assert query["maxLength"] == 200 and "pattern" in query
 
 
 def test_ready_reports_each_dependency() -> None:
@@ -125,3 +190,16 @@ def test_ready_reports_each_dependency() -> None:
     assert r.status_code == 503
     assert set(r.json()["problems"]) == {"postgres", "kafka"}
     assert c.get("/health").status_code == 200
+
+
+def access(path: str, status: int) -> logging.LogRecord:
+    return logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', ("1.2.3.4", "GET", path, "1.1", status), None
+    )
+
+
+def test_probes_are_logged_only_when_they_fail_or_change() -> None:
+    f = ProbeLogFilter()
+    seen = [f.filter(access("/ready", s)) for s in (200, 200, 200, 503, 503, 200, 200)]
+    assert seen == [True, False, False, True, True, True, False]
+    assert all(f.filter(access("/searches", 202)) for _ in range(3))

@@ -1,5 +1,6 @@
-"""Consume loop. Offsets are committed only after the results are stored, so
-a crash redelivers (at-least-once) and `search.answer` makes that harmless."""
+"""Consume loop. Messages are taken in batches; a batch's results are stored
+in one statement, and only then are its offsets committed, so a crash
+redelivers (at-least-once) and `search.answer` makes that harmless."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from types import FrameType
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from pysvc_common import logs
 from pysvc_common.config import Settings
 from pysvc_common.db import Connection, connect
@@ -21,7 +23,11 @@ from search_worker import health
 from search_worker.search import answer
 
 log = logging.getLogger("search_worker")
-DB_CHECK_SECONDS = 5.0
+BATCH_WAIT_SECONDS = 0.1
+# A consumer left without partitions this long rejoins as a new member. The
+# broker here (tansu) can leave a group unassigned after it restarts or after
+# members leave; a fresh member gets an assignment at once.
+REJOIN_AFTER_SECONDS = 20.0
 
 
 def consumer_config(bootstrap: str) -> ClientConfig:
@@ -32,47 +38,97 @@ def consumer_config(bootstrap: str) -> ClientConfig:
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,
         "topic.metadata.refresh.interval.ms": 2000,
+        # The coordinator holds JoinGroup/SyncGroup answers until every
+        # member has rejoined or a gone member's session (6 s) expired: a
+        # shorter socket timeout aborts that wait and starts it over, again
+        # and again.
+        "socket.timeout.ms": 10000,
     }
 
 
+def decode(messages: list[Message], settings: Settings) -> list[uuid.UUID]:
+    """The search ids of a batch; undecodable messages are logged and skipped."""
+    ids: list[uuid.UUID] = []
+    for msg in messages:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                ensure_topic(settings.kafka_bootstrap, settings.search_topic, settings.kafka_partitions)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error: %s", err)
+            continue
+        try:
+            ids.append(SearchRequested.decode(msg.value()).search_id)
+        except MessageError as bad:
+            log.error("skipping undecodable message at offset %s: %s", msg.offset(), bad)
+    return ids
+
+
+class Answerer:
+    """Stores a batch's answers, reconnecting and retrying through database
+    outages until it succeeds or the worker is asked to stop."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self._settings = settings
+        self._stop = stop
+        self._conn: Connection | None = None
+
+    def answer(self, ids: list[uuid.UUID]) -> int | None:
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = connect(self._settings)
+                return answer(self._conn, ids)
+            except psycopg.OperationalError as err:
+                log.warning("storing %d answers failed (%s); retrying", len(ids), str(err).strip())
+                self.close()
+                health.beat()  # waiting for the database is not being stuck
+                self._stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+        return None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 def run(settings: Settings, stop: threading.Event) -> None:
-    while not stop.is_set() and not ensure_topic(settings.kafka_bootstrap, settings.search_topic):
+    while not stop.is_set() and not ensure_topic(
+        settings.kafka_bootstrap, settings.search_topic, settings.kafka_partitions
+    ):
         stop.wait(1.0)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     consumer.subscribe([settings.search_topic])
-    conn: Connection | None = None
-    last_db_check = 0.0
-    log.info("consuming %s", settings.search_topic)
+    answerer = Answerer(settings, stop)
+    log.info("consuming %s in batches of up to %d", settings.search_topic, settings.worker_batch_size)
+    assigned_at = time.monotonic()
     try:
         while not stop.is_set():
-            if conn is None or conn.closed:
-                conn = connect(settings)
-            if time.monotonic() - last_db_check > DB_CHECK_SECONDS:
-                conn.execute("SELECT 1")
-                last_db_check = time.monotonic()
             health.beat()
-            msg = consumer.poll(1.0)
-            if msg is None:
+            if consumer.assignment():
+                assigned_at = time.monotonic()
+            elif time.monotonic() - assigned_at > REJOIN_AFTER_SECONDS:
+                log.warning("no partitions assigned for %.0fs; rejoining the group", REJOIN_AFTER_SECONDS)
+                return
+            messages = consumer.consume(settings.worker_batch_size, BATCH_WAIT_SECONDS)
+            if not messages:
                 continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    ensure_topic(settings.kafka_bootstrap, settings.search_topic)
-                elif err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", err)
-                continue
+            ids = decode(messages, settings)
+            answered = answerer.answer(ids) if ids else 0
+            if answered is None:
+                break  # stopping before the batch was stored: it is redelivered
+            log.info("batch of %d: %d answered, %d already answered", len(ids), answered, len(ids) - answered)
             try:
-                request = SearchRequested.decode(msg.value())
-            except MessageError as bad:
-                log.error("skipping undecodable message at offset %s: %s", msg.offset(), bad)
-            else:
-                stored = answer(conn, request.search_id, request.query)
-                log.info("search %s %s", request.search_id, "answered" if stored else "already answered")
-            consumer.commit(message=msg, asynchronous=False)
+                consumer.commit(asynchronous=False)
+            except KafkaException as err:
+                # A rebalance took the partitions: their next owner gets these
+                # messages again and finds them answered.
+                log.warning("offset commit failed (%s); the batch may be redelivered", err)
     finally:
         consumer.close()
-        if conn is not None:
-            conn.close()
+        answerer.close()
 
 
 def main() -> None:
@@ -80,7 +136,7 @@ def main() -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received signal %d, finishing the current message", signum)
+        log.info("received signal %d, finishing the current batch", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -1,42 +1,48 @@
-"""Running one search and storing its results, idempotently."""
+"""Answering searches and storing their results, idempotently, a batch at a time."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from pysvc_common.db import Connection
 
 MAX_RESULTS = 10
 
-SEARCH_SQL = """
-SELECT d.id, ts_rank(d.tsv, q) AS rank
-FROM documents d, plainto_tsquery('english', %s) q
-WHERE d.tsv @@ q
-ORDER BY rank DESC, d.id
-LIMIT %s
+# One statement, so one transaction: lock the batch's unanswered searches
+# (in id order, so two workers never deadlock), run each one's full-text
+# search, store the hits and mark the searches done. A search another worker
+# answered meanwhile is skipped after its lock is released, so a redelivered
+# message never gives a search a second answer.
+ANSWER_SQL = """
+WITH todo AS (
+    SELECT id, query FROM searches
+    WHERE id = ANY(%(ids)s) AND status <> 'done'
+    ORDER BY id
+    FOR UPDATE
+), hits AS (
+    INSERT INTO search_results (search_id, document_id, rank, position)
+    SELECT t.id, h.id, h.rank, h.position
+    FROM todo t CROSS JOIN LATERAL (
+        SELECT d.id, ts_rank(d.tsv, q) AS rank,
+               (row_number() OVER (ORDER BY ts_rank(d.tsv, q) DESC, d.id) - 1)::int AS position
+        FROM documents d, plainto_tsquery('english', t.query) q
+        WHERE d.tsv @@ q
+        ORDER BY rank DESC, d.id
+        LIMIT %(limit)s
+    ) h
+    ON CONFLICT DO NOTHING
+)
+UPDATE searches s SET status = 'done', completed_at = now()
+FROM todo WHERE s.id = todo.id
+RETURNING s.id
 """
 
 
-def answer(conn: Connection, search_id: uuid.UUID, query: str) -> bool:
-    """Store the results of one search in one transaction.
-
-    Returns False when the search was already answered (a redelivery): the
-    first stored answer stands, so a search never gets two different ones."""
-    with conn.transaction():
-        row = conn.execute(
-            "SELECT status FROM searches WHERE id = %s FOR UPDATE", (search_id,)
-        ).fetchone()
-        if row is None or row[0] == "done":
-            return False
-        hits = conn.execute(SEARCH_SQL, (query, MAX_RESULTS)).fetchall()
-        for position, (document_id, rank) in enumerate(hits):
-            conn.execute(
-                "INSERT INTO search_results (search_id, document_id, rank, position) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (search_id, document_id, rank, position),
-            )
-        conn.execute(
-            "UPDATE searches SET status = 'done', completed_at = now() WHERE id = %s",
-            (search_id,),
-        )
-    return True
+def answer(conn: Connection, search_ids: Sequence[uuid.UUID]) -> int:
+    """Answers every search of the batch that is not answered yet; returns
+    how many it answered (the others were redeliveries or unknown ids)."""
+    if not search_ids:
+        return 0
+    rows = conn.execute(ANSWER_SQL, {"ids": list(search_ids), "limit": MAX_RESULTS}).fetchall()
+    return len(rows)

@@ -21,6 +21,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(f"{name}={value} must be at least 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     postgres_host: str
@@ -30,6 +37,10 @@ class Settings:
     postgres_db: str
     kafka_bootstrap: str
     search_topic: str
+    kafka_partitions: int = 1
+    db_pool_size: int = 8
+    db_retry_seconds: float = 8.0
+    worker_batch_size: int = 200
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +59,10 @@ class Settings:
             postgres_db=env.get("POSTGRES_DB", "pysvc"),
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", "kafka:9092"),
             search_topic=env.get("SEARCH_TOPIC", "search-requests"),
+            kafka_partitions=_positive(env, "KAFKA_PARTITIONS", 1),
+            db_pool_size=_positive(env, "DB_POOL_SIZE", 8),
+            db_retry_seconds=float(_int(env, "DB_RETRY_SECONDS", 8)),
+            worker_batch_size=_positive(env, "WORKER_BATCH_SIZE", 200),
         )
 
     def postgres_conninfo(self) -> str:

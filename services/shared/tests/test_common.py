@@ -38,3 +38,12 @@ def test_message_round_trip() -> None:
 def test_bad_messages_are_rejected(raw: bytes | None) -> None:
     with pytest.raises(MessageError):
         SearchRequested.decode(raw)
+
+
+def test_load_settings_have_defaults_and_are_checked() -> None:
+    s = Settings.from_env(ENV)
+    assert (s.kafka_partitions, s.db_pool_size, s.worker_batch_size) == (1, 8, 200)
+    s = Settings.from_env(ENV | {"KAFKA_PARTITIONS": "6", "DB_POOL_SIZE": "4", "DB_RETRY_SECONDS": "3"})
+    assert (s.kafka_partitions, s.db_pool_size, s.db_retry_seconds) == (6, 4, 3.0)
+    with pytest.raises(ConfigError, match="KAFKA_PARTITIONS"):
+        Settings.from_env(ENV | {"KAFKA_PARTITIONS": "0"})

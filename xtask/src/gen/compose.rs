@@ -39,6 +39,8 @@ struct ComposeService {
     volumes: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     depends_on: BTreeMap<String, DependsOn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deploy: Option<Deploy>,
     healthcheck: Healthcheck,
     restart: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,6 +63,12 @@ struct Build {
     context: &'static str,
     dockerfile: String,
     args: BTreeMap<&'static str, String>,
+}
+
+/// Containers of a service (written only when not 1).
+#[derive(Serialize)]
+struct Deploy {
+    replicas: u32,
 }
 
 #[derive(Serialize)]
@@ -169,9 +177,10 @@ fn app_service(stack: &Stack, service: &Service) -> ComposeService {
         image: format!("${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name),
         build: Some(Build { context: ".", dockerfile: service.dockerfile_path(), args }),
         command: Some(m.command.iter().map(|a| literal(a)).collect()),
-        environment: environment(&service_env(service)),
+        environment: environment(&service_env(stack, service)),
         ports,
         depends_on,
+        deploy: (m.replicas != 1).then_some(Deploy { replicas: m.replicas }),
         healthcheck: healthcheck(test, service.timing()),
         restart: "on-failure:3",
         init: Some(true),

@@ -184,7 +184,7 @@ fn service_objects(stack: &Stack, service: &Service) -> Vec<Json> {
         Kind::Http => "api",
         Kind::Worker => "worker",
     };
-    let env = service_env(service);
+    let env = service_env(stack, service);
     let config = config_map_name(name);
     let mut container = json!({
         "name": name,
@@ -215,7 +215,7 @@ fn service_objects(stack: &Stack, service: &Service) -> Vec<Json> {
         "kind": "Deployment",
         "metadata": with_skips(metadata(stack, name, component), &skips),
         "spec": {
-            "replicas": 1,
+            "replicas": m.replicas,
             "selector": {"matchLabels": selector(stack, name)},
             "template": {
                 "metadata": {"labels": labels(stack, name, component)},

@@ -188,7 +188,7 @@ fn postgres_credentials() -> Vec<(String, Value)> {
 
 /// The environment of a service, in a fixed order: connection settings of
 /// what it depends on, then its manifest's `environment` (sorted).
-pub fn service_env(service: &Service) -> Vec<(String, Value)> {
+pub fn service_env(stack: &Stack, service: &Service) -> Vec<(String, Value)> {
     let m = &service.manifest;
     let mut env = Vec::new();
     if m.depends_on.iter().any(|d| d == "postgres") {
@@ -198,6 +198,7 @@ pub fn service_env(service: &Service) -> Vec<(String, Value)> {
     }
     if m.depends_on.iter().any(|d| d == "kafka") {
         env.push(("KAFKA_BOOTSTRAP".to_owned(), Value::fixed(format!("kafka:{KAFKA_PORT}"))));
+        env.push(("KAFKA_PARTITIONS".to_owned(), Value::fixed(stack.manifest.kafka.partitions.to_string())));
     }
     env.extend(m.environment.iter().map(|(k, v)| (k.clone(), Value::fixed(v))));
     env

@@ -171,3 +171,20 @@ fn bad_durations_and_names_are_rejected() {
     write(&root, "stack.yaml", &STACK.replace("project: demo", "project: Demo_X"));
     assert!(load_err(&root).starts_with("stack.yaml:1:1:"));
 }
+
+#[test]
+fn partitions_and_replicas_are_checked() {
+    let root = fixture();
+    write(&root, "stack.yaml", &STACK.replace("topics: [jobs]", "topics: [jobs]\n  partitions: 0"));
+    assert!(load_err(&root).starts_with("stack.yaml:11:3: kafka.partitions must be at least 1"), "{}", load_err(&root));
+    write(&root, "stack.yaml", &STACK.replace("topics: [jobs]", "topics: [jobs]\n  partitions: 2"));
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}replicas: 3\n"));
+    let e = load_err(&root);
+    assert!(e.starts_with("services/worker/service.yaml:8:1: replicas: 3 exceeds kafka.partitions: 2"), "{e}");
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}replicas: 2\n"));
+    let stack = load(&root).unwrap();
+    assert_eq!(stack.manifest.kafka.partitions, 2);
+    assert_eq!(stack.services[1].manifest.replicas, 2);
+    write(&root, "services/web/service.yaml", &format!("{HTTP}replicas: 2\n"));
+    assert!(load_err(&root).contains("cannot share host_port 8000"), "{}", load_err(&root));
+}

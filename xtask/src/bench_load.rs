@@ -1,0 +1,800 @@
+//! `cargo xtask bench-load`: drives a running stack with an asynchronous
+//! load generator (a small HTTP/1.1 keep-alive client on tokio), measures
+//! the GET /health ceiling with the same generator in the same run, and
+//! reports accepted searches per second, latency, how long the workers need
+//! to answer everything, what was rejected and what was lost. `--fault`
+//! restarts the broker or PostgreSQL, or kills a worker, half-way through.
+//!
+//! By default it starts its own isolated stack (a scratch copy of the
+//! repository's inputs under `target/scratch/`, its own compose project,
+//! image prefix and host ports) and removes it afterwards; `--target` drives
+//! a stack that is already running (faults and the database check then act
+//! on the compose project of the repository root, or of `PYSVC_ROOT`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use futures_util::future::join_all;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::dotenv::DotEnv;
+use crate::engine;
+
+/// Compose project, image prefix and host ports of the isolated stack.
+const PROJECT: &str = "loadbench";
+const API_PORT: u16 = 23090;
+const POSTGRES_PORT: u16 = 23091;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Queries that find documents in the seed data, used in turn.
+const QUERIES: [&str; 6] = ["kafka", "healthcheck", "graceful shutdown", "proxy", "cache", "postgres"];
+
+/// Load the stack: accepted searches/s vs the GET /health ceiling, latency, drain time, rejected, lost.
+#[derive(Args, Debug)]
+pub struct BenchLoad {
+    /// Base URL of a running stack (`http://127.0.0.1:8000`); default: an isolated stack of its own.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Searches posted per concurrency level.
+    #[arg(long, default_value_t = 1500)]
+    pub requests: usize,
+    /// Concurrency levels (comma-separated); default 8,32,64, or 32 with --fault.
+    #[arg(long, value_delimiter = ',')]
+    pub concurrency: Vec<usize>,
+    /// Runs per level (the POST run follows its own GET /health run each time); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Worker counts compared on a queued backlog (comma-separated); skipped with --fault.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
+    pub workers: Vec<usize>,
+    /// Inject a fault when half the searches of a level have been sent.
+    #[arg(long, value_enum)]
+    pub fault: Option<Fault>,
+    /// Seconds to wait for every accepted search to be answered.
+    #[arg(long, default_value_t = 180)]
+    pub answer_timeout: u64,
+    /// Leave the isolated stack running afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    BrokerRestart,
+    WorkerKill,
+    PostgresRestart,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::BrokerRestart => "broker-restart",
+            Fault::WorkerKill => "worker-kill",
+            Fault::PostgresRestart => "postgres-restart",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Level {
+    pub concurrency: usize,
+    /// Runs of this level; rates, ratio, latencies and drain are their medians.
+    pub repeats: usize,
+    pub health_per_second: f64,
+    pub accepted_per_second: f64,
+    pub ratio: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub sent: usize,
+    pub accepted: usize,
+    /// Answered with another status than 202, by status.
+    pub rejected: BTreeMap<u16, usize>,
+    /// No answer at all (connection error or timeout).
+    pub failed: usize,
+    /// From the last accepted search to the last answer (server clock).
+    pub drain_seconds: Option<f64>,
+    /// Accepted searches that were never answered within --answer-timeout.
+    pub lost: usize,
+    /// Rows stored beyond the accepted ones: a rejected request half-stored
+    /// (None when the database cannot be reached).
+    pub stored_but_rejected: Option<i64>,
+    pub fault: Option<Fault>,
+    /// Whether the fault command succeeded (None without a fault).
+    pub fault_injected: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Backlog {
+    pub workers: usize,
+    pub searches: usize,
+    /// From starting the workers to the last answer (includes joining the group).
+    pub start_to_done_seconds: f64,
+    /// From the first answer to the last (server clock): the processing time.
+    pub first_to_last_seconds: f64,
+    pub lost: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub cores: usize,
+    pub engine: String,
+    pub requests: usize,
+    pub levels: Vec<Level>,
+    pub backlog: Vec<Backlog>,
+}
+
+impl BenchLoad {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let isolated = match &self.target {
+            Some(_) => None,
+            None => Some(IsolatedStack::start(root, PROJECT, API_PORT, POSTGRES_PORT, self.keep)?),
+        };
+        let compose_dir = isolated.as_ref().map(|s| s.dir.clone()).unwrap_or_else(|| root.to_owned());
+        let addr = match &self.target {
+            Some(url) => url.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+            None => format!("127.0.0.1:{API_PORT}"),
+        };
+        let levels = match (&self.concurrency[..], self.fault) {
+            ([], None) => vec![8, 32, 64],
+            ([], Some(_)) => vec![32],
+            (given, _) => given.to_vec(),
+        };
+        let stack = Stack { compose_dir, addr: addr.clone() };
+        let rt = engine::runtime()?;
+        let mut report = Report {
+            target: if isolated.is_some() { format!("isolated stack {PROJECT} ({addr})") } else { addr.clone() },
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            engine: stack.engine_version(),
+            requests: self.requests,
+            levels: Vec::new(),
+            backlog: Vec::new(),
+        };
+        rt.block_on(async {
+            for &c in &levels {
+                let level = self.level(&stack, c).await?;
+                if !self.json {
+                    eprintln!("{}", level_line(&level));
+                }
+                report.levels.push(level);
+            }
+            if self.fault.is_none() {
+                for &n in &self.workers {
+                    let b = self.backlog(&stack, n).await?;
+                    if !self.json {
+                        eprintln!(
+                            "backlog: {n} worker(s) answered {} in {:.1}s ({:.1}s from start)",
+                            b.searches, b.first_to_last_seconds, b.start_to_done_seconds
+                        );
+                    }
+                    report.backlog.push(b);
+                }
+                // Back to one worker. All stop first: on the broker here,
+                // members leaving a group that others stay in can leave it
+                // unassigned for a while.
+                if self.workers.iter().any(|&n| n != 1) {
+                    stack.compose(&["stop", "search-worker"])?;
+                    stack.scale_workers(1)?;
+                }
+            }
+            anyhow::Ok(())
+        })?;
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", render(&report));
+        }
+        drop(isolated);
+        Ok(())
+    }
+
+    /// `repeats` runs of the level (one with a fault): medians of the rates,
+    /// ratios, latencies and drain times; sums of the counts.
+    async fn level(&self, stack: &Stack, concurrency: usize) -> Result<Level> {
+        let repeats = if self.fault.is_some() { 1 } else { self.repeats.max(1) };
+        let mut runs = Vec::new();
+        for _ in 0..repeats {
+            runs.push(self.once(stack, concurrency).await?);
+        }
+        let median = |f: &dyn Fn(&Level) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let mut rejected = BTreeMap::new();
+        for (status, n) in runs.iter().flat_map(|r| r.rejected.iter()) {
+            *rejected.entry(*status).or_default() += n;
+        }
+        let drains: Vec<f64> = runs.iter().filter_map(|r| r.drain_seconds).collect();
+        Ok(Level {
+            concurrency,
+            repeats,
+            health_per_second: median(&|r| r.health_per_second),
+            accepted_per_second: median(&|r| r.accepted_per_second),
+            ratio: median(&|r| r.ratio),
+            p50_ms: median(&|r| r.p50_ms),
+            p99_ms: median(&|r| r.p99_ms),
+            sent: runs.iter().map(|r| r.sent).sum(),
+            accepted: runs.iter().map(|r| r.accepted).sum(),
+            rejected,
+            failed: runs.iter().map(|r| r.failed).sum(),
+            drain_seconds: (drains.len() == runs.len()).then(|| median(&|r| r.drain_seconds.unwrap_or_default())),
+            lost: runs.iter().map(|r| r.lost).sum(),
+            stored_but_rejected: runs.iter().map(|r| r.stored_but_rejected).sum(),
+            fault: self.fault,
+            fault_injected: runs[0].fault_injected,
+        })
+    }
+
+    async fn once(&self, stack: &Stack, concurrency: usize) -> Result<Level> {
+        let health = load(&stack.addr, Kind::Health, self.requests, concurrency, None).await;
+        let before = stack.stored();
+        let fault = self.fault.map(|f| (f, stack.clone()));
+        let post = load(&stack.addr, Kind::Search, self.requests, concurrency, fault).await;
+        let answers = answers(&stack.addr, &post.ids, Duration::from_secs(self.answer_timeout)).await;
+        let after = stack.stored();
+        let wall = |r: &LoadRun| r.finished.duration_since(r.started).as_secs_f64().max(1e-9);
+        let health_per_second = health.ok as f64 / wall(&health);
+        let accepted_per_second = post.ids.len() as f64 / wall(&post);
+        let mut latencies = post.latencies.clone();
+        latencies.sort_by(f64::total_cmp);
+        Ok(Level {
+            concurrency,
+            repeats: 1,
+            health_per_second,
+            accepted_per_second,
+            ratio: accepted_per_second / health_per_second.max(1e-9),
+            p50_ms: percentile(&latencies, 0.50) * 1000.0,
+            p99_ms: percentile(&latencies, 0.99) * 1000.0,
+            sent: self.requests,
+            accepted: post.ids.len(),
+            rejected: post.statuses.into_iter().filter(|(s, _)| *s != 202).collect(),
+            failed: post.failed,
+            drain_seconds: answers.last_completed.zip(answers.last_created).map(|(done, created)| done - created),
+            lost: answers.pending,
+            stored_but_rejected: before.zip(after).map(|(b, a)| a - b - post.ids.len() as i64),
+            fault: self.fault,
+            fault_injected: post.fault_injected,
+        })
+    }
+
+    /// Workers stopped, `requests` searches accepted, then `workers` started.
+    async fn backlog(&self, stack: &Stack, workers: usize) -> Result<Backlog> {
+        stack.compose(&["stop", "search-worker"])?;
+        let post = load(&stack.addr, Kind::Search, self.requests, 32, None).await;
+        let started = Instant::now();
+        stack.scale_workers(workers)?;
+        let answers = answers(&stack.addr, &post.ids, Duration::from_secs(self.answer_timeout)).await;
+        Ok(Backlog {
+            workers,
+            searches: post.ids.len(),
+            start_to_done_seconds: started.elapsed().as_secs_f64(),
+            first_to_last_seconds: answers
+                .last_completed
+                .zip(answers.first_completed)
+                .map(|(last, first)| last - first)
+                .unwrap_or(f64::NAN),
+            lost: answers.pending,
+        })
+    }
+}
+
+fn level_line(l: &Level) -> String {
+    format!(
+        "concurrency {}: {:.0} accepted/s vs {:.0} health/s ({:.2}x), p50 {:.0} ms, p99 {:.0} ms, rejected {}, drain {}, lost {}",
+        l.concurrency,
+        l.accepted_per_second,
+        l.health_per_second,
+        l.ratio,
+        l.p50_ms,
+        l.p99_ms,
+        l.rejected.values().sum::<usize>() + l.failed,
+        l.drain_seconds.map(|d| format!("{d:.1}s")).unwrap_or_else(|| "-".to_owned()),
+        l.lost
+    )
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = format!(
+        "bench-load: {} searches per run against {}; {} cores, Docker Engine {}; medians of the runs of each level\n\n",
+        r.requests, r.target, r.cores, r.engine
+    );
+    out.push_str("| concurrency | runs | fault | GET /health per s | POST /searches accepted per s | ratio | p50 | p99 | rejected | drain after last accepted | lost | stored but rejected |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for l in &r.levels {
+        let rejected: Vec<String> = l.rejected.iter().map(|(s, n)| format!("{n}x{s}")).collect();
+        let rejected_total = l.rejected.values().sum::<usize>() + l.failed;
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} ms | {:.0} ms | {} ({:.1}%){}{} | {} | {} | {} |\n",
+            l.concurrency,
+            l.repeats,
+            l.fault.map(Fault::name).unwrap_or("-"),
+            l.health_per_second,
+            l.accepted_per_second,
+            l.ratio,
+            l.p50_ms,
+            l.p99_ms,
+            rejected_total,
+            100.0 * rejected_total as f64 / l.sent.max(1) as f64,
+            if rejected.is_empty() { String::new() } else { format!(" {}", rejected.join(" ")) },
+            if l.failed > 0 { format!(" {} without answer", l.failed) } else { String::new() },
+            l.drain_seconds.map(|d| format!("{d:.1} s")).unwrap_or_else(|| "-".to_owned()),
+            l.lost,
+            l.stored_but_rejected.map(|n| n.to_string()).unwrap_or_else(|| "n/a".to_owned()),
+        ));
+    }
+    if !r.backlog.is_empty() {
+        out.push_str("\n| workers | queued searches | first to last answer | start to last answer | lost |\n|---|---|---|---|---|\n");
+        for b in &r.backlog {
+            out.push_str(&format!(
+                "| {} | {} | {:.1} s | {:.1} s | {} |\n",
+                b.workers, b.searches, b.first_to_last_seconds, b.start_to_done_seconds, b.lost
+            ));
+        }
+    }
+    out
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// The stack under load: its HTTP address and its compose project folder.
+#[derive(Clone)]
+struct Stack {
+    compose_dir: PathBuf,
+    addr: String,
+}
+
+impl Stack {
+    fn compose(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("docker")
+            .arg("compose")
+            .args(args)
+            .current_dir(&self.compose_dir)
+            .output()
+            .context("cannot run `docker compose`")?;
+        if !out.status.success() {
+            bail!("`docker compose {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    fn engine_version(&self) -> String {
+        Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Rows in `searches`, read with psql inside the postgres container.
+    fn stored(&self) -> Option<i64> {
+        let sql = "SELECT count(*) FROM searches";
+        let script = format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc '{sql}'");
+        self.compose(&["exec", "-T", "postgres", "sh", "-c", &script]).ok()?.parse().ok()
+    }
+
+    fn scale_workers(&self, n: usize) -> Result<()> {
+        let scale = format!("search-worker={n}");
+        self.compose(&[
+            "up",
+            "--detach",
+            "--no-deps",
+            "--no-build",
+            "--pull",
+            "never",
+            "--scale",
+            &scale,
+            "search-worker",
+        ])?;
+        Ok(())
+    }
+
+    /// Runs the fault (blocking: called on a blocking thread).
+    fn inject(&self, fault: Fault) -> Result<()> {
+        match fault {
+            Fault::BrokerRestart => self.compose(&["restart", "kafka"]).map(drop),
+            Fault::PostgresRestart => self.compose(&["restart", "postgres"]).map(drop),
+            Fault::WorkerKill => {
+                let ids = self.compose(&["ps", "-q", "search-worker"])?;
+                let id = ids.lines().next().context("no search-worker container to kill")?;
+                // SIGKILL to the worker process itself (not to the container's
+                // init, which `docker kill` would hit): a crash, after which
+                // the restart policy brings the container back.
+                let script = "import os\nfor p in os.listdir('/proc'):\n    \
+                    if p.isdigit() and int(p) != os.getpid():\n        \
+                    try:\n            cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n        \
+                    except OSError:\n            continue\n        \
+                    if b'search_worker.main' in cmd:\n            os.kill(int(p), 9)\n            \
+                    raise SystemExit(0)\nraise SystemExit('no search_worker.main process')\n";
+                let out = Command::new("docker").args(["exec", id, "python", "-c", script]).output()?;
+                anyhow::ensure!(out.status.success(), "kill failed: {}", String::from_utf8_lossy(&out.stderr));
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Health,
+    Search,
+}
+
+struct LoadRun {
+    started: Instant,
+    finished: Instant,
+    ok: usize,
+    ids: Vec<String>,
+    latencies: Vec<f64>,
+    statuses: BTreeMap<u16, usize>,
+    failed: usize,
+    fault_injected: Option<bool>,
+}
+
+/// `total` requests over `concurrency` keep-alive connections; with a
+/// fault, it is injected once half of them have been sent.
+async fn load(addr: &str, kind: Kind, total: usize, concurrency: usize, fault: Option<(Fault, Stack)>) -> LoadRun {
+    let next = Rc::new(Cell::new(0usize));
+    let run = Rc::new(RefCell::new(LoadRun {
+        started: Instant::now(),
+        finished: Instant::now(),
+        ok: 0,
+        ids: Vec::new(),
+        latencies: Vec::new(),
+        statuses: BTreeMap::new(),
+        failed: 0,
+        fault_injected: None,
+    }));
+    let fault_task = fault.map(|(fault, stack)| {
+        let next = next.clone();
+        let run = run.clone();
+        async move {
+            while next.get() < total / 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            eprintln!("injecting {} after {} requests", fault.name(), next.get());
+            let injected = match tokio::task::spawn_blocking(move || stack.inject(fault)).await {
+                Ok(Ok(())) => {
+                    eprintln!("{} done", fault.name());
+                    true
+                }
+                Ok(Err(e)) => {
+                    eprintln!("{} failed: {e:#}", fault.name());
+                    false
+                }
+                Err(e) => {
+                    eprintln!("{} failed: {e}", fault.name());
+                    false
+                }
+            };
+            run.borrow_mut().fault_injected = Some(injected);
+        }
+    });
+    let clients = (0..concurrency).map(|_| {
+        let next = next.clone();
+        let run = run.clone();
+        async move {
+            let mut conn = Conn::new(addr);
+            loop {
+                let i = next.get();
+                if i >= total {
+                    break;
+                }
+                next.set(i + 1);
+                let (method, path, body) = match kind {
+                    Kind::Health => ("GET", "/health", String::new()),
+                    Kind::Search => ("POST", "/searches", format!("{{\"query\": \"{}\"}}", QUERIES[i % QUERIES.len()])),
+                };
+                let sent = Instant::now();
+                let answer = conn.request(method, path, body.as_bytes()).await;
+                let took = sent.elapsed().as_secs_f64();
+                let mut run = run.borrow_mut();
+                match answer {
+                    Ok((status, body)) => {
+                        *run.statuses.entry(status).or_default() += 1;
+                        let ok = if kind == Kind::Health { status == 200 } else { status == 202 };
+                        if ok {
+                            run.ok += 1;
+                            run.latencies.push(took);
+                        }
+                        if kind == Kind::Search && ok {
+                            let id = serde_json::from_slice::<serde_json::Value>(&body)
+                                .ok()
+                                .and_then(|v| v["id"].as_str().map(str::to_owned));
+                            run.ids.extend(id);
+                        }
+                    }
+                    Err(_) => run.failed += 1,
+                }
+            }
+        }
+    });
+    let started = Instant::now();
+    match fault_task {
+        Some(task) => {
+            futures_util::join!(join_all(clients), task);
+        }
+        None => {
+            join_all(clients).await;
+        }
+    }
+    let mut run = Rc::try_unwrap(run).ok().expect("every client is done").into_inner();
+    run.started = started;
+    run.finished = Instant::now();
+    run
+}
+
+struct Answers {
+    pending: usize,
+    first_completed: Option<f64>,
+    last_completed: Option<f64>,
+    last_created: Option<f64>,
+}
+
+/// Polls every id until it is answered or `timeout` passes.
+async fn answers(addr: &str, ids: &[String], timeout: Duration) -> Answers {
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<String> = ids.to_vec();
+    let mut done = Answers { pending: 0, first_completed: None, last_completed: None, last_created: None };
+    let stamps = RefCell::new(Vec::<(f64, f64)>::new());
+    while !pending.is_empty() && Instant::now() < deadline {
+        let queue = RefCell::new(std::mem::take(&mut pending));
+        let still = RefCell::new(Vec::new());
+        let pollers = (0..8).map(|_| async {
+            let mut conn = Conn::new(addr);
+            loop {
+                let Some(id) = queue.borrow_mut().pop() else { break };
+                let answer = conn.request("GET", &format!("/searches/{id}"), b"").await;
+                let body = answer
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+                    .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                match body.filter(|v| v["status"] == "done") {
+                    Some(v) => {
+                        let t = |k: &str| v[k].as_str().and_then(parse_timestamp);
+                        if let (Some(created), Some(completed)) = (t("created_at"), t("completed_at")) {
+                            stamps.borrow_mut().push((created, completed));
+                        }
+                    }
+                    None => still.borrow_mut().push(id),
+                }
+            }
+        });
+        join_all(pollers).await;
+        pending = still.into_inner();
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let stamps = stamps.into_inner();
+    done.pending = pending.len();
+    done.first_completed = stamps.iter().map(|s| s.1).reduce(f64::min);
+    done.last_completed = stamps.iter().map(|s| s.1).reduce(f64::max);
+    done.last_created = stamps.iter().map(|s| s.0).reduce(f64::max);
+    done
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp
+/// (`2026-11-30T10:00:00.123456Z` or with a `+hh:mm` offset).
+pub fn parse_timestamp(s: &str) -> Option<f64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (clock, offset) = match time.find(['Z', '+', '-']) {
+        Some(i) => time.split_at(i),
+        None => (time, "Z"),
+    };
+    let mut c = clock.splitn(3, ':');
+    let (h, min) = (c.next()?.parse::<i64>().ok()?, c.next()?.parse::<i64>().ok()?);
+    let sec = c.next()?.parse::<f64>().ok()?;
+    let offset_seconds = match offset {
+        "Z" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o[1..].split_once(':')?;
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date.
+    let (y, m) = if m <= 2 { (y - 1, m + 12) } else { (y, m) };
+    let days = 365 * y + y / 4 - y / 100 + y / 400 + (153 * (m - 3) + 2) / 5 + day - 719469;
+    Some((days * 86400 + h * 3600 + min * 60 - offset_seconds) as f64 + sec)
+}
+
+/// One keep-alive HTTP/1.1 connection; reconnects after an error.
+struct Conn<'a> {
+    addr: &'a str,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl<'a> Conn<'a> {
+    fn new(addr: &'a str) -> Self {
+        Conn { addr, stream: None, buf: Vec::new() }
+    }
+
+    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body))
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")));
+        match result {
+            Ok((status, body, close)) => {
+                if close {
+                    self.stream = None;
+                }
+                Ok((status, body))
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn exchange(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>, bool)> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(self.addr).await?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+            self.buf.clear();
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        stream.write_all(&req).await?;
+        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let status =
+                    head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status"))?;
+                let header = |name: &str| {
+                    head.lines().skip(1).find_map(|l| {
+                        l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+                    })
+                };
+                let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                let total = end + 4 + length;
+                while self.buf.len() < total {
+                    self.fill(&bad("connection closed mid-body")).await?;
+                }
+                let body = self.buf[end + 4..total].to_vec();
+                self.buf.drain(..total);
+                return Ok((status, body, close));
+            }
+            self.fill(&bad("connection closed before an answer")).await?;
+        }
+    }
+
+    async fn fill(&mut self, eof: &std::io::Error) -> std::io::Result<()> {
+        let stream = self.stream.as_mut().expect("connected");
+        let mut chunk = [0u8; 16 * 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(eof.kind(), eof.to_string()));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+/// A scratch copy of the repository's inputs (under `target/scratch/`) with
+/// its own compose project, image prefix and host ports, brought up by this
+/// binary's own `up`, and removed (`down --volumes`) when dropped.
+pub struct IsolatedStack {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl IsolatedStack {
+    /// The scratch folder (its `.env` holds the stack's credentials).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn start(root: &Path, project: &str, api_port: u16, postgres_port: u16, keep: bool) -> Result<Self> {
+        let dir = root.join("target/scratch").join(project);
+        if dir.join("compose.yaml").is_file() {
+            // What an interrupted run left behind.
+            let _ = xtask_in(&dir, &["down", "--volumes"]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let stack = IsolatedStack { dir, keep };
+        for item in ["stack.yaml", "services", "docker", ".env.example", ".env"] {
+            if root.join(item).exists() {
+                let status = Command::new("cp").arg("-r").arg(root.join(item)).arg(&stack.dir).status()?;
+                anyhow::ensure!(status.success(), "cannot copy {item} into {}", stack.dir.display());
+            }
+        }
+        let manifest = std::fs::read_to_string(stack.dir.join("stack.yaml"))?;
+        let manifest: Vec<String> = manifest
+            .lines()
+            .map(|l| if l.starts_with("project:") { format!("project: {project}") } else { l.to_owned() })
+            .collect();
+        crate::gen::write_atomic(&stack.dir.join("stack.yaml"), &(manifest.join("\n") + "\n"))?;
+        let mut env = DotEnv::load_or_create(&stack.dir)?;
+        env.set("IMAGE_PREFIX", project);
+        env.set("POSTGRES_HOST_PORT", &postgres_port.to_string());
+        env.set("API_SERVER_HOST_PORT", &api_port.to_string());
+        env.save()?;
+        xtask_in(&stack.dir, &["gen"])?;
+        eprintln!("starting the isolated stack {project} in {}", stack.dir.display());
+        xtask_in(&stack.dir, &["up"])?;
+        Ok(stack)
+    }
+}
+
+impl Drop for IsolatedStack {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("isolated stack kept: PYSVC_ROOT={} cargo xtask down --volumes", self.dir.display());
+            return;
+        }
+        if let Err(e) = xtask_in(&self.dir, &["down", "--volumes"]) {
+            eprintln!("could not remove the isolated stack: {e:#}");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs this binary with `PYSVC_ROOT=dir`; its output goes to stderr.
+fn xtask_in(dir: &Path, args: &[&str]) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the running xtask binary")?;
+    let status = Command::new(exe)
+        .args(args)
+        .env("PYSVC_ROOT", dir)
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .with_context(|| format!("cannot run `cargo xtask {}`", args.join(" ")))?;
+    anyhow::ensure!(status.success(), "`cargo xtask {}` failed in {}", args.join(" "), dir.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_parse_with_any_offset() {
+        let z = parse_timestamp("1970-01-02T00:00:01.5Z").unwrap();
+        assert!((z - 86401.5).abs() < 1e-9);
+        let plus = parse_timestamp("2026-11-30T11:00:00+01:00").unwrap();
+        let utc = parse_timestamp("2026-11-30T10:00:00Z").unwrap();
+        assert_eq!(plus, utc);
+        assert_eq!(parse_timestamp("2000-03-01T00:00:00Z").unwrap(), 951868800.0);
+        assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+}
