@@ -29,9 +29,8 @@ use crate::dotenv::DotEnv;
 use crate::engine;
 
 /// Compose project, image prefix and host ports of the isolated stack.
+/// Compose project of bench-load's own stack (the process id is appended).
 const PROJECT: &str = "loadbench";
-const API_PORT: u16 = 23090;
-const POSTGRES_PORT: u16 = 23091;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Queries that find documents in the seed data, used in turn.
 const QUERIES: [&str; 6] = ["kafka", "healthcheck", "graceful shutdown", "proxy", "cache", "postgres"];
@@ -139,12 +138,12 @@ impl BenchLoad {
     pub fn run(self, root: &Path) -> Result<()> {
         let isolated = match &self.target {
             Some(_) => None,
-            None => Some(IsolatedStack::start(root, PROJECT, API_PORT, POSTGRES_PORT, self.keep)?),
+            None => Some(IsolatedStack::start(root, PROJECT, self.keep)?),
         };
         let compose_dir = isolated.as_ref().map(|s| s.dir.clone()).unwrap_or_else(|| root.to_owned());
         let addr = match &self.target {
             Some(url) => url.trim_start_matches("http://").trim_end_matches('/').to_owned(),
-            None => format!("127.0.0.1:{API_PORT}"),
+            None => isolated.as_ref().map(|s| format!("127.0.0.1:{}", s.api_port)).unwrap_or_default(),
         };
         let levels = match (&self.concurrency[..], self.fault) {
             ([], None) => vec![8, 32, 64],
@@ -154,7 +153,7 @@ impl BenchLoad {
         let stack = Stack { compose_dir, addr: addr.clone() };
         let rt = engine::runtime()?;
         let mut report = Report {
-            target: if isolated.is_some() { format!("isolated stack {PROJECT} ({addr})") } else { addr.clone() },
+            target: if isolated.is_some() { format!("an isolated stack ({addr})") } else { addr.clone() },
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             engine: stack.engine_version(),
             requests: self.requests,
@@ -708,6 +707,15 @@ impl<'a> Conn<'a> {
 pub struct IsolatedStack {
     dir: PathBuf,
     keep: bool,
+    /// Host ports, free when the stack was made.
+    pub api_port: u16,
+    pub postgres_port: u16,
+}
+
+/// A TCP port nothing listens on right now (the kernel's pick).
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 impl IsolatedStack {
@@ -716,7 +724,12 @@ impl IsolatedStack {
         &self.dir
     }
 
-    pub fn start(root: &Path, project: &str, api_port: u16, postgres_port: u16, keep: bool) -> Result<Self> {
+    /// A scratch copy of `root` under `target/scratch/` with the compose
+    /// project `<name>-<pid>`, free host ports and its own image names, up.
+    pub fn start(root: &Path, name: &str, keep: bool) -> Result<Self> {
+        let project = format!("{name}-{}", std::process::id());
+        let project = project.as_str();
+        let (api_port, postgres_port) = (free_port()?, free_port()?);
         let dir = root.join("target/scratch").join(project);
         if dir.join("compose.yaml").is_file() {
             // What an interrupted run left behind.
@@ -724,7 +737,7 @@ impl IsolatedStack {
         }
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let stack = IsolatedStack { dir, keep };
+        let stack = IsolatedStack { dir, keep, api_port, postgres_port };
         for item in ["stack.yaml", "services", "docker", ".env.example", ".env"] {
             if root.join(item).exists() {
                 let status = Command::new("cp").arg("-r").arg(root.join(item)).arg(&stack.dir).status()?;

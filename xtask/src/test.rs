@@ -207,19 +207,17 @@ fn newest_bundled_schema(validate: &Path) -> Result<String> {
     newest.map(|(_, v)| v).context("kubernetes-validate bundles no schemas (kubernetes-json-schema/v*)")
 }
 
-/// Compose project and host ports of the stack the fuzzer runs against.
-const FUZZ_PROJECT: &str = "loadtest-fuzz";
-const FUZZ_API_PORT: u16 = 23031;
-const FUZZ_POSTGRES_PORT: u16 = 23032;
+/// Compose project (the process id is appended) of the stack the fuzzer runs against.
+const FUZZ_PROJECT: &str = "pysvct-fuzz";
 
 /// On a real isolated stack (removed afterwards): the pytest tests that need
 /// PostgreSQL, then schemathesis with every check against the API.
 fn against_isolated_stack(sh: &Shell, root: &Path) -> Result<()> {
     let schemathesis = tools::schemathesis(sh, root)?;
-    let stack = crate::bench_load::IsolatedStack::start(root, FUZZ_PROJECT, FUZZ_API_PORT, FUZZ_POSTGRES_PORT, false)?;
+    let stack = crate::bench_load::IsolatedStack::start(root, FUZZ_PROJECT, false)?;
     let env = crate::dotenv::DotEnv::load_or_create(stack.dir())?;
     let (python, pythonpath, dirs) = python_env(sh, root)?;
-    let port = FUZZ_POSTGRES_PORT.to_string();
+    let port = stack.postgres_port.to_string();
     let password = env.get("POSTGRES_PASSWORD").unwrap_or_default();
     let user = env.get("POSTGRES_USER").unwrap_or_else(|| "pysvc".to_owned());
     let db = env.get("POSTGRES_DB").unwrap_or_else(|| "pysvc".to_owned());
@@ -232,7 +230,7 @@ fn against_isolated_stack(sh: &Shell, root: &Path) -> Result<()> {
         .env("POSTGRES_DB", &db)
         .env("POSTGRES_PASSWORD", &password)
         .run()?;
-    let schema = format!("http://127.0.0.1:{FUZZ_API_PORT}/openapi.json");
+    let schema = format!("http://127.0.0.1:{}/openapi.json", stack.api_port);
     // It keeps a cache folder in its working directory: under target/.
     let _cwd = sh.push_dir(root.join("target"));
     cmd!(sh, "{schemathesis} run {schema} --checks all --workers 1").run()?;

@@ -1,75 +1,26 @@
 //! Faults in the middle of load: a broker restart, a worker killed with
-//! SIGKILL, a PostgreSQL restart. Each test brings up its own scratch stack
-//! (compose project `loadtest-*`, host ports 23000-23099), drives it with
-//! `cargo xtask bench-load --fault ...` and asserts on what it reports: no
-//! accepted search lost, every one answered, nothing stored for a rejected
-//! request. Not timed: speed lives in `cargo xtask bench-load` and
-//! BENCHMARKS.md.
+//! SIGKILL, a PostgreSQL restart. Each test brings up its own `TestStack`
+//! (own compose project, free host ports, images and volumes, removed even
+//! when the test fails), drives it with `cargo xtask bench-load --fault ...`
+//! and asserts on what it reports: no accepted search lost, every one
+//! answered, nothing stored for a rejected request. Not timed: speed lives in
+//! `cargo xtask bench-load` and BENCHMARKS.md.
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-
-/// A scratch stack that is taken down (volumes included) and deleted when
-/// dropped, also when the test fails.
-struct ScratchStack {
-    dir: PathBuf,
-    api: String,
-}
-
-impl ScratchStack {
-    fn up(name: &str, api_port: u16, postgres_port: u16) -> ScratchStack {
-        let project = format!("loadtest-{name}");
-        let dir = scratch_copy(&project, &[]);
-        let env = std::fs::read_to_string(dir.join(".env")).unwrap();
-        let env: Vec<String> = env
-            .lines()
-            .map(|l| match l.split_once('=').map(|(k, _)| k) {
-                Some("IMAGE_PREFIX") => "IMAGE_PREFIX=loadtest".to_owned(),
-                Some("POSTGRES_HOST_PORT") => format!("POSTGRES_HOST_PORT={postgres_port}"),
-                Some("API_SERVER_HOST_PORT") => format!("API_SERVER_HOST_PORT={api_port}"),
-                _ => l.to_owned(),
-            })
-            .collect();
-        std::fs::write(dir.join(".env"), env.join("\n") + "\n").unwrap();
-        edit_file(&dir, "stack.yaml", "project: pysvc", &format!("project: {project}"));
-        let stack = ScratchStack { dir, api: format!("http://127.0.0.1:{api_port}") };
-        stack.ok(&["gen"]);
-        stack.ok(&["down", "--volumes"]);
-        stack.ok(&["up"]);
-        stack
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = xtask_env(args, &[("PYSVC_ROOT", self.dir.to_str().unwrap())]);
-        assert!(
-            out.status.success(),
-            "cargo xtask {} failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for ScratchStack {
-    fn drop(&mut self) {
-        let _ = xtask_env(&["down", "--volumes"], &[("PYSVC_ROOT", self.dir.to_str().unwrap())]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Runs bench-load with `fault` against its own scratch stack and checks
 /// the contract: 202 means stored and answered, a rejection stores nothing.
-fn survives(fault: &str, name: &str, api_port: u16, postgres_port: u16) {
+fn survives(fault: &str, name: &str) {
     let _guard = serial();
-    let stack = ScratchStack::up(name, api_port, postgres_port);
+    let stack = TestStack::new(name);
+    stack.up();
+    let target = format!("http://{}", stack.api());
     let out = stack.ok(&[
         "bench-load",
         "--target",
-        &stack.api,
+        &target,
         "--fault",
         fault,
         "--requests",
@@ -97,15 +48,15 @@ fn survives(fault: &str, name: &str, api_port: u16, postgres_port: u16) {
 
 #[test]
 fn broker_restart_under_load_loses_no_accepted_search() {
-    survives("broker-restart", "broker", 23001, 23002);
+    survives("broker-restart", "fault-broker");
 }
 
 #[test]
 fn worker_kill_under_load_loses_no_accepted_search() {
-    survives("worker-kill", "worker", 23011, 23012);
+    survives("worker-kill", "fault-worker");
 }
 
 #[test]
 fn postgres_restart_under_load_loses_no_accepted_search() {
-    survives("postgres-restart", "postgres", 23021, 23022);
+    survives("postgres-restart", "fault-postgres");
 }
