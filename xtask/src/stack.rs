@@ -105,14 +105,19 @@ async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<bollar
         .context("cannot list containers")
 }
 
-/// Current state of each service container of the project, by service name.
+/// Current state of each service of the project, by service name. A service
+/// with several containers (`replicas`) shows its least healthy one, so it
+/// counts as healthy only when every replica is.
 pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, ServiceState>> {
     let containers = project_containers(docker, project).await?;
-    let mut out = BTreeMap::new();
+    // One entry per replica: (service, container number).
+    let mut replicas: BTreeMap<(String, String), ServiceState> = BTreeMap::new();
     for c in containers {
-        let Some(service) = c.labels.as_ref().and_then(|l| l.get("com.docker.compose.service")).cloned() else {
+        let labels = c.labels.clone().unwrap_or_default();
+        let Some(service) = labels.get("com.docker.compose.service").cloned() else {
             continue;
         };
+        let number = labels.get("com.docker.compose.container-number").cloned().unwrap_or_default();
         let id = c.id.clone().unwrap_or_default();
         // Compose may remove a container (a replaced one) between the list
         // and this look: it is simply not part of the state any more.
@@ -127,11 +132,28 @@ pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, S
             container: id,
         };
         // While compose replaces a container, two exist: the running one counts.
-        if out.get(&service).is_none_or(|known: &ServiceState| known.state != "running") {
-            out.insert(service, entry);
+        let key = (service, number);
+        if replicas.get(&key).is_none_or(|known: &ServiceState| known.state != "running") {
+            replicas.insert(key, entry);
         }
     }
-    Ok(out)
+    Ok(least_healthy(replicas.into_values()))
+}
+
+/// Per service, the replica furthest from healthy.
+fn least_healthy(replicas: impl IntoIterator<Item = ServiceState>) -> BTreeMap<String, ServiceState> {
+    let rank = |s: &ServiceState| match (s.state.as_str(), s.health.as_str()) {
+        ("running", "healthy" | "") => 0,
+        ("running", "starting") => 1,
+        _ => 2,
+    };
+    let mut out: BTreeMap<String, ServiceState> = BTreeMap::new();
+    for replica in replicas {
+        if out.get(&replica.service).is_none_or(|known| rank(&replica) > rank(known)) {
+            out.insert(replica.service.clone(), replica);
+        }
+    }
+    out
 }
 
 /// Why a service is not healthy: its last probe outputs and its log tail.
@@ -615,5 +637,27 @@ mod tests {
         let log = "FATAL:  password authentication failed for user \"pysvc\"";
         assert!(super::hint(log).unwrap().contains("cargo xtask down --volumes"));
         assert!(super::hint("all good").is_none());
+    }
+
+    #[test]
+    fn a_service_is_as_healthy_as_its_least_healthy_replica() {
+        let replica = |service: &str, container: &str, state: &str, health: &str| super::ServiceState {
+            service: service.to_owned(),
+            state: state.to_owned(),
+            health: health.to_owned(),
+            restarts: 0,
+            container: container.to_owned(),
+        };
+        let states = super::least_healthy([
+            replica("worker", "w1", "running", "healthy"),
+            replica("worker", "w2", "running", "starting"),
+            replica("worker", "w3", "running", "healthy"),
+            replica("api", "a1", "running", "healthy"),
+            replica("db", "d1", "exited", ""),
+            replica("db", "d2", "running", "healthy"),
+        ]);
+        assert_eq!(states["worker"].container, "w2", "one starting replica keeps the service starting");
+        assert_eq!(states["api"].container, "a1");
+        assert_eq!(states["db"].container, "d1", "an exited replica is the one to show");
     }
 }
