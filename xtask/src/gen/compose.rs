@@ -85,9 +85,10 @@ struct Healthcheck {
     start_period: String,
 }
 
-fn healthcheck(test: Vec<String>, t: Timing) -> Healthcheck {
+/// An exec-form healthcheck: `argv` as compose spells it, after "CMD".
+fn healthcheck(argv: impl IntoIterator<Item = String>, t: Timing) -> Healthcheck {
     Healthcheck {
-        test,
+        test: std::iter::once("CMD".to_owned()).chain(argv).collect(),
         // Overridable from .env (bench-up compares timings through these).
         interval: format!("${{HEALTH_INTERVAL:-{}s}}", t.interval),
         timeout: format!("{}s", t.timeout),
@@ -117,21 +118,33 @@ fn environment(env: &[(String, Value)]) -> serde_yaml::Mapping {
 
 const NO_NEW_PRIVILEGES: &str = "no-new-privileges:true";
 
+impl ComposeService {
+    /// What every service has: restarted on failure, and hardened: no
+    /// privilege gain, no capabilities, nothing writable but its volumes and
+    /// a tmpfs `/tmp`.
+    fn hardened(image: String, environment: serde_yaml::Mapping, healthcheck: Healthcheck, grace: &str) -> Self {
+        ComposeService {
+            image,
+            environment,
+            healthcheck,
+            restart: "on-failure:3",
+            stop_grace_period: grace.to_owned(),
+            security_opt: vec![NO_NEW_PRIVILEGES],
+            cap_drop: vec!["ALL"],
+            read_only: Some(true),
+            tmpfs: vec![APP_TMPFS.to_owned()],
+            ..ComposeService::default()
+        }
+    }
+}
+
 fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
-    let mut test = vec!["CMD".to_owned()];
-    test.extend(infra.probe.iter().map(compose_value));
-    let mut service = ComposeService {
-        image: format!("${{{}:-{}}}", infra.image_var, infra.image),
-        environment: environment(&infra.env),
-        healthcheck: healthcheck(test, infra.timing),
-        restart: "on-failure:3",
-        stop_grace_period: infra.stop_grace_period.clone(),
-        security_opt: vec![NO_NEW_PRIVILEGES],
-        cap_drop: vec!["ALL"],
-        read_only: Some(true),
-        tmpfs: vec![APP_TMPFS.to_owned()],
-        ..ComposeService::default()
-    };
+    let mut service = ComposeService::hardened(
+        format!("${{{}:-{}}}", infra.image_var, infra.image),
+        environment(&infra.env),
+        healthcheck(infra.probe.iter().map(compose_value), infra.timing),
+        &infra.stop_grace_period,
+    );
     if infra.name == "postgres" {
         service.ports =
             vec![format!("127.0.0.1:${{POSTGRES_HOST_PORT:-{}}}:{}", stack.manifest.postgres.host_port, infra.port)];
@@ -171,25 +184,19 @@ fn app_service(stack: &Stack, service: &Service) -> ComposeService {
         .iter()
         .map(|d| (d.clone(), DependsOn { condition: "service_healthy" }))
         .collect::<BTreeMap<_, _>>();
-    let mut test = vec!["CMD".to_owned()];
-    test.extend(health_command(service).iter().map(|a| literal(a)));
     ComposeService {
-        image: format!("${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name),
         build: Some(Build { context: ".", dockerfile: service.dockerfile_path(), args }),
         command: Some(m.command.iter().map(|a| literal(a)).collect()),
-        environment: environment(&service_env(stack, service)),
         ports,
         depends_on,
         deploy: (m.replicas != 1).then_some(Deploy { replicas: m.replicas }),
-        healthcheck: healthcheck(test, service.timing()),
-        restart: "on-failure:3",
         init: Some(true),
-        stop_grace_period: m.stop_grace_period.clone(),
-        security_opt: vec![NO_NEW_PRIVILEGES],
-        cap_drop: vec!["ALL"],
-        read_only: Some(true),
-        tmpfs: vec![APP_TMPFS.to_owned()],
-        ..ComposeService::default()
+        ..ComposeService::hardened(
+            format!("${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name),
+            environment(&service_env(stack, service)),
+            healthcheck(health_command(service).iter().map(|a| literal(a)), service.timing()),
+            &m.stop_grace_period,
+        )
     }
 }
 
