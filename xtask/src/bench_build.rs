@@ -640,23 +640,12 @@ async fn edit_to_serving(sh: &Shell, docker: &Docker, stack: &Stack, service: &S
     Ok(Figure::of(samples))
 }
 
-/// True when `GET path` on 127.0.0.1:port answers 200.
+/// True when `GET path` on 127.0.0.1:port answers 200 within 2 s.
 async fn http_ok(port: u16, path: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(Ok(mut stream)) =
-        tokio::time::timeout(std::time::Duration::from_secs(1), tokio::net::TcpStream::connect(("127.0.0.1", port)))
-            .await
-    else {
-        return false;
-    };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    matches!(tokio::time::timeout(std::time::Duration::from_secs(2), stream.read_exact(&mut head)).await, Ok(Ok(_)))
-        && head.starts_with(b"HTTP/1.")
-        && &head[9..12] == b"200"
+    let addr = format!("127.0.0.1:{port}");
+    let mut conn = crate::bench_load::Conn::new(&addr);
+    let get = conn.request("GET", path, b"");
+    matches!(tokio::time::timeout(std::time::Duration::from_secs(2), get).await, Ok(Ok((200, _))))
 }
 
 const SECTION_START: &str = "<!-- bench-build: start (written by `cargo xtask bench-build`, do not edit) -->";

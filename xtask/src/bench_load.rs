@@ -618,19 +618,20 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     Some((days * 86400 + h * 3600 + min * 60 - offset_seconds) as f64 + sec)
 }
 
-/// One keep-alive HTTP/1.1 connection; reconnects after an error.
-struct Conn<'a> {
+/// One keep-alive HTTP/1.1 connection; reconnects after an error. The one
+/// HTTP client of the benches.
+pub struct Conn<'a> {
     addr: &'a str,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
 }
 
 impl<'a> Conn<'a> {
-    fn new(addr: &'a str) -> Self {
+    pub fn new(addr: &'a str) -> Self {
         Conn { addr, stream: None, buf: Vec::new() }
     }
 
-    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    pub async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
         let result = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body))
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")));
