@@ -511,12 +511,19 @@ pub async fn refuse_another_checkout(docker: &Docker, project: &str, root: &Path
 /// Compose (on a fresh machine: the checks, and with consent the installs,
 /// of `setup`), a `.env`, and the base images it selects.
 pub fn prepare(sh: &Shell, root: &Path, rt: &tokio::runtime::Runtime) -> Result<Docker> {
-    if setup::compose_version(sh).is_none() || rt.block_on(engine::connect()).is_err() {
-        setup::Setup { yes: false, registry: false }.run(sh, root)?;
-    }
+    let connected = match setup::compose_version(sh) {
+        Some(_) => rt.block_on(engine::connect()).ok(),
+        None => None,
+    };
+    let docker = match connected {
+        Some(docker) => docker,
+        None => {
+            setup::Setup { yes: false, registry: false }.run(sh, root)?;
+            rt.block_on(engine::connect())?
+        }
+    };
     let project = manifest::load(root)?.manifest.project;
     rt.block_on(async {
-        let docker = engine::connect().await?;
         let env = DotEnv::load_or_create(root)?;
         let volume = format!("{project}_postgres-data");
         if env.created && docker.inspect_volume(&volume).await.is_ok() {
