@@ -21,8 +21,9 @@ WORKDIR /app
 # only; it never lands in a layer. Every mount targets a folder the base image has
 # (a new mount point would stay behind in the layer as an empty folder).
 # The cache mount (one per service and Python version) holds uv's cache and a venv
-# synced to the lock, so a lock change installs and byte-compiles only what changed;
-# the layer gets a copy with bytecode, so containers start without compiling.
+# synced to the lock (hard links into uv's cache, both in the mount), so a lock change
+# installs and byte-compiles only what changed; the layer gets a copy with bytecode,
+# so containers start without compiling (`bytecode: false` skips compiling).
 RUN --mount=type=cache,id=pysvc-search-worker-uv-py3.11,sharing=locked,target=/var/cache \
     --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
     --mount=type=bind,source=services/search-worker/requirements.lock,target=/tmp/requirements.lock \
@@ -31,7 +32,7 @@ RUN --mount=type=cache,id=pysvc-search-worker-uv-py3.11,sharing=locked,target=/v
     && export UV_CACHE_DIR=/var/cache/uv \
     && if ! /var/cache/venv/bin/python -c '' 2>/dev/null; then rm -rf /var/cache/venv \
         && uv venv --no-python-downloads --relocatable --python python3 /var/cache/venv; fi \
-    && set -- --no-python-downloads --link-mode copy --compile-bytecode --require-hashes \
+    && set -- --no-python-downloads --link-mode hardlink --compile-bytecode --require-hashes \
         --python /var/cache/venv/bin/python /tmp/requirements.lock \
     && { uv pip sync --offline "$@" 2>/dev/null || uv pip sync "$@"; } \
     && cp -a /var/cache/venv /opt/venv

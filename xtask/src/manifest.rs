@@ -125,6 +125,11 @@ pub struct ServiceManifest {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub installer: Installer,
+    /// Byte-compile the dependencies into the image (default): containers
+    /// import without compiling, and a build on a cold cache pays for the
+    /// compiling instead. `false` trades the other way.
+    #[serde(default = "yes")]
+    pub bytecode: bool,
     #[serde(default = "default_grace")]
     pub stop_grace_period: String,
     /// CPU and memory requests and limits (Kubernetes), with defaults.
@@ -260,6 +265,10 @@ impl Check {
 
 fn default_grace() -> String {
     "30s".to_owned()
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one() -> u32 {

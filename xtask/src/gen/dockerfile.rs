@@ -81,8 +81,14 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         Installer::Uv => {
             let cached = format!("{CACHE_MOUNT}/venv");
             d.push_str("# The cache mount (one per service and Python version) holds uv's cache and a venv\n");
-            d.push_str("# synced to the lock, so a lock change installs and byte-compiles only what changed;\n");
-            d.push_str("# the layer gets a copy with bytecode, so containers start without compiling.\n");
+            d.push_str("# synced to the lock (hard links into uv's cache, both in the mount), so a lock change\n");
+            if m.bytecode {
+                d.push_str("# installs and byte-compiles only what changed; the layer gets a copy with bytecode,\n");
+                d.push_str("# so containers start without compiling (`bytecode: false` skips compiling).\n");
+            } else {
+                d.push_str("# installs only what changed; the layer gets a copy. `bytecode: false`: nothing is\n");
+                d.push_str("# byte-compiled, so containers compile what they import at every start.\n");
+            }
             let _ = writeln!(d, "RUN {cache_mount}");
             d.push_str("    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \\\n");
             let _ = writeln!(d, "{lock_mount}\n{ca_mount}");
@@ -92,9 +98,10 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
                 d,
                 "    && if ! {cached}/bin/python -c '' 2>/dev/null; then rm -rf {cached} \\\n        && uv venv --no-python-downloads --relocatable --python python3 {cached}; fi \\"
             );
+            let compile = if m.bytecode { " --compile-bytecode" } else { "" };
             let _ = writeln!(
                 d,
-                "    && set -- --no-python-downloads --link-mode copy --compile-bytecode --require-hashes \\\n        --python {cached}/bin/python /tmp/requirements.lock \\"
+                "    && set -- --no-python-downloads --link-mode hardlink{compile} --require-hashes \\\n        --python {cached}/bin/python /tmp/requirements.lock \\"
             );
             d.push_str("    && { uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"; } \\\n");
             let _ = writeln!(d, "    && cp -a {cached} {VENV}");
@@ -105,7 +112,8 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
             let _ = writeln!(d, "    if [ -s {ca} ]; then export PIP_CERT={ca}; fi \\");
             let _ = writeln!(d, "    && export PIP_CACHE_DIR={CACHE_MOUNT}/pip \\");
             let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
-            let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r /tmp/requirements.lock \\");
+            let compile = if m.bytecode { "" } else { " --no-compile" };
+            let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r /tmp/requirements.lock \\");
             let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
         }
     }
@@ -144,7 +152,8 @@ const CA_MOUNT: &str = "/mnt";
 /// The cache-mount id of a service's install step: per project, service,
 /// Python version and installer, so no two venvs ever share one.
 pub fn venv_cache_id(stack: &Stack, service: &Service, installer: Installer) -> String {
-    format!("{}-{}-{installer}-py{}", stack.manifest.project, service.name, stack.manifest.python_version)
+    let bytecode = if service.manifest.bytecode { "" } else { "-nobytecode" };
+    format!("{}-{}-{installer}{bytecode}-py{}", stack.manifest.project, service.name, stack.manifest.python_version)
 }
 
 fn last_component(path: &str) -> &str {

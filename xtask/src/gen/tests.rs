@@ -62,7 +62,7 @@ fn dockerfile_follows_the_uv_recipe() {
         "FROM ${UV_IMAGE} AS uv",
         "FROM ${BASE_IMAGE} AS runtime",
         "--compile-bytecode",
-        "--link-mode copy",
+        "--link-mode hardlink",
         "--no-python-downloads",
         "--mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv",
         "--mount=type=bind,source=services/web/requirements.lock,target=/tmp/requirements.lock",
@@ -237,4 +237,19 @@ fn uv_venv_is_synced_in_a_cache_mount_per_service_and_copied_into_the_layer() {
     // Mounts target folders every Debian-based image has: no empty mount
     // points (named like the cache or the CA) stay behind in the layer.
     assert!(!d.contains("target=/root/.cache") && !d.contains("target=/tmp/proxy-ca"), "{d}");
+}
+
+#[test]
+fn bytecode_false_skips_compiling_with_its_own_venv_cache() {
+    let with = file(&fixture(), "docker/worker.Dockerfile");
+    assert!(with.contains("--link-mode hardlink --compile-bytecode"), "bytecode by default:\n{with}");
+    let root = fixture();
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}bytecode: false\n"));
+    let d = file(&root, "docker/worker.Dockerfile");
+    assert!(!d.contains("--compile-bytecode"), "{d}");
+    // A venv synced without bytecode never feeds an image that expects it.
+    assert!(d.contains("id=demo-worker-uv-nobytecode-py3.11"), "{d}");
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}bytecode: false\ninstaller: pip\n"));
+    let pip = file(&root, "docker/worker.Dockerfile");
+    assert!(pip.contains("--no-deps --no-compile -r"), "{pip}");
 }
