@@ -139,17 +139,24 @@ struct Figure {
     max: f64,
 }
 
+/// The median of `values` (the mean of the two middle ones for an even
+/// count; NaN for none). Every benchmark reports medians with this.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 impl Figure {
     fn of(mut samples: Vec<f64>) -> Figure {
         samples.sort_by(|a, b| a.total_cmp(b));
-        let n = samples.len();
-        let median = match n {
-            0 => f64::NAN,
-            _ if n % 2 == 1 => samples[n / 2],
-            _ => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
-        };
         Figure {
-            median,
+            median: median(&samples),
             min: samples.first().copied().unwrap_or(f64::NAN),
             max: samples.last().copied().unwrap_or(f64::NAN),
             samples,

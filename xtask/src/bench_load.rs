@@ -34,6 +34,8 @@ const PROJECT: &str = "loadbench";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Queries that find documents in the seed data, used in turn.
 const QUERIES: [&str; 6] = ["kafka", "healthcheck", "graceful shutdown", "proxy", "cache", "postgres"];
+/// Synthetic documents for the worker backlog, by default.
+const DOCUMENTS: usize = 20_000;
 
 /// Load the stack: accepted searches/s vs the GET /health ceiling, latency, drain time, rejected, lost.
 #[derive(Args, Debug)]
@@ -51,8 +53,14 @@ pub struct BenchLoad {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Worker counts compared on a queued backlog (comma-separated); skipped with --fault.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3])]
     pub workers: Vec<usize>,
+    /// Synthetic documents added to the isolated stack's database before the
+    /// worker backlog, so that a search costs real work (the seed data has
+    /// ten documents, which one worker searches faster than the API accepts);
+    /// 0 adds none. Not allowed with --target: it never writes to your data.
+    #[arg(long)]
+    pub documents: Option<usize>,
     /// Inject a fault when half the searches of a level have been sent.
     #[arg(long, value_enum)]
     pub fault: Option<Fault>,
@@ -131,11 +139,19 @@ pub struct Report {
     pub engine: String,
     pub requests: usize,
     pub levels: Vec<Level>,
+    /// Synthetic documents added before the backlog (0: the seed data only).
+    pub documents: usize,
     pub backlog: Vec<Backlog>,
 }
 
 impl BenchLoad {
     pub fn run(self, root: &Path) -> Result<()> {
+        anyhow::ensure!(
+            self.target.is_none() || self.documents.is_none(),
+            "--documents writes to the database, so it only works on bench-load's own isolated stack: \
+             leave out --target (or --documents)"
+        );
+        let documents = if self.target.is_some() { 0 } else { self.documents.unwrap_or(DOCUMENTS) };
         let isolated = match &self.target {
             Some(_) => None,
             None => Some(IsolatedStack::start(root, PROJECT, self.keep)?),
@@ -158,6 +174,7 @@ impl BenchLoad {
             engine: stack.engine_version(),
             requests: self.requests,
             levels: Vec::new(),
+            documents: 0,
             backlog: Vec::new(),
         };
         rt.block_on(async {
@@ -168,7 +185,11 @@ impl BenchLoad {
                 }
                 report.levels.push(level);
             }
-            if self.fault.is_none() {
+            if self.fault.is_none() && !self.workers.is_empty() {
+                if documents > 0 {
+                    stack.add_documents(documents)?;
+                    report.documents = documents;
+                }
                 for &n in &self.workers {
                     let b = self.backlog(&stack, n).await?;
                     if !self.json {
@@ -206,11 +227,7 @@ impl BenchLoad {
         for _ in 0..repeats {
             runs.push(self.once(stack, concurrency).await?);
         }
-        let median = |f: &dyn Fn(&Level) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
+        let median = |f: &dyn Fn(&Level) -> f64| crate::bench_build::median(&runs.iter().map(f).collect::<Vec<_>>());
         let mut rejected = BTreeMap::new();
         for (status, n) in runs.iter().flat_map(|r| r.rejected.iter()) {
             *rejected.entry(*status).or_default() += n;
@@ -334,6 +351,11 @@ pub fn render(r: &Report) -> String {
         ));
     }
     if !r.backlog.is_empty() {
+        out.push_str(&format!(
+            "\nWorker backlog: the workers stopped, the searches accepted, then the workers started together; \
+             searched over {} documents.\n",
+            10 + r.documents
+        ));
         out.push_str("\n| workers | queued searches | first to last answer | start to last answer | lost |\n|---|---|---|---|---|\n");
         for b in &r.backlog {
             out.push_str(&format!(
@@ -388,6 +410,29 @@ impl Stack {
         let sql = "SELECT count(*) FROM searches";
         let script = format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc '{sql}'");
         self.compose(&["exec", "-T", "postgres", "sh", "-c", &script]).ok()?.parse().ok()
+    }
+
+    /// `n` synthetic documents: 12 words each from a vocabulary of 200 that
+    /// holds the benchmark's query words, so each query matches about one
+    /// document in twenty and ranks them all. Deterministic: same `n`, same rows.
+    fn add_documents(&self, n: usize) -> Result<()> {
+        let words: Vec<String> = QUERIES
+            .iter()
+            .flat_map(|q| q.split(' '))
+            .map(str::to_owned)
+            .chain((0..).map(|i| format!("term{i}")))
+            .take(200)
+            .collect();
+        let vocabulary = words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "INSERT INTO documents (title, body) SELECT 'Synthetic document ' || g, \
+             (SELECT string_agg((ARRAY[{vocabulary}])[1 + ((g * 7919 + k * 104729 + g * k) % 200)], ' ') \
+             FROM generate_series(1, 12) k) FROM generate_series(1, {n}) g; ANALYZE documents;"
+        );
+        let script = format!("psql -v ON_ERROR_STOP=1 -q -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"{sql}\"");
+        self.compose(&["exec", "-T", "postgres", "sh", "-c", &script])
+            .with_context(|| format!("cannot add {n} synthetic documents"))?;
+        Ok(())
     }
 
     fn scale_workers(&self, n: usize) -> Result<()> {
