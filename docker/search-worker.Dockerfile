@@ -39,7 +39,7 @@ RUN --mount=type=cache,id=pysvc-search-worker-uv-py3.11,sharing=locked,target=/v
 COPY services/shared/pysvc_common /app/pysvc_common
 COPY services/search-worker/search_worker /app/search_worker
 USER 10001:10001
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=1s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python","-m","search_worker.health"]
 LABEL org.opencontainers.image.title="search-worker" \
       org.opencontainers.image.description="Search worker (Kafka consumer, PostgreSQL full-text search)"

@@ -127,9 +127,16 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     if let Some(port) = m.port {
         let _ = writeln!(d, "EXPOSE {port}");
     }
+    // The manifest's timing, as compose and Kubernetes get it: a plain
+    // `docker run` of the image probes the same way.
+    let t = service.timing();
     let _ = writeln!(
         d,
-        "HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\\n    CMD {}",
+        "HEALTHCHECK --interval={}s --timeout={}s --start-period={}s --retries={} \\\n    CMD {}",
+        t.interval,
+        t.timeout,
+        t.start_period,
+        t.retries,
         json_list(&health_command(service))
     );
     let _ = writeln!(

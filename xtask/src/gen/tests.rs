@@ -253,3 +253,17 @@ fn bytecode_false_skips_compiling_with_its_own_venv_cache() {
     let pip = file(&root, "docker/worker.Dockerfile");
     assert!(pip.contains("--no-deps --no-compile -r"), "{pip}");
 }
+
+#[test]
+fn image_healthcheck_has_the_manifest_timing() {
+    let root = fixture();
+    let manifest = WORKER.replace(
+        "  command: [python, -m, worker_pkg.health]\n",
+        "  command: [python, -m, worker_pkg.health]\n  interval: 5s\n  start_period: 20s\n  retries: 4\n",
+    );
+    write(&root, "services/worker/service.yaml", &manifest);
+    let d = file(&root, "docker/worker.Dockerfile");
+    assert!(d.contains("HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=4 \\"), "{d}");
+    let compose = file(&root, "compose.yaml");
+    assert!(compose.contains("${HEALTH_INTERVAL:-5s}") && compose.contains("retries: 4"), "{compose}");
+}
