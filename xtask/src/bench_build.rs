@@ -215,6 +215,7 @@ impl BenchBuild {
         let rt = engine::runtime()?;
         // What `up` does first: engine, `.env`, and the base images it selects.
         let docker = crate::stack::prepare(sh, root, &rt)?;
+        rt.block_on(engine::warn_if_busy(&docker, None));
         let variants: Vec<Variant> =
             VARIANTS.into_iter().filter(|v| self.variants.is_empty() || self.variants.contains(v)).collect();
         let mut results = rt.block_on(measure_all(sh, &docker, &stack, &service, &variants, self.runs, self.json))?;

@@ -152,9 +152,15 @@ impl BenchLoad {
              leave out --target (or --documents)"
         );
         let documents = if self.target.is_some() { 0 } else { self.documents.unwrap_or(DOCUMENTS) };
+        let rt = engine::runtime()?;
         let isolated = match &self.target {
             Some(_) => None,
-            None => Some(IsolatedStack::start(root, PROJECT, self.keep)?),
+            None => {
+                if let Ok(docker) = rt.block_on(engine::connect()) {
+                    rt.block_on(engine::warn_if_busy(&docker, None));
+                }
+                Some(IsolatedStack::start(root, PROJECT, self.keep)?)
+            }
         };
         let compose_dir = isolated.as_ref().map(|s| s.dir.clone()).unwrap_or_else(|| root.to_owned());
         let addr = match &self.target {
@@ -167,7 +173,6 @@ impl BenchLoad {
             (given, _) => given.to_vec(),
         };
         let stack = Stack { compose_dir, addr: addr.clone() };
-        let rt = engine::runtime()?;
         let mut report = Report {
             target: if isolated.is_some() { format!("an isolated stack ({addr})") } else { addr.clone() },
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

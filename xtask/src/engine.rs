@@ -234,6 +234,41 @@ pub async fn image_id(docker: &Docker, image: &str) -> Option<String> {
     docker.inspect_image(image).await.ok()?.id
 }
 
+/// Before a benchmark: running containers (other than `except`'s project)
+/// share the cores with what is measured, so say which, once.
+pub async fn warn_if_busy(docker: &Docker, except: Option<&str>) {
+    let Ok(running) = docker.list_containers(None::<bollard::query_parameters::ListContainersOptions>).await else {
+        return;
+    };
+    let mut projects: Vec<String> = running
+        .iter()
+        .map(|c| {
+            let labels = c.labels.clone().unwrap_or_default();
+            labels.get("com.docker.compose.project").cloned().unwrap_or_else(|| {
+                c.names
+                    .clone()
+                    .unwrap_or_default()
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_owned()
+            })
+        })
+        .filter(|p| Some(p.as_str()) != except)
+        .collect();
+    projects.sort();
+    projects.dedup();
+    if !projects.is_empty() {
+        eprintln!(
+            "warning: containers are running on this engine ({}): their healthchecks and work share the cores \
+             with what is measured, so the figures may be slower and noisier. Stop them (`cargo xtask down` for \
+             this project) for numbers to publish.",
+            projects.join(", ")
+        );
+    }
+}
+
 pub fn human_size(bytes: i64) -> String {
     let mb = bytes as f64 / 1_000_000.0;
     if mb >= 1000.0 {
