@@ -25,8 +25,9 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::bench_build::median;
 use crate::dotenv::DotEnv;
-use crate::engine;
+use crate::{engine, manifest};
 
 /// Compose project, image prefix and host ports of the isolated stack.
 /// Compose project of bench-load's own stack (the process id is appended).
@@ -124,11 +125,15 @@ pub struct Level {
 #[derive(Debug, Serialize)]
 pub struct Backlog {
     pub workers: usize,
+    /// Backlogs answered (`--repeats`); times are their medians, counts sums.
+    pub runs: usize,
     pub searches: usize,
-    /// From starting the workers to the last answer (includes joining the group).
-    pub start_to_done_seconds: f64,
-    /// From the first answer to the last (server clock): the processing time.
-    pub first_to_last_seconds: f64,
+    /// From starting the workers until each holds its share of the
+    /// partitions and the group stays put (joining the consumer group).
+    pub join_seconds: f64,
+    /// From resuming the workers to the last answer stored (`completed_at`:
+    /// the database's clock, which a local engine shares with this one).
+    pub drain_seconds: f64,
     pub lost: usize,
 }
 
@@ -195,23 +200,38 @@ impl BenchLoad {
                     stack.add_documents(documents)?;
                     report.documents = documents;
                 }
-                for &n in &self.workers {
-                    let b = self.backlog(&stack, n).await?;
-                    if !self.json {
-                        eprintln!(
-                            "backlog: {n} worker(s) answered {} in {:.1}s ({:.1}s from start)",
-                            b.searches, b.first_to_last_seconds, b.start_to_done_seconds
-                        );
+                let partitions = manifest::load_stack_manifest(&stack.compose_dir)?.kafka.partitions as usize;
+                // The workers keep running from one count to the next: the
+                // group only rebalances, which settles within seconds, where a
+                // group whose members all stop and start again waits out the
+                // rebalance timeout on the broker here.
+                let mut counts = self.workers.clone();
+                counts.sort_unstable();
+                counts.dedup();
+                for n in counts {
+                    let mut runs = Vec::new();
+                    for _ in 0..self.repeats.max(1) {
+                        let b = self.backlog(&stack, n, partitions).await?;
+                        if !self.json {
+                            eprintln!(
+                                "backlog: {n} worker(s) joined in {:.1}s, answered {} in {:.2}s",
+                                b.join_seconds, b.searches, b.drain_seconds
+                            );
+                        }
+                        runs.push(b);
                     }
-                    report.backlog.push(b);
+                    let median = |f: fn(&Backlog) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+                    report.backlog.push(Backlog {
+                        workers: n,
+                        runs: runs.len(),
+                        searches: runs.iter().map(|b| b.searches).sum(),
+                        join_seconds: median(|b| b.join_seconds),
+                        drain_seconds: median(|b| b.drain_seconds),
+                        lost: runs.iter().map(|b| b.lost).sum(),
+                    });
                 }
-                // Back to one worker. All stop first: on the broker here,
-                // members leaving a group that others stay in can leave it
-                // unassigned for a while.
-                if self.workers.iter().any(|&n| n != 1) {
-                    stack.compose(&["stop", "search-worker"])?;
-                    stack.scale_workers(1)?;
-                }
+                // Back to one worker, as the stack was.
+                stack.scale_workers(1)?;
             }
             anyhow::Ok(())
         })?;
@@ -232,7 +252,7 @@ impl BenchLoad {
         for _ in 0..repeats {
             runs.push(self.once(stack, concurrency).await?);
         }
-        let median = |f: &dyn Fn(&Level) -> f64| crate::bench_build::median(&runs.iter().map(f).collect::<Vec<_>>());
+        let median = |f: &dyn Fn(&Level) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
         let mut rejected = BTreeMap::new();
         for (status, n) in runs.iter().flat_map(|r| r.rejected.iter()) {
             *rejected.entry(*status).or_default() += n;
@@ -290,22 +310,34 @@ impl BenchLoad {
         })
     }
 
-    /// Workers stopped, `requests` searches accepted, then `workers` started.
-    async fn backlog(&self, stack: &Stack, workers: usize) -> Result<Backlog> {
-        stack.compose(&["stop", "search-worker"])?;
-        let post = load(&stack.addr, Kind::Search, self.requests, 32, None).await;
-        let started = Instant::now();
+    /// `workers` running (scaled from the count before, the group left to
+    /// settle), then paused (frozen, still members) while `requests`
+    /// searches are accepted, then resumed: the time to answer them all is
+    /// the workers' processing time, not the group's joining.
+    async fn backlog(&self, stack: &Stack, workers: usize, partitions: usize) -> Result<Backlog> {
+        let joining = Instant::now();
         stack.scale_workers(workers)?;
+        stack.wait_for_assignment(workers, partitions).await?;
+        let join_seconds = joining.elapsed().as_secs_f64();
+        stack.compose(&["pause", "search-worker"])?;
+        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64());
+        let posted = now()?;
+        let post = load(&stack.addr, Kind::Search, self.requests, 32, None).await;
+        let resumed = now()?;
+        stack.compose(&["unpause", "search-worker"])?;
+        // Wait with one light query every half second: polling every search
+        // through the API would take cores from the workers being measured.
+        let deadline = Instant::now() + Duration::from_secs(self.answer_timeout);
+        while stack.unanswered_since(posted).is_none_or(|n| n > 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let answers = answers(&stack.addr, &post.ids, Duration::from_secs(self.answer_timeout)).await;
         Ok(Backlog {
             workers,
+            runs: 1,
             searches: post.ids.len(),
-            start_to_done_seconds: started.elapsed().as_secs_f64(),
-            first_to_last_seconds: answers
-                .last_completed
-                .zip(answers.first_completed)
-                .map(|(last, first)| last - first)
-                .unwrap_or(f64::NAN),
+            join_seconds,
+            drain_seconds: answers.last_completed.map(|last| last - resumed).unwrap_or(f64::NAN),
             lost: answers.pending,
         })
     }
@@ -357,16 +389,34 @@ pub fn render(r: &Report) -> String {
     }
     if !r.backlog.is_empty() {
         out.push_str(&format!(
-            "\nWorker backlog: the workers stopped, the searches accepted, then the workers started together; \
-             searched over {} documents.\n",
+            "\nWorker backlog: the workers started together and settled in the consumer group, then paused while \
+             the searches were accepted, then resumed; searched over {} documents.\n",
             10 + r.documents
         ));
-        out.push_str("\n| workers | queued searches | first to last answer | start to last answer | lost |\n|---|---|---|---|---|\n");
+        out.push_str(
+            "\n| workers | runs | joining the group | queued searches per run | resume to last answer | lost |\n\
+             |---|---|---|---|---|---|\n",
+        );
         for b in &r.backlog {
             out.push_str(&format!(
-                "| {} | {} | {:.1} s | {:.1} s | {} |\n",
-                b.workers, b.searches, b.first_to_last_seconds, b.start_to_done_seconds, b.lost
+                "| {} | {} | {:.1} s | {} | {:.2} s | {} |\n",
+                b.workers,
+                b.runs,
+                b.join_seconds,
+                b.searches / b.runs.max(1),
+                b.drain_seconds,
+                b.lost
             ));
+        }
+        if let (Some(one), Some(most)) = (r.backlog.first(), r.backlog.last()) {
+            if most.workers > one.workers {
+                out.push_str(&format!(
+                    "\n{} workers answered the backlog {:.2}x as fast as {}.\n",
+                    most.workers,
+                    one.drain_seconds / most.drain_seconds,
+                    one.workers
+                ));
+            }
         }
     }
     out
@@ -417,6 +467,14 @@ impl Stack {
         self.compose(&["exec", "-T", "postgres", "sh", "-c", &script]).ok()?.parse().ok()
     }
 
+    /// Searches created since `epoch` (seconds) that are not answered yet.
+    fn unanswered_since(&self, epoch: f64) -> Option<i64> {
+        let sql =
+            format!("SELECT count(*) FROM searches WHERE status <> 'done' AND created_at >= to_timestamp({epoch:.3})");
+        let script = format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"{sql}\"");
+        self.compose(&["exec", "-T", "postgres", "sh", "-c", &script]).ok()?.parse().ok()
+    }
+
     /// `n` synthetic documents: 12 words each from a vocabulary of 200 that
     /// holds the benchmark's query words, so each query matches about one
     /// document in twenty and ranks them all. Deterministic: same `n`, same rows.
@@ -438,6 +496,34 @@ impl Stack {
         self.compose(&["exec", "-T", "postgres", "sh", "-c", &script])
             .with_context(|| format!("cannot add {n} synthetic documents"))?;
         Ok(())
+    }
+
+    /// Waits until the `n` worker containers hold all `partitions` between
+    /// them (each at least one, when there are enough), as their logs say,
+    /// and the assignment stays the same for two polls a second apart.
+    async fn wait_for_assignment(&self, n: usize, partitions: usize) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut stable = 0;
+        let mut last: Vec<Vec<u32>> = Vec::new();
+        loop {
+            let ids = self.compose(&["ps", "-q", "search-worker"])?;
+            let owned: Vec<Vec<u32>> = ids.lines().map(|id| assigned_partitions(&container_logs(id))).collect();
+            let total: usize = owned.iter().map(Vec::len).sum();
+            let ready =
+                owned.len() == n && total == partitions && (n > partitions || owned.iter().all(|p| !p.is_empty()));
+            stable = if ready && owned == last { stable + 1 } else { 0 };
+            if stable >= 2 {
+                return Ok(());
+            }
+            last = owned;
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{n} search-worker(s) did not share the {partitions} partitions within 180 s (last seen: {last:?}); \
+                 see `docker compose logs search-worker` in {}",
+                self.compose_dir.display()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     fn scale_workers(&self, n: usize) -> Result<()> {
@@ -479,6 +565,35 @@ impl Stack {
             }
         }
     }
+}
+
+/// A container's log, stdout and stderr (empty when it cannot be read).
+fn container_logs(id: &str) -> String {
+    Command::new("docker")
+        .args(["logs", id])
+        .output()
+        .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        .unwrap_or_default()
+}
+
+/// The partitions a worker holds now, from its log: the list of its last
+/// "partitions assigned" line, or none when a "partitions revoked" line
+/// came after it.
+fn assigned_partitions(log: &str) -> Vec<u32> {
+    let mut now = Vec::new();
+    for line in log.lines() {
+        if let Some((_, list)) = line.split_once("partitions assigned: ") {
+            now = list
+                .trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+        } else if line.contains("partitions revoked: ") {
+            now.clear();
+        }
+    }
+    now
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -852,6 +967,18 @@ mod tests {
         assert_eq!(plus, utc);
         assert_eq!(parse_timestamp("2000-03-01T00:00:00Z").unwrap(), 951868800.0);
         assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_workers_partitions_are_its_last_assignment_unless_revoked_since() {
+        let log = "2026-11-30 12:00:00,000 search-worker INFO search_worker: partitions assigned: [0, 1, 2, 3, 4, 5]\n\
+                   2026-11-30 12:00:01,000 search-worker INFO search_worker: partitions revoked: [0, 1, 2, 3, 4, 5]\n\
+                   2026-11-30 12:00:02,000 search-worker INFO search_worker: partitions assigned: [2, 3]\n";
+        assert_eq!(assigned_partitions(log), vec![2, 3]);
+        let revoked = format!("{log}x INFO search_worker: partitions revoked: [2, 3]\n");
+        assert!(assigned_partitions(&revoked).is_empty());
+        assert!(assigned_partitions("x INFO search_worker: partitions assigned: []\n").is_empty());
+        assert!(assigned_partitions("").is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ import uuid
 from types import FrameType
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pysvc_common import logs
 from pysvc_common.config import Settings
 from pysvc_common.db import Connection, connect
@@ -24,10 +24,18 @@ from search_worker.search import answer
 
 log = logging.getLogger("search_worker")
 BATCH_WAIT_SECONDS = 0.1
-# A consumer left without partitions this long rejoins as a new member. The
-# broker here (tansu) can leave a group unassigned after it restarts or after
-# members leave; a fresh member gets an assignment at once.
-REJOIN_AFTER_SECONDS = 20.0
+# How long the group coordinator waits for members to rejoin a rebalance
+# (the consumer's max.poll.interval.ms). librdkafka's default, 5 minutes, let
+# a group whose workers restarted sit without assignments for minutes on
+# the broker here (tansu). A batch that retries through a database outage
+# longer than this loses its partitions and is redelivered, which the
+# answers tolerate.
+REBALANCE_TIMEOUT_SECONDS = 20
+# A consumer left without partitions this long rejoins as a new member: the
+# broker here can leave a group unassigned after it restarts. It must be well
+# beyond a rebalance's own wait, or members that rejoin while the coordinator
+# still waits for them start that wait over again, forever.
+REJOIN_AFTER_SECONDS = 2.0 * REBALANCE_TIMEOUT_SECONDS + 5.0
 
 
 def consumer_config(bootstrap: str) -> ClientConfig:
@@ -43,7 +51,17 @@ def consumer_config(bootstrap: str) -> ClientConfig:
         # shorter socket timeout aborts that wait and starts it over, again
         # and again.
         "socket.timeout.ms": 10000,
+        "max.poll.interval.ms": REBALANCE_TIMEOUT_SECONDS * 1000,
     }
+
+
+def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    # One line per rebalance, so operators (and bench-load) see who owns what.
+    log.info("partitions assigned: %s", sorted(p.partition for p in partitions))
+
+
+def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    log.info("partitions revoked: %s", sorted(p.partition for p in partitions))
 
 
 def decode(messages: list[Message], settings: Settings) -> list[uuid.UUID]:
@@ -100,7 +118,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     ):
         stop.wait(1.0)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
-    consumer.subscribe([settings.search_topic])
+    consumer.subscribe([settings.search_topic], on_assign=on_assign, on_revoke=on_revoke)
     answerer = Answerer(settings, stop)
     log.info("consuming %s in batches of up to %d", settings.search_topic, settings.worker_batch_size)
     assigned_at = time.monotonic()

@@ -13,7 +13,9 @@ MAX_RESULTS = 10
 # (in id order, so two workers never deadlock), run each one's full-text
 # search, store the hits and mark the searches done. A search another worker
 # answered meanwhile is skipped after its lock is released, so a redelivered
-# message never gives a search a second answer.
+# message never gives a search a second answer. The update reads the stored
+# hits (aggregated, so all of them first): `completed_at` is stamped after
+# the batch's searches ran, just before the commit, not when it began.
 ANSWER_SQL = """
 WITH todo AS (
     SELECT id, query FROM searches
@@ -32,9 +34,13 @@ WITH todo AS (
         LIMIT %(limit)s
     ) h
     ON CONFLICT DO NOTHING
+    RETURNING search_id
+), stored AS (
+    SELECT search_id, count(*) AS n FROM hits GROUP BY search_id
 )
-UPDATE searches s SET status = 'done', completed_at = now()
-FROM todo WHERE s.id = todo.id
+UPDATE searches s SET status = 'done', completed_at = clock_timestamp()
+FROM todo LEFT JOIN stored ON stored.search_id = todo.id
+WHERE s.id = todo.id
 RETURNING s.id
 """
 

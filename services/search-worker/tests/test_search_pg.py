@@ -62,3 +62,15 @@ def test_postgres_cannot_store_nul_which_is_why_the_api_refuses_it() -> None:
 
     with connect(Settings.from_env()) as conn, pytest.raises(psycopg.DataError):
         conn.execute("INSERT INTO searches (id, query) VALUES (%s, %s)", (uuid.uuid4(), "a\x00b"))
+
+
+def test_completed_at_is_stamped_when_the_answers_are_stored_not_when_the_transaction_began() -> None:
+    with connect(Settings.from_env()) as conn:
+        ids = new_searches(conn, ["kafka", "cache"])
+        with conn.transaction():
+            began = conn.execute("SELECT now()").fetchone()
+            conn.execute("SELECT pg_sleep(0.2)")
+            assert answer(conn, ids) == 2
+        assert began is not None
+        stamps = conn.execute("SELECT completed_at FROM searches WHERE id = ANY(%s)", (ids,)).fetchall()
+        assert all((row[0] - began[0]).total_seconds() >= 0.2 for row in stamps), (began, stamps)
