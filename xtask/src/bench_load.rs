@@ -389,8 +389,9 @@ pub fn render(r: &Report) -> String {
     }
     if !r.backlog.is_empty() {
         out.push_str(&format!(
-            "\nWorker backlog: the workers started together and settled in the consumer group, then paused while \
-             the searches were accepted, then resumed; searched over {} documents.\n",
+            "\nWorker backlog: the workers scaled to the count (joining: until the consumer group settled), then \
+             paused while the searches were accepted, then resumed (time to the last answer stored, the database's \
+             clock); searched over {} documents.\n",
             10 + r.documents
         ));
         out.push_str(
