@@ -461,19 +461,25 @@ impl Stack {
             .unwrap_or_default()
     }
 
-    /// Rows in `searches`, read with psql inside the postgres container.
+    /// Runs `sql` with psql inside the postgres container (as the stack's
+    /// own user, stopping at the first error) and returns its bare output.
+    /// The statement goes in through the environment, so no quoting of it.
+    fn psql(&self, sql: &str) -> Result<String> {
+        let env = format!("SQL={sql}");
+        let script = "psql -v ON_ERROR_STOP=1 -q -tA -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"$SQL\"";
+        self.compose(&["exec", "-T", "--env", &env, "postgres", "sh", "-c", script])
+    }
+
+    /// Rows in `searches`.
     fn stored(&self) -> Option<i64> {
-        let sql = "SELECT count(*) FROM searches";
-        let script = format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc '{sql}'");
-        self.compose(&["exec", "-T", "postgres", "sh", "-c", &script]).ok()?.parse().ok()
+        self.psql("SELECT count(*) FROM searches").ok()?.parse().ok()
     }
 
     /// Searches created since `epoch` (seconds) that are not answered yet.
     fn unanswered_since(&self, epoch: f64) -> Option<i64> {
         let sql =
             format!("SELECT count(*) FROM searches WHERE status <> 'done' AND created_at >= to_timestamp({epoch:.3})");
-        let script = format!("psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc \"{sql}\"");
-        self.compose(&["exec", "-T", "postgres", "sh", "-c", &script]).ok()?.parse().ok()
+        self.psql(&sql).ok()?.parse().ok()
     }
 
     /// `n` synthetic documents: 12 words each from a vocabulary of 200 that
@@ -493,9 +499,7 @@ impl Stack {
              (SELECT string_agg((ARRAY[{vocabulary}])[1 + ((g * 7919 + k * 104729 + g * k) % 200)], ' ') \
              FROM generate_series(1, 12) k) FROM generate_series(1, {n}) g; ANALYZE documents;"
         );
-        let script = format!("psql -v ON_ERROR_STOP=1 -q -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"{sql}\"");
-        self.compose(&["exec", "-T", "postgres", "sh", "-c", &script])
-            .with_context(|| format!("cannot add {n} synthetic documents"))?;
+        self.psql(&sql).with_context(|| format!("cannot add {n} synthetic documents"))?;
         Ok(())
     }
 
@@ -709,7 +713,6 @@ async fn load(addr: &str, kind: Kind, total: usize, concurrency: usize, fault: O
 
 struct Answers {
     pending: usize,
-    first_completed: Option<f64>,
     last_completed: Option<f64>,
     last_created: Option<f64>,
 }
@@ -718,7 +721,7 @@ struct Answers {
 async fn answers(addr: &str, ids: &[String], timeout: Duration) -> Answers {
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<String> = ids.to_vec();
-    let mut done = Answers { pending: 0, first_completed: None, last_completed: None, last_created: None };
+    let mut done = Answers { pending: 0, last_completed: None, last_created: None };
     let stamps = RefCell::new(Vec::<(f64, f64)>::new());
     while !pending.is_empty() && Instant::now() < deadline {
         let queue = RefCell::new(std::mem::take(&mut pending));
@@ -751,7 +754,6 @@ async fn answers(addr: &str, ids: &[String], timeout: Duration) -> Answers {
     }
     let stamps = stamps.into_inner();
     done.pending = pending.len();
-    done.first_completed = stamps.iter().map(|s| s.1).reduce(f64::min);
     done.last_completed = stamps.iter().map(|s| s.1).reduce(f64::max);
     done.last_created = stamps.iter().map(|s| s.0).reduce(f64::max);
     done
