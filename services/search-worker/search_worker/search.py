@@ -36,7 +36,7 @@ WITH todo AS (
     ON CONFLICT DO NOTHING
     RETURNING search_id
 ), stored AS (
-    SELECT search_id, count(*) AS n FROM hits GROUP BY search_id
+    SELECT search_id FROM hits GROUP BY search_id
 )
 UPDATE searches s SET status = 'done', completed_at = clock_timestamp()
 FROM todo LEFT JOIN stored ON stored.search_id = todo.id
