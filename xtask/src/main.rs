@@ -1,29 +1,42 @@
 //! `cargo xtask`: build automation for the Python services in this repository.
-//! One module per task; `main` is one dispatch. See ARCHITECTURE.md.
+//! One module per task (`tasks/`), `main` is one dispatch. The modules form
+//! layers that import only downwards; ARCHITECTURE.md draws them and
+//! `layers::tests` enforces them.
 
-mod base_images;
-mod bench;
-mod bench_build;
-mod bench_load;
-mod build_images;
-mod context;
+// Layer 1, the inputs: manifests, `.env`, the proxy CA, pinned tools, small helpers.
 mod dotenv;
-mod engine;
-mod gen;
-mod lock;
 mod manifest;
-mod new_service;
 mod proxy_ca;
-mod setup;
-mod stack;
-mod test;
 mod tools;
+mod util;
+// Layer 2: the Docker engine.
+mod engine;
+// Layer 3: renderers (generated files, build contexts).
+mod context;
+mod gen;
+// Layer 4: provisioning the machine (engine, Compose, base images).
+mod provision;
+// Layer 5: the prepared context every command starts from.
+mod prepared;
+// Layer 6: what several tasks share.
+mod bench;
+mod images;
+mod lockfile;
+mod scratch;
+mod stack;
+// Layer 7: the tasks, which never import each other.
+mod tasks;
+
+#[cfg(test)]
+mod layers;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use xshell::Shell;
+
+use crate::prepared::Repo;
+use crate::tasks::*;
 
 #[derive(Parser, Debug)]
 #[command(name = "cargo xtask", about = "Build automation for containerised Python services", version)]
@@ -34,18 +47,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    Gen(gen::Gen),
+    Gen(generate::Gen),
     Lock(lock::Lock),
     BaseImages(base_images::BaseImages),
     BuildImages(build_images::BuildImages),
     Setup(setup::Setup),
-    Up(stack::Up),
-    Down(stack::Down),
-    Status(stack::Status),
-    Logs(stack::Logs),
+    Up(up::Up),
+    Down(down::Down),
+    Status(status::Status),
+    Logs(logs::Logs),
     NewService(new_service::NewService),
     BenchBuild(bench_build::BenchBuild),
-    BenchUp(bench::BenchUp),
+    BenchUp(bench_up::BenchUp),
     BenchLoad(bench_load::BenchLoad),
     Test(test::Test),
 }
@@ -68,23 +81,21 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let root = project_root();
-    let sh = Shell::new()?;
-    sh.change_dir(&root);
+    let repo = Repo::new(project_root())?;
     match cli.command {
-        Command::Gen(cmd) => cmd.run(&root),
-        Command::Lock(cmd) => cmd.run(&sh, &root),
-        Command::BaseImages(cmd) => cmd.run(&sh, &root),
-        Command::BuildImages(cmd) => cmd.run(&sh, &root),
-        Command::Setup(cmd) => cmd.run(&sh, &root),
-        Command::Up(cmd) => cmd.run(&sh, &root),
-        Command::Down(cmd) => cmd.run(&sh, &root),
-        Command::Status(cmd) => cmd.run(&root),
-        Command::Logs(cmd) => cmd.run(&sh, &root),
-        Command::NewService(cmd) => cmd.run(&sh, &root),
-        Command::BenchBuild(cmd) => cmd.run(&sh, &root),
-        Command::BenchUp(cmd) => cmd.run(&sh, &root),
-        Command::BenchLoad(cmd) => cmd.run(&root),
-        Command::Test(cmd) => cmd.run(&sh, &root),
+        Command::Gen(cmd) => cmd.run(&repo),
+        Command::Lock(cmd) => cmd.run(&repo),
+        Command::BaseImages(cmd) => cmd.run(&repo),
+        Command::BuildImages(cmd) => cmd.run(&repo),
+        Command::Setup(cmd) => cmd.run(&repo),
+        Command::Up(cmd) => cmd.run(&repo),
+        Command::Down(cmd) => cmd.run(&repo),
+        Command::Status(cmd) => cmd.run(&repo),
+        Command::Logs(cmd) => cmd.run(&repo),
+        Command::NewService(cmd) => cmd.run(&repo),
+        Command::BenchBuild(cmd) => cmd.run(&repo),
+        Command::BenchUp(cmd) => cmd.run(&repo),
+        Command::BenchLoad(cmd) => cmd.run(&repo),
+        Command::Test(cmd) => cmd.run(&repo),
     }
 }

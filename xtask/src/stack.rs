@@ -1,5 +1,6 @@
-//! `cargo xtask up | down | status | logs`: the dev stack through Compose v2,
-//! with health watched through the Engine API.
+//! The running stack, shared by `up`, `status` and the benches: Compose v2
+//! starts it, the Engine API tells each service's state and health, and
+//! `start_and_wait` watches it become healthy, or says why not.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,69 +9,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder};
 use bollard::Docker;
-use clap::Args;
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar};
 use xshell::{cmd, Shell};
 
-use crate::build_images::{self, BuildImages};
-use crate::dotenv::DotEnv;
-use crate::gen::{self, Mode};
-use crate::manifest::{self, Kind, Stack};
-use crate::{base_images, engine, setup};
+use crate::engine;
+use crate::manifest::{self, Stack};
 
 /// How long a running service may stay unhealthy before `up` gives up on it.
 const UNHEALTHY_GRACE: Duration = Duration::from_secs(15);
 
-/// Build what is stale, start the stack and wait until every service is healthy.
-#[derive(Args, Debug)]
-pub struct Up {
-    /// Seconds to wait for every service to become healthy.
-    #[arg(long, default_value_t = 180)]
-    pub timeout: u64,
-    /// Do not build images (use what the engine has).
-    #[arg(long)]
-    pub no_build: bool,
-    /// Print the time-to-healthy table as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Stop and remove the stack's containers (data volumes are kept unless --volumes).
-#[derive(Args, Debug)]
-pub struct Down {
-    /// Also remove the data volumes (the database is lost).
-    #[arg(long)]
-    pub volumes: bool,
-}
-
-/// Show every service's state and health.
-#[derive(Args, Debug)]
-pub struct Status {}
-
-/// Show (and by default follow) the logs of one service or of all.
-#[derive(Args, Debug)]
-pub struct Logs {
-    /// Only this service (default: all).
-    pub service: Option<String>,
-    /// Print what is there and exit instead of following.
-    #[arg(long)]
-    pub no_follow: bool,
-    /// Lines of history per service.
-    #[arg(long, default_value_t = 100)]
-    pub tail: u32,
-}
-
 /// Names of every compose service: infrastructure first, then the manifests'.
 pub fn service_names(stack: &Stack) -> Vec<String> {
     manifest::INFRA.iter().map(|s| s.to_string()).chain(stack.services.iter().map(|s| s.name.clone())).collect()
-}
-
-fn compose_preflight(sh: &Shell) -> Result<()> {
-    if setup::compose_version(sh).is_none() {
-        bail!("Docker Compose v2 is missing (`docker compose version` fails): run `cargo xtask setup --yes`");
-    }
-    Ok(())
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -83,14 +34,14 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match (self.state.as_str(), self.health.as_str()) {
             ("running", "") => "running".to_owned(),
             ("running", h) => h.to_owned(),
             (s, _) => s.to_owned(),
         }
     }
-    fn healthy(&self) -> bool {
+    pub fn healthy(&self) -> bool {
         self.state == "running" && self.health == "healthy"
     }
 }
@@ -209,81 +160,40 @@ pub fn hint(logs: &str) -> Option<&'static str> {
     HINTS.iter().find(|(needle, _)| logs.contains(needle)).map(|(_, hint)| *hint)
 }
 
-impl Up {
-    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
-        let stack = manifest::load(root)?;
-        gen::ensure_files(root, &gen::render_all(&stack), Mode::Check)
-            .context("generated files are stale; `cargo xtask gen` regenerates them")?;
-        let rt = engine::runtime()?;
-        if let Ok(docker) = rt.block_on(engine::connect()) {
-            rt.block_on(refuse_another_checkout(&docker, &stack.manifest.project, root))?;
+/// Starts the stack and waits; returns each service's seconds to healthy.
+/// `quiet` hides the progress lines (for `--json`).
+pub async fn start_and_wait(
+    sh: &Shell,
+    docker: &Docker,
+    stack: &Stack,
+    timeout: u64,
+    quiet: bool,
+) -> Result<BTreeMap<String, f64>> {
+    let started = Instant::now();
+    let names = service_names(stack);
+    let mut watch = Watch::new(spawn_compose_up(sh), started);
+    let bars = Bars::new(&names, quiet);
+    let deadline = started + Duration::from_secs(timeout);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let verdict: Result<()> = loop {
+        watch.poll_compose().await?;
+        let current = states(docker, &stack.manifest.project).await?;
+        watch.observe(&names, &current);
+        bars.show(&names, &current, &watch.healthy_at);
+        if let Some(verdict) = watch.verdict(docker, &names, &current, deadline, timeout).await {
+            break verdict;
         }
-        let docker = prepare(sh, root, &rt)?;
-        rt.block_on(async {
-            if !self.no_build {
-                let results = build_images::build_all(sh, &docker, &stack, &BuildImages::default()).await?;
-                if results.iter().any(|r| r.built) {
-                    build_images::print_table(&results);
-                }
-            }
-            let healthy_at = self.start_and_wait(sh, &docker, &stack).await?;
-            self.report(&stack, &healthy_at)
-        })
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = &mut ctrl_c => interrupted(sh, &bars, watch.compose.take()).await,
+        }
+    };
+    bars.finish();
+    if let Err(e) = verdict {
+        bail!("{e:#}\n\nthe containers are left running for inspection: `cargo xtask status`, `cargo xtask logs <service>`; `cargo xtask down` removes them");
     }
-
-    fn report(&self, stack: &Stack, healthy_at: &BTreeMap<String, f64>) -> Result<()> {
-        let total = healthy_at.values().cloned().fold(0.0, f64::max);
-        if self.json {
-            println!("{}", serde_json::json!({ "time_to_healthy": healthy_at, "all_healthy_seconds": total }));
-            return Ok(());
-        }
-        println!("\n{:<16} {:>16}", "SERVICE", "HEALTHY AFTER");
-        for (n, t) in service_names(stack).iter().filter_map(|n| healthy_at.get(n).map(|t| (n, t))) {
-            println!("{n:<16} {t:>15.1}s");
-        }
-        println!("all {} services healthy in {total:.1}s", healthy_at.len());
-        let env = DotEnv::load_or_create(&stack.root)?;
-        for s in stack.services.iter().filter(|s| s.manifest.kind == Kind::Http) {
-            if let Some(port) = s.manifest.host_port {
-                let port = env.get(&format!("{}_HOST_PORT", s.env_name())).unwrap_or_else(|| port.to_string());
-                println!(
-                    "{}: http://127.0.0.1:{port}/docs (health: http://127.0.0.1:{port}{})",
-                    s.name,
-                    s.manifest.health.path.as_deref().unwrap_or("/health")
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts the stack and waits; returns each service's seconds to healthy.
-    pub async fn start_and_wait(&self, sh: &Shell, docker: &Docker, stack: &Stack) -> Result<BTreeMap<String, f64>> {
-        let started = Instant::now();
-        let names = service_names(stack);
-        let mut watch = Watch::new(spawn_compose_up(sh), started);
-        let bars = Bars::new(&names, self.json);
-        let deadline = started + Duration::from_secs(self.timeout);
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
-        let verdict: Result<()> = loop {
-            watch.poll_compose().await?;
-            let current = states(docker, &stack.manifest.project).await?;
-            watch.observe(&names, &current);
-            bars.show(&names, &current, &watch.healthy_at);
-            if let Some(verdict) = watch.verdict(docker, &names, &current, deadline, self.timeout).await {
-                break verdict;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = &mut ctrl_c => interrupted(sh, &bars, watch.compose.take()).await,
-            }
-        };
-        bars.finish();
-        if let Err(e) = verdict {
-            bail!("{e:#}\n\nthe containers are left running for inspection: `cargo xtask status`, `cargo xtask logs <service>`; `cargo xtask down` removes them");
-        }
-        Ok(watch.healthy_at)
-    }
+    Ok(watch.healthy_at)
 }
 
 type ComposeUp = tokio::task::JoinHandle<xshell::Result<std::process::Output>>;
@@ -503,138 +413,6 @@ pub async fn refuse_another_checkout(docker: &Docker, project: &str, root: &Path
         );
     }
     Ok(())
-}
-
-/// On a machine whose `.env` selects the local base images (or that cannot
-/// pull the upstream ones), build them first.
-/// What every command that runs the stack needs first: an engine and
-/// Compose (on a fresh machine: the checks, and with consent the installs,
-/// of `setup`), a `.env`, and the base images it selects.
-pub fn prepare(sh: &Shell, root: &Path, rt: &tokio::runtime::Runtime) -> Result<Docker> {
-    let connected = match setup::compose_version(sh) {
-        Some(_) => rt.block_on(engine::connect()).ok(),
-        None => None,
-    };
-    let docker = match connected {
-        Some(docker) => docker,
-        None => {
-            setup::Setup { yes: false, registry: false }.run(sh, root)?;
-            rt.block_on(engine::connect())?
-        }
-    };
-    let project = manifest::load(root)?.manifest.project;
-    rt.block_on(async {
-        let env = DotEnv::load_or_create(root)?;
-        let volume = format!("{project}_postgres-data");
-        if env.created && docker.inspect_volume(&volume).await.is_ok() {
-            bail!(
-                "the data volume {volume} already exists (another checkout of this project, or an earlier .env), \
-                 but .env was just created with a new random POSTGRES_PASSWORD, which that database will refuse.\n\
-                 Either put the password it was initialised with into .env, or delete the old data with \
-                 `cargo xtask down --volumes`."
-            );
-        }
-        ensure_base_images(sh, root, &docker, &env).await?;
-        Ok(docker)
-    })
-}
-
-async fn ensure_base_images(sh: &Shell, root: &Path, docker: &Docker, env: &DotEnv) -> Result<()> {
-    let mut missing = Vec::new();
-    for (key, _) in base_images::env_overrides() {
-        let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
-        if !image.is_empty() && engine::image_id(docker, &image).await.is_none() {
-            missing.push((key, image));
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    // Upstream images: pull them (a connected machine keeps them).
-    let mut offline = false;
-    for (_, image) in missing.iter().filter(|(_, i)| !i.starts_with("pysvc/")) {
-        eprintln!("pulling {image}");
-        if let Err(err) = engine::pull(docker, image).await {
-            eprintln!("cannot pull {image} ({err:#}): building local base images instead (no registry needed)");
-            offline = true;
-            break;
-        }
-    }
-    if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
-        return base_images::ensure_all(sh, root, docker, false).await;
-    }
-    // Only the broker is local-only: build it on the selected Python image.
-    if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
-        let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| base_images::PYTHON_IMAGE.to_owned());
-        let id = engine::image_id(docker, &python).await.unwrap_or_default();
-        base_images::broker(sh, root, docker, &python, &id, false).await?;
-    }
-    Ok(())
-}
-
-/// A shell for compose commands that never start anything (`down`, `logs`):
-/// they must work before `.env` exists, so a missing password is filled in
-/// with a placeholder (compose refuses to read the file without one).
-fn compose_shell_without_secrets(sh: &Shell, root: &Path) -> Result<Shell> {
-    compose_preflight(sh)?;
-    let shell = sh.clone();
-    let in_env_file = std::fs::read_to_string(root.join(".env"))
-        .map(|t| t.lines().any(|l| l.strip_prefix("POSTGRES_PASSWORD=").is_some_and(|v| !v.trim().is_empty())))
-        .unwrap_or(false);
-    if !in_env_file && std::env::var_os("POSTGRES_PASSWORD").is_none() {
-        shell.set_var("POSTGRES_PASSWORD", "placeholder-not-used-by-down-or-logs");
-    }
-    Ok(shell)
-}
-
-impl Down {
-    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
-        // `down` must work even with a broken manifest: then compose alone decides.
-        if let Ok(m) = manifest::load_stack_manifest(root) {
-            let rt = engine::runtime()?;
-            if let Ok(docker) = rt.block_on(engine::connect()) {
-                rt.block_on(refuse_another_checkout(&docker, &m.project, root))?;
-            }
-        }
-        let sh = &compose_shell_without_secrets(sh, root)?;
-        let volumes = self.volumes.then_some("--volumes");
-        cmd!(sh, "docker compose down --remove-orphans {volumes...}").run().context("`docker compose down` failed")?;
-        if !self.volumes {
-            println!("stack removed; data volumes kept (`cargo xtask down --volumes` removes them)");
-        }
-        Ok(())
-    }
-}
-
-impl Status {
-    pub fn run(self, root: &Path) -> Result<()> {
-        let stack = manifest::load(root)?;
-        engine::runtime()?.block_on(async {
-            let docker = engine::connect().await?;
-            let current = states(&docker, &stack.manifest.project).await?;
-            println!("{:<16} {:<12} {:>8}", "SERVICE", "STATE", "RESTARTS");
-            for name in service_names(&stack) {
-                match current.get(&name) {
-                    Some(s) => println!("{:<16} {:<12} {:>8}", name, s.label(), s.restarts),
-                    None => println!("{:<16} {:<12} {:>8}", name, "absent", "-"),
-                }
-            }
-            Ok(())
-        })
-    }
-}
-
-impl Logs {
-    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
-        let sh = &compose_shell_without_secrets(sh, root)?;
-        let follow = (!self.no_follow).then_some("--follow");
-        let tail = self.tail.to_string();
-        let service = self.service;
-        cmd!(sh, "docker compose logs --tail {tail} {follow...} {service...}")
-            .run()
-            .context("`docker compose logs` failed")?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::manifest;
 use crate::manifest::tests::{fixture, write, HTTP, WORKER};
 
 fn files(root: &Path) -> Vec<(String, String)> {
@@ -46,7 +47,8 @@ fn check_fails_after_a_manifest_edit_and_write_fixes_it() {
 fn bad_input_writes_nothing() {
     let root = fixture();
     write(&root, "services/worker/service.yaml", &WORKER.replace("[kafka]", "[nope]"));
-    assert!(Gen { check: false }.run(&root).is_err());
+    let repo = crate::prepared::Repo::new(root.clone()).unwrap();
+    assert!(crate::tasks::generate::Gen { check: false }.run(&repo).is_err());
     assert!(!root.join("compose.yaml").exists());
     assert!(!root.join("docker").exists());
 }

@@ -3,26 +3,30 @@
 //! docker CLI. Nothing here is faked.
 //!
 //! Isolation: a test that starts containers does it through a [`TestStack`],
-//! a scratch copy of the repository with its own compose project
-//! (`pysvct-<test>-<pid>-<n>`), host ports chosen free at run time, `.env`
-//! (own password), image names (`IMAGE_PREFIX` = the project) and volumes.
-//! Dropping it (also while a failed test unwinds) removes its containers,
-//! volumes, networks, images and folder, so a developer's own stack (project
-//! `pysvc`) is never touched.
+//! the xtask's own scratch-stack recipe (`xtask/src/scratch.rs`, included
+//! here, so the tests, the benches and the fuzzing run share one): a copy of
+//! the repository with its own compose project (`pysvct-<test>-<pid>-<n>`),
+//! host ports chosen free at run time, `.env` (own password), image names
+//! (`IMAGE_PREFIX` = the project) and volumes. Dropping it (also while a
+//! failed test unwinds) removes its containers, volumes, networks, images
+//! and folder, so a developer's own stack (project `pysvc`) is never touched.
 
 #![allow(dead_code)]
+
+#[path = "../../src/scratch.rs"]
+mod scratch;
+pub use scratch::Scratch;
+
+/// Compose projects of the tests start with this; never `pysvc` itself.
+pub const TEST_PROJECT_PREFIX: &str = scratch::PREFIX;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-/// Compose projects of the tests start with this; never `pysvc` itself.
-pub const TEST_PROJECT_PREFIX: &str = "pysvct-";
 
 /// One engine on a small machine: the tests of one binary take turns.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -72,16 +76,6 @@ pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("docker CLI runs");
     assert!(out.status.success(), "docker {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// `docker` for cleanup: never panics (it runs inside `Drop`).
-fn docker_quiet(args: &[&str]) -> String {
-    Command::new("docker")
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 pub fn docker_json(args: &[&str]) -> serde_json::Value {
@@ -165,52 +159,21 @@ pub fn answered_at(addr: &str, id: &str, timeout: Duration) -> serde_json::Value
     })
 }
 
-/// A port on 127.0.0.1 that nothing listens on now (and that this process
-/// has not handed out before).
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
+    scratch::free_port().unwrap()
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).unwrap();
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes a file only its owner can read (a `.env` holds a password).
-pub fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
-    file.write_all(text.as_bytes()).unwrap();
-}
-
-/// A scratch copy of the repository's inputs (no git, no target), with its
-/// own `.env` derived from the real one (or from `.env.example` when the
-/// checkout has none) through `env_edits`.
+/// A scratch copy of the repository's inputs (no git, no target) in a temp
+/// folder of its own, with `.env` derived from the checkout's (or from
+/// `.env.example`) through `env_edits`.
 pub fn scratch_copy(name: &str, env_edits: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pysvc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = root();
-    for item in ["stack.yaml", "services", "docker", ".env.example"] {
-        assert!(Command::new("cp").arg("-r").arg(src.join(item)).arg(&dir).status().unwrap().success());
-    }
-    let mut env = std::fs::read_to_string(src.join(".env"))
-        .or_else(|_| std::fs::read_to_string(src.join(".env.example")))
-        .expect("the checkout has .env or .env.example");
+    scratch::copy_inputs(&root(), &dir).unwrap();
+    let mut env = std::fs::read_to_string(dir.join(".env")).unwrap();
     for (from, to) in env_edits {
         env = env.replace(from, to);
     }
-    write_private(&dir.join(".env"), &env);
+    scratch::write_private(&dir.join(".env"), &env).unwrap();
     dir
 }
 
@@ -221,170 +184,45 @@ pub fn edit_file(dir: &Path, rel: &str, from: &str, to: &str) {
     std::fs::write(dir.join(rel), text.replace(from, to)).unwrap();
 }
 
-/// Sets `key: value` on the first line of a YAML file under `dir` whose key
-/// is `key` (indentation kept); the file must have such a line.
+/// Sets `key: value` on the first line of a YAML file under `dir` whose key is `key`.
 pub fn set_yaml_key(dir: &Path, rel: &str, key: &str, value: &str) {
-    let text = std::fs::read_to_string(dir.join(rel)).unwrap();
-    let mut done = false;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let indent = line.len() - line.trim_start().len();
-            if !done && line.trim_start().starts_with(&format!("{key}:")) {
-                done = true;
-                format!("{}{key}: {value}", &line[..indent])
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect();
-    assert!(done, "{rel} has no `{key}:` line");
-    std::fs::write(dir.join(rel), lines.join("\n") + "\n").unwrap();
+    scratch::set_yaml_key(dir, rel, key, value).unwrap()
 }
 
 /// Sets `KEY=value` in the `.env` under `dir` (replacing the line or appending it).
 pub fn set_env(dir: &Path, key: &str, value: &str) {
-    let path = dir.join(".env");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let line = format!("{key}={value}");
-    match lines.iter_mut().find(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key)) {
-        Some(existing) => *existing = line,
-        None => lines.push(line),
-    }
-    write_private(&path, &(lines.join("\n") + "\n"));
+    scratch::set_env(dir, key, value).unwrap()
 }
 
-/// Whether a process with this pid exists (Linux).
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Removes everything the engine holds for a compose project: containers,
-/// volumes, networks, and the images named after it (`<project>/…`, also
-/// when pushed as `<registry>/<project>/…`). Never panics.
-pub fn remove_project(project: &str) {
-    assert!(project.starts_with(TEST_PROJECT_PREFIX), "only test projects are removed, not {project}");
-    let label = format!("label=com.docker.compose.project={project}");
-    let containers = docker_quiet(&["ps", "-aq", "--filter", &label]);
-    let containers: Vec<&str> = containers.split_whitespace().collect();
-    if !containers.is_empty() {
-        docker_quiet(&[&["rm", "-f", "-v"][..], &containers].concat());
-    }
-    for (kind, list) in [("volume", ["volume", "ls", "-q"]), ("network", ["network", "ls", "-q"])] {
-        let ids = docker_quiet(&[&list[..], &["--filter", &label]].concat());
-        for id in ids.split_whitespace() {
-            docker_quiet(&[kind, "rm", id]);
-        }
-    }
-    let images = docker_quiet(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
-    let ours: Vec<&str> = images
-        .lines()
-        .filter(|i| i.starts_with(&format!("{project}/")) || i.contains(&format!("/{project}/")))
-        .collect();
-    if !ours.is_empty() {
-        docker_quiet(&[&["rmi"][..], &ours].concat());
-    }
-}
-
-/// Test projects whose test process is gone (killed before its `Drop` ran):
-/// removed before a new one starts, so leftovers never pile up.
-fn reap_orphans() {
-    let projects = docker_quiet(&["ps", "-a", "--format", "{{.Label \"com.docker.compose.project\"}}"]);
-    let volumes = docker_quiet(&["volume", "ls", "--format", "{{.Label \"com.docker.compose.project\"}}"]);
-    let mut seen: Vec<&str> = projects.lines().chain(volumes.lines()).collect();
-    seen.sort();
-    seen.dedup();
-    for project in seen {
-        let Some(rest) = project.strip_prefix(TEST_PROJECT_PREFIX) else { continue };
-        // pysvct-<name>-<pid>-<n>
-        let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !alive(pid)) {
-            eprintln!("removing {project}, left behind by a test process that is gone");
-            remove_project(project);
-        }
-    }
-    // Scratch copies (`pysvc-<name>-<pid>`, holding a stack.yaml) of such processes.
-    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = name.strip_prefix("pysvc-").and_then(|r| r.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !alive(pid)) && entry.path().join("stack.yaml").is_file() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// An isolated copy of the stack for one test: its own folder, compose
-/// project, host ports, `.env` (own password) and image names. Everything it
-/// started is removed when it is dropped, also when the test fails.
+/// An isolated copy of the stack for one test (a [`Scratch`]). Everything
+/// it started is removed when it is dropped, also when the test fails.
 pub struct TestStack {
     pub dir: PathBuf,
     pub project: String,
     /// Host port of each published service (`postgres`, `api-server`, …).
     pub ports: BTreeMap<String, u16>,
+    scratch: Scratch,
 }
 
 impl TestStack {
     /// A scratch copy named after the test, regenerated for its own project
     /// and ports.
     pub fn new(name: &str) -> TestStack {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        reap_orphans();
-        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let project = format!("{TEST_PROJECT_PREFIX}{name}-{pid}-{seq}");
-        assert!(project.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{project}");
-        let dir = scratch_copy(&format!("{name}-{seq}"), &[]);
-        let mut stack = TestStack { dir, project, ports: BTreeMap::new() };
-        set_yaml_key(&stack.dir, "stack.yaml", "project", &stack.project);
-        stack.publish("postgres", "stack.yaml", "POSTGRES_HOST_PORT");
-        for service in Self::service_names(&stack.dir) {
-            let rel = format!("services/{service}/service.yaml");
-            let text = std::fs::read_to_string(stack.dir.join(&rel)).unwrap();
-            if text.lines().any(|l| l.trim_start().starts_with("host_port:")) {
-                let key = format!("{}_HOST_PORT", service.to_uppercase().replace('-', "_"));
-                stack.publish(&service, &rel, &key);
-            }
-        }
-        set_env(&stack.dir, "POSTGRES_PASSWORD", &random_hex(20));
-        set_env(&stack.dir, "IMAGE_PREFIX", &stack.project);
-        set_env(&stack.dir, "IMAGE_TAG", "latest");
-        stack.ok(&["gen"]);
-        stack
-    }
-
-    fn service_names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir.join("services"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("service.yaml").is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// Gives `service` a free host port, in its manifest and in `.env`.
-    fn publish(&mut self, service: &str, manifest: &str, env_key: &str) {
-        let port = free_port();
-        set_yaml_key(&self.dir, manifest, "host_port", &port.to_string());
-        set_env(&self.dir, env_key, &port.to_string());
-        self.ports.insert(service.to_owned(), port);
+        let scratch = Scratch::create(&root(), name, Path::new(env!("CARGO_BIN_EXE_xtask")))
+            .unwrap_or_else(|e| panic!("cannot make the scratch stack {name}: {e:#}"));
+        TestStack { dir: scratch.dir.clone(), project: scratch.project.clone(), ports: scratch.ports.clone(), scratch }
     }
 
     /// A free host port for a service added later (`<SERVICE>_HOST_PORT` in `.env`).
     pub fn reserve_port(&mut self, service: &str) -> u16 {
-        let port = free_port();
-        set_env(&self.dir, &format!("{}_HOST_PORT", service.to_uppercase().replace('-', "_")), &port.to_string());
+        let port = self.scratch.reserve_port(service).unwrap();
         self.ports.insert(service.to_owned(), port);
         port
     }
 
     /// `cargo xtask …` on this copy, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        cmd.args(args).env("PYSVC_ROOT", &self.dir).current_dir(&self.dir);
-        cmd
+        self.scratch.command(args)
     }
 
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -471,13 +309,6 @@ impl TestStack {
     /// A query in the stack's database, as its user; the trimmed output.
     pub fn psql(&self, sql: &str) -> String {
         docker(&["exec", &self.container("postgres"), "psql", "-U", "pysvc", "-d", "pysvc", "-tAc", sql])
-    }
-}
-
-impl Drop for TestStack {
-    fn drop(&mut self) {
-        remove_project(&self.project);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -4,13 +4,17 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use xshell::{cmd, Shell};
 
+use crate::dotenv::DotEnv;
 use crate::gen::{self, Mode};
-use crate::manifest::Installer;
-use crate::{manifest, tools};
+use crate::manifest::{self, Installer, Stack};
+use crate::prepared::Repo;
+use crate::scratch::Scratch;
+use crate::tools;
+use crate::util::write_atomic;
 
 /// Run every check: formatting, clippy, generated files, hadolint, compose config, Kubernetes manifests (offline), pytest, cargo test.
 #[derive(Args, Debug)]
@@ -23,79 +27,61 @@ pub struct Test {
     pub no_cargo_test: bool,
 }
 
-type Step<'a> = (&'static str, &'static str, Box<dyn Fn() -> Result<()> + 'a>);
+/// One check: what it is, the fix to show when it fails, and how to run it.
+struct Step<'a> {
+    name: &'static str,
+    fix: &'static str,
+    run: Box<dyn Fn() -> Result<()> + 'a>,
+}
+
+impl<'a> Step<'a> {
+    fn new(name: &'static str, fix: &'static str, run: impl Fn() -> Result<()> + 'a) -> Step<'a> {
+        Step { name, fix, run: Box::new(run) }
+    }
+}
 
 impl Test {
-    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
-        let steps: Vec<Step> = vec![
-            ("rustfmt", "run `cargo fmt`", Box::new(|| Ok(cmd!(sh, "cargo fmt --all --check").run()?))),
-            (
-                "clippy",
-                "fix the warnings above (CI denies every clippy warning)",
-                Box::new(|| Ok(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings").run()?)),
-            ),
-            (
-                "generated files",
-                "run `cargo xtask gen` and commit the result",
-                Box::new(|| {
-                    let stack = manifest::load(root)?;
-                    gen::ensure_files(root, &gen::render_all(&stack), Mode::Check)?;
-                    Ok(())
-                }),
-            ),
-            (
+    pub fn run(self, repo: &Repo) -> Result<()> {
+        // The manifests, loaded once; a step that needs them fails with their error.
+        let loaded = repo.stack();
+        let stack = || loaded.as_ref().map_err(|e| anyhow!("{e:#}"));
+        let (sh, root) = (&repo.sh, repo.root.as_path());
+        let mut steps = vec![
+            Step::new("rustfmt", "run `cargo fmt`", || Ok(cmd!(sh, "cargo fmt --all --check").run()?)),
+            Step::new("clippy", "fix the warnings above (CI denies every clippy warning)", || {
+                Ok(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings").run()?)
+            }),
+            Step::new("generated files", "run `cargo xtask gen` and commit the result", || {
+                gen::ensure_files(root, &gen::render_all(stack()?), Mode::Check)?;
+                Ok(())
+            }),
+            Step::new(
                 "hadolint",
-                "fix the Dockerfile generator (xtask/src/gen.rs) or document the ignored rule in .hadolint.yaml",
-                Box::new(|| hadolint(sh, root)),
+                "fix the Dockerfile generator (xtask/src/gen/dockerfile.rs) or document the ignored rule in .hadolint.yaml",
+                || hadolint(sh, stack()?),
             ),
-            (
-                "compose config",
-                "fix the compose generator (xtask/src/gen.rs)",
-                Box::new(|| {
-                    // A throwaway password: the check is about the file's shape.
-                    Ok(cmd!(sh, "docker compose --env-file .env.example config --quiet")
-                        .env("POSTGRES_PASSWORD", "config-check")
-                        .run()?)
-                }),
-            ),
-            (
+            Step::new("compose config", "fix the compose generator (xtask/src/gen/compose.rs)", || {
+                // A throwaway password: the check is about the file's shape.
+                Ok(cmd!(sh, "docker compose --env-file .env.example config --quiet")
+                    .env("POSTGRES_PASSWORD", "config-check")
+                    .run()?)
+            }),
+            Step::new(
                 "kubernetes manifests",
                 "fix the Kubernetes renderer (xtask/src/gen/k8s.rs), or annotate a policy skip with its reason",
-                Box::new(|| kubernetes(sh, root)),
+                || kubernetes(sh, stack()?),
             ),
-            ("pytest and mypy", "fix the Python tests or type errors above", Box::new(|| pytest(sh, root))),
+            Step::new("pytest and mypy", "fix the Python tests or type errors above", || pytest(sh, stack()?)),
         ];
-        let mut steps = steps;
         if !self.no_cargo_test {
-            // The integration tests drive the real engine: it, `.env` and the
-            // base images must be there first. They start everything else
-            // they need themselves (isolated stacks, a throwaway registry).
-            steps.push((
-                "engine and base images",
-                "run `cargo xtask setup --yes` (base images are then built by this step)",
-                Box::new(|| {
-                    crate::stack::prepare(sh, root, &crate::engine::runtime()?)?;
-                    Ok(())
-                }),
-            ));
-            steps.push((
-                "isolated stack: pytest against PostgreSQL, OpenAPI fuzzing (schemathesis)",
-                "fix the Python tests above, or the API or what its OpenAPI document declares \
-                 (services/api-server/api_server/app.py)",
-                Box::new(|| against_isolated_stack(sh, root)),
-            ));
-            steps.push((
-                "cargo test",
-                "fix the Rust tests above",
-                Box::new(|| Ok(cmd!(sh, "cargo test --workspace").run()?)),
-            ));
+            steps.extend(engine_steps(repo, &loaded));
         }
         let mut failures = Vec::new();
-        for (name, fix, step) in &steps {
-            eprintln!("==> {name}");
-            if let Err(err) = step() {
-                eprintln!("FAILED: {name}: {err:#}\n  fix: {fix}");
-                failures.push(*name);
+        for step in &steps {
+            eprintln!("==> {}", step.name);
+            if let Err(err) = (step.run)() {
+                eprintln!("FAILED: {}: {err:#}\n  fix: {}", step.name, step.fix);
+                failures.push(step.name);
                 if !self.keep_going {
                     break;
                 }
@@ -109,9 +95,33 @@ impl Test {
     }
 }
 
-pub fn hadolint(sh: &Shell, root: &Path) -> Result<()> {
+/// The steps that need the engine. The integration tests drive it: it,
+/// `.env` and the base images must be there first. They start everything
+/// else they need themselves (isolated stacks, a throwaway registry).
+fn engine_steps<'a>(repo: &'a Repo, loaded: &'a Result<Stack>) -> Vec<Step<'a>> {
+    let stack = || loaded.as_ref().map_err(|e| anyhow!("{e:#}"));
+    vec![
+        Step::new(
+            "engine and base images",
+            "run `cargo xtask setup --yes` (base images are then built by this step)",
+            || {
+                repo.prepare()?;
+                Ok(())
+            },
+        ),
+        Step::new(
+            "isolated stack: pytest against PostgreSQL, OpenAPI fuzzing (schemathesis)",
+            "fix the Python tests above, or the API or what its OpenAPI document declares \
+             (services/api-server/api_server/app.py)",
+            move || against_isolated_stack(&repo.sh, stack()?),
+        ),
+        Step::new("cargo test", "fix the Rust tests above", || Ok(cmd!(repo.sh, "cargo test --workspace").run()?)),
+    ]
+}
+
+fn hadolint(sh: &Shell, stack: &Stack) -> Result<()> {
+    let root = &stack.root;
     let hadolint = tools::hadolint(sh, root)?;
-    let stack = manifest::load(root)?;
     let mut files: Vec<String> = stack.services.iter().map(|s| s.dockerfile_path()).collect();
     // The other installer's variant (uncommitted; bench-build uses it) too.
     let variants = root.join("target/hadolint");
@@ -121,13 +131,13 @@ pub fn hadolint(sh: &Shell, root: &Path) -> Result<()> {
             Installer::Pip => Installer::Uv,
         };
         let path = variants.join(format!("{}.{other}.Dockerfile", s.name));
-        gen::write_atomic(&path, &gen::dockerfile(&stack, s, other))?;
+        write_atomic(&path, &gen::dockerfile(stack, s, other))?;
         files.push(path.display().to_string());
         // And the shape with runtime OS packages, which no service here uses.
         let mut with_packages = s.clone();
         with_packages.manifest.runtime_packages = vec!["libpq5".to_owned()];
         let path = variants.join(format!("{}.runtime-packages.Dockerfile", s.name));
-        gen::write_atomic(&path, &gen::dockerfile(&stack, &with_packages, s.manifest.installer))?;
+        write_atomic(&path, &gen::dockerfile(stack, &with_packages, s.manifest.installer))?;
         files.push(path.display().to_string());
     }
     cmd!(sh, "{hadolint} --failure-threshold warning {files...}").run()?;
@@ -138,7 +148,8 @@ pub fn hadolint(sh: &Shell, root: &Path) -> Result<()> {
 /// renders with kubectl's built-in kustomize, each rendering is schema-valid
 /// in strict mode against 1.30 and the newest bundled schema, and every
 /// overlay passes checkov's kubernetes checks (skips only by annotation).
-pub fn kubernetes(sh: &Shell, root: &Path) -> Result<()> {
+fn kubernetes(sh: &Shell, stack: &Stack) -> Result<()> {
+    let root = &stack.root;
     use crate::gen::k8s;
     if cmd!(sh, "kubectl version --client").quiet().ignore_stdout().ignore_stderr().run().is_err() {
         bail!("kubectl is missing: install kubectl (it brings kustomize), e.g. from your distribution's Kubernetes packages");
@@ -170,12 +181,11 @@ pub fn kubernetes(sh: &Shell, root: &Path) -> Result<()> {
     // Registry and tag are set by kustomize `images:` alone: an overlay on
     // top of dev, as README shows it, renders every service image under the
     // names `build-images --push` gives them.
-    let stack = manifest::load(root)?;
     let release = out.join("release");
     let (registry, tag) = ("registry.example:5000", "0123abc");
-    gen::write_atomic(
+    write_atomic(
         &release.join("kustomization.yaml"),
-        &k8s::registry_overlay(&stack, "../../../deploy/k8s/overlays/dev", registry, tag),
+        &k8s::registry_overlay(stack, "../../../deploy/k8s/overlays/dev", registry, tag),
     )?;
     let rendered = cmd!(sh, "kubectl kustomize {release}").quiet().read()?;
     for s in &stack.services {
@@ -207,22 +217,23 @@ fn newest_bundled_schema(validate: &Path) -> Result<String> {
     newest.map(|(_, v)| v).context("kubernetes-validate bundles no schemas (kubernetes-json-schema/v*)")
 }
 
-/// Compose project (the process id is appended) of the stack the fuzzer runs against.
-const FUZZ_PROJECT: &str = "pysvct-fuzz";
-
 /// On a real isolated stack (removed afterwards): the pytest tests that need
 /// PostgreSQL, then schemathesis with every check against the API.
-fn against_isolated_stack(sh: &Shell, root: &Path) -> Result<()> {
+fn against_isolated_stack(sh: &Shell, stack: &Stack) -> Result<()> {
+    let root = &stack.root;
     let schemathesis = tools::schemathesis(sh, root)?;
-    let stack = crate::bench_load::IsolatedStack::start(root, FUZZ_PROJECT, false)?;
-    let env = crate::dotenv::DotEnv::load_or_create(stack.dir())?;
-    let (python, pythonpath, dirs) = python_env(sh, root)?;
-    let port = stack.postgres_port.to_string();
+    let scratch = Scratch::create(root, "fuzz", &std::env::current_exe()?)?;
+    eprintln!("starting the isolated stack {} in {}", scratch.project, scratch.dir.display());
+    scratch.xtask(&["up"])?;
+    let env = DotEnv::load_or_create(&scratch.dir)?;
+    let py = PythonEnv::new(sh, stack)?;
+    let port = scratch.ports["postgres"].to_string();
     let password = env.get("POSTGRES_PASSWORD").unwrap_or_default();
     let user = env.get("POSTGRES_USER").unwrap_or_else(|| "pysvc".to_owned());
     let db = env.get("POSTGRES_DB").unwrap_or_else(|| "pysvc".to_owned());
+    let (python, dirs) = (&py.python, &py.test_dirs);
     cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}")
-        .env("PYTHONPATH", &pythonpath)
+        .env("PYTHONPATH", &py.pythonpath)
         .env("PYSVC_TEST_POSTGRES", "1")
         .env("POSTGRES_HOST", "127.0.0.1")
         .env("POSTGRES_PORT", &port)
@@ -230,7 +241,7 @@ fn against_isolated_stack(sh: &Shell, root: &Path) -> Result<()> {
         .env("POSTGRES_DB", &db)
         .env("POSTGRES_PASSWORD", &password)
         .run()?;
-    let schema = format!("http://127.0.0.1:{}/openapi.json", stack.api_port);
+    let schema = format!("http://127.0.0.1:{}/openapi.json", scratch.ports["api-server"]);
     // It keeps a cache folder in its working directory: under target/.
     let _cwd = sh.push_dir(root.join("target"));
     cmd!(sh, "{schemathesis} run {schema} --checks all --workers 1").run()?;
@@ -238,49 +249,57 @@ fn against_isolated_stack(sh: &Shell, root: &Path) -> Result<()> {
 }
 
 /// pytest for every service, in a venv built from the lock files with uv.
-fn pytest(sh: &Shell, root: &Path) -> Result<()> {
-    let (python, pythonpath, dirs) = python_env(sh, root)?;
-    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", &pythonpath).run()?;
+fn pytest(sh: &Shell, stack: &Stack) -> Result<()> {
+    let root = &stack.root;
+    let py = PythonEnv::new(sh, stack)?;
+    let (python, dirs) = (&py.python, &py.test_dirs);
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", &py.pythonpath).run()?;
     // The services are typed: mypy --strict over every package.
-    let stack = manifest::load(root)?;
     let mut packages: Vec<String> = stack.manifest.shared.iter().map(|s| s.path.clone()).collect();
     for s in &stack.services {
         packages.extend(s.manifest.packages.iter().map(|p| format!("{}/{p}", s.dir)));
     }
     let cache = root.join("target/mypy-cache");
     cmd!(sh, "{python} -m mypy --strict --explicit-package-bases --cache-dir {cache} {packages...}")
-        .env("MYPYPATH", &pythonpath)
+        .env("MYPYPATH", &py.pythonpath)
         .run()?;
     Ok(())
 }
 
-/// The test venv (built from the lock files with uv, once), the PYTHONPATH
-/// of every package and the services' test folders.
-fn python_env(sh: &Shell, root: &Path) -> Result<(std::path::PathBuf, String, Vec<String>)> {
-    let uv = tools::uv(sh, root)?;
-    let venv = root.join("target/py-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        cmd!(sh, "{uv} venv --quiet --python python3 {venv}").run()?;
+/// The test venv (built from the lock files with uv), the PYTHONPATH of
+/// every package and the services' test folders.
+struct PythonEnv {
+    python: std::path::PathBuf,
+    pythonpath: String,
+    test_dirs: Vec<String>,
+}
+
+impl PythonEnv {
+    fn new(sh: &Shell, stack: &Stack) -> Result<PythonEnv> {
+        let root = &stack.root;
+        let uv = tools::uv(sh, root)?;
+        let venv = root.join("target/py-venv");
+        let python = venv.join("bin/python");
+        if !python.exists() {
+            cmd!(sh, "{uv} venv --quiet --python python3 {venv}").run()?;
+        }
+        let mut locks: Vec<String> = stack.services.iter().map(|s| s.lock_path()).collect();
+        locks.push("services/dev/requirements.lock".to_owned());
+        let args: Vec<String> = locks.iter().flat_map(|l| ["-r".to_owned(), l.clone()]).collect();
+        cmd!(sh, "{uv} pip install --quiet --python {python} {args...}").run()?;
+        let mut paths: Vec<String> = stack
+            .manifest
+            .shared
+            .iter()
+            .map(|s| Path::new(&s.path).parent().map(|p| p.display().to_string()).unwrap_or_default())
+            .collect();
+        paths.extend(stack.services.iter().map(|s| s.dir.clone()));
+        let mut test_dirs: Vec<String> = std::fs::read_dir(root.join(manifest::SERVICES_DIR))?
+            .filter_map(|e| e.ok())
+            .map(|e| format!("{}/{}/tests", manifest::SERVICES_DIR, e.file_name().to_string_lossy()))
+            .filter(|d| root.join(d).is_dir())
+            .collect();
+        test_dirs.sort();
+        Ok(PythonEnv { python, pythonpath: paths.join(":"), test_dirs })
     }
-    let stack = manifest::load(root)?;
-    let mut locks: Vec<String> = stack.services.iter().map(|s| s.lock_path()).collect();
-    locks.push("services/dev/requirements.lock".to_owned());
-    let args: Vec<String> = locks.iter().flat_map(|l| ["-r".to_owned(), l.clone()]).collect();
-    cmd!(sh, "{uv} pip install --quiet --python {python} {args...}").run()?;
-    let mut paths: Vec<String> = stack
-        .manifest
-        .shared
-        .iter()
-        .map(|s| Path::new(&s.path).parent().map(|p| p.display().to_string()).unwrap_or_default())
-        .collect();
-    paths.extend(stack.services.iter().map(|s| s.dir.clone()));
-    let pythonpath = paths.join(":");
-    let mut dirs: Vec<String> = std::fs::read_dir(root.join(manifest::SERVICES_DIR))?
-        .filter_map(|e| e.ok())
-        .map(|e| format!("{}/{}/tests", manifest::SERVICES_DIR, e.file_name().to_string_lossy()))
-        .filter(|d| root.join(d).is_dir())
-        .collect();
-    dirs.sort();
-    Ok((python, pythonpath, dirs))
 }

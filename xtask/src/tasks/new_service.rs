@@ -5,14 +5,12 @@
 //! All or nothing: the files are written to a scratch folder and moved into
 //! `services/` in one rename; if locking or generation fails, it is removed.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use xshell::Shell;
 
 use crate::manifest::{self, Kind};
-use crate::{gen, lock};
+use crate::prepared::Repo;
+use crate::{gen, lockfile};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum NewKind {
@@ -30,7 +28,8 @@ pub struct NewService {
 }
 
 impl NewService {
-    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+    pub fn run(self, repo: &Repo) -> Result<()> {
+        let root = &repo.root;
         let name = self.name.as_str();
         let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -46,7 +45,7 @@ impl NewService {
         if dir.exists() {
             bail!("{} already exists", dir.display());
         }
-        let stack = manifest::load(root).context("the current stack must be valid before adding a service")?;
+        let stack = repo.stack().context("the current stack must be valid before adding a service")?;
         let host_port = stack.services.iter().filter_map(|s| s.manifest.host_port).max().map_or(8000, |p| p + 1);
         let package = name.replace('-', "_");
         let files = match self.kind {
@@ -62,8 +61,8 @@ impl NewService {
         }
         std::fs::rename(&scratch, &dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let finish = || -> Result<()> {
-            lock::Lock { upgrade: false, service: Some(name.to_owned()) }.run(sh, root)?;
-            let stack = manifest::load(root)?;
+            lockfile::lock_services(&repo.sh, root, &stack.manifest.python_version, Some(name), false)?;
+            let stack = repo.stack()?;
             gen::ensure_files(root, &gen::render_all(&stack), gen::Mode::Write)?;
             Ok(())
         };

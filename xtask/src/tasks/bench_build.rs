@@ -20,12 +20,16 @@ use clap::Args;
 use indicatif::ProgressBar;
 use xshell::{cmd, Shell};
 
-use crate::build_images::{self, BuildImages};
+use crate::bench::http::http_ok;
+use crate::bench::stats::median;
 use crate::context::ContextTar;
-use crate::dotenv::DotEnv;
 use crate::engine::{self, spinner_style, BuildReport};
 use crate::gen::{PROXY_CA_DIR, PROXY_CA_FILE};
-use crate::manifest::{self, Installer, Service, Stack};
+use crate::images::{self, Select};
+use crate::manifest::{Installer, Service, Stack};
+use crate::prepared::{Prepared, Repo};
+use crate::stack;
+use crate::util::{rfc3339_now, write_atomic};
 
 /// Build times of the generated Dockerfiles against the design notes' own, with repeats and a chart.
 #[derive(Args, Debug)]
@@ -60,10 +64,10 @@ pub struct BenchBuild {
 
 /// The design notes' Dockerfiles, as written there (see each file's header
 /// for the two adaptations a machine without a registry needs).
-const NOTES_UV: &str = include_str!("../../docker/bench/notes-uv.Dockerfile");
-const NOTES_PIP: &str = include_str!("../../docker/bench/notes-pip.Dockerfile");
-const NOTES_MULTISTAGE_PIP: &str = include_str!("../../docker/bench/notes-multistage-pip.Dockerfile");
-const PYTHON_SLIM: &str = include_str!("../../docker/bench/python-slim.Dockerfile");
+const NOTES_UV: &str = include_str!("../../../docker/bench/notes-uv.Dockerfile");
+const NOTES_PIP: &str = include_str!("../../../docker/bench/notes-pip.Dockerfile");
+const NOTES_MULTISTAGE_PIP: &str = include_str!("../../../docker/bench/notes-multistage-pip.Dockerfile");
+const PYTHON_SLIM: &str = include_str!("../../../docker/bench/python-slim.Dockerfile");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -139,19 +143,6 @@ struct Figure {
     max: f64,
 }
 
-/// The median of `values` (the mean of the two middle ones for an even
-/// count; NaN for none). Every benchmark reports medians with this.
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 impl Figure {
     fn of(mut samples: Vec<f64>) -> Figure {
         samples.sort_by(|a, b| a.total_cmp(b));
@@ -203,24 +194,24 @@ struct Target {
 }
 
 impl BenchBuild {
-    pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
+    pub fn run(self, repo: &Repo) -> Result<()> {
         anyhow::ensure!(self.runs >= 1, "--runs must be at least 1");
-        let stack = manifest::load(root)?;
-        let service = stack
+        // What `up` does first: engine, `.env`, and the base images it selects.
+        let p = repo.prepare()?;
+        let root = &repo.root;
+        let service = p
+            .stack
             .services
             .iter()
             .find(|s| s.name == self.service)
             .with_context(|| format!("no service named {:?}", self.service))?
             .clone();
-        let rt = engine::runtime()?;
-        // What `up` does first: engine, `.env`, and the base images it selects.
-        let docker = crate::stack::prepare(sh, root, &rt)?;
-        rt.block_on(engine::warn_if_busy(&docker, None));
+        p.block_on(engine::warn_if_busy(p.docker(), None));
         let variants: Vec<Variant> =
             VARIANTS.into_iter().filter(|v| self.variants.is_empty() || self.variants.contains(v)).collect();
-        let mut results = rt.block_on(measure_all(sh, &docker, &stack, &service, &variants, self.runs, self.json))?;
+        let mut results = p.block_on(measure_all(&p, &service, &variants, self.runs, self.json))?;
         if self.edit_to_serving {
-            let figure = rt.block_on(edit_to_serving(sh, &docker, &stack, &service, self.runs))?;
+            let figure = p.block_on(edit_to_serving(&p, &service, self.runs))?;
             results.targets.push(Target {
                 what: format!("edit {} code -> new container serving", service.name),
                 value: figure.cell(),
@@ -244,8 +235,8 @@ impl BenchBuild {
             return Ok(());
         }
         let existing = std::fs::read_to_string(&out).unwrap_or_default();
-        crate::gen::write_atomic(&svg, &chart(&results))?;
-        crate::gen::write_atomic(&out, &replace_section(&existing, &section))?;
+        write_atomic(&svg, &chart(&results))?;
+        write_atomic(&out, &replace_section(&existing, &section))?;
         println!("\nwritten: {} (build section), {}", out.display(), svg.display());
         Ok(())
     }
@@ -296,7 +287,7 @@ impl Plan<'_> {
             let installer = if v == Variant::OursPip { Installer::Pip } else { Installer::Uv };
             let mut service = self.service.clone();
             service.manifest.bytecode = v != Variant::OursUvNoBytecode;
-            let mut ctx = build_images::service_context(self.stack, &service, installer, self.ca.as_deref())?;
+            let mut ctx = images::service_context(self.stack, &service, installer, self.ca.as_deref())?;
             if !matches!(change, Change::None) {
                 ctx.add_bytes(&self.code_file()?, 0o644, code.into_bytes());
             }
@@ -439,23 +430,21 @@ fn import_script(stack: &Stack, service: &Service) -> String {
 }
 
 async fn measure_all(
-    sh: &Shell,
-    docker: &Docker,
-    stack: &Stack,
+    p: &Prepared,
     service: &Service,
     variants: &[Variant],
     runs: usize,
     json: bool,
 ) -> Result<Results> {
-    let env = DotEnv::load_or_create(&stack.root)?;
-    let args = build_images::base_args(stack, &env);
-    let prefix = build_images::image_prefix(stack, &env);
+    let (sh, docker, stack) = (&p.sh, p.docker(), &p.stack);
+    let args = images::base_args(stack, &p.env);
+    let prefix = p.image_prefix();
     let slim_image = format!("{prefix}-bench/python-slim:{}", stack.manifest.python_version);
     let mut plan = Plan {
         stack,
         service,
         args: args.clone(),
-        ca: build_images::proxy_ca(&stack.root),
+        ca: images::proxy_ca(&stack.root),
         prefix: prefix.clone(),
         slim_image: slim_image.clone(),
         uv_image: args["UV_IMAGE"].clone(),
@@ -488,7 +477,7 @@ async fn measure_all(
         // Each run starts at another row, so no row always follows the same
         // one (a build can be slowed down by what the one before it left).
         for &v in variants.iter().cycle().skip(run - 1).take(variants.len()) {
-            plan.stamp = format!("run {run}, {}", build_images::rfc3339_now());
+            plan.stamp = format!("run {run}, {}", rfc3339_now());
             // Cold: no layer cache and empty cache mounts (they live in the build cache).
             docker
                 .prune_build(Some(PruneBuildOptionsBuilder::default().all(true).build()))
@@ -516,12 +505,12 @@ async fn measure_all(
     }
     // `cargo xtask build-images` with nothing changed: the inputs hash
     // matches the image's label and nothing is sent to BuildKit.
-    let only = BuildImages { services: vec![service.name.clone()], json: true, ..Default::default() };
-    build_images::build_all(sh, docker, stack, &only).await?;
+    let only = Select { services: vec![service.name.clone()], quiet: true, ..Default::default() };
+    images::build_all(p, &only).await?;
     let mut noop = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        build_images::build_all(sh, docker, stack, &only).await?;
+        images::build_all(p, &only).await?;
         noop.push(started.elapsed().as_secs_f64());
     }
     let rows: Vec<Row> = variants
@@ -540,7 +529,7 @@ async fn measure_all(
     let mut results = Results {
         service: service.name.clone(),
         runs,
-        date: build_images::rfc3339_now(),
+        date: rfc3339_now(),
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         engine: version.and_then(|v| v.version).unwrap_or_default(),
         base_image: args["BASE_IMAGE"].clone(),
@@ -619,19 +608,19 @@ fn targets(r: &Results) -> Vec<Target> {
 /// real code change), `build-images` for that service (only the code layer
 /// is rebuilt), `docker compose up --no-deps` (only its container is
 /// recreated), until the new container answers its health path with 200.
-async fn edit_to_serving(sh: &Shell, docker: &Docker, stack: &Stack, service: &Service, runs: usize) -> Result<Figure> {
+async fn edit_to_serving(p: &Prepared, service: &Service, runs: usize) -> Result<Figure> {
+    let (sh, docker, stack) = (&p.sh, p.docker(), &p.stack);
     let port = service.manifest.host_port.context("edit -> serving needs an http service with a host port")?;
-    let env = DotEnv::load_or_create(&stack.root)?;
-    let port: u16 = env.get(&format!("{}_HOST_PORT", service.env_name())).and_then(|p| p.parse().ok()).unwrap_or(port);
+    let port: u16 =
+        p.env.get(&format!("{}_HOST_PORT", service.env_name())).and_then(|p| p.parse().ok()).unwrap_or(port);
     let path = service.manifest.health.path.clone().unwrap_or_else(|| "/health".to_owned());
-    let up = crate::stack::Up { timeout: 180, no_build: false, json: true };
-    build_images::build_all(sh, docker, stack, &BuildImages { json: true, ..Default::default() }).await?;
-    up.start_and_wait(sh, docker, stack).await?;
-    let only = BuildImages { services: vec![service.name.clone()], json: true, ..Default::default() };
+    images::build_all(p, &Select { quiet: true, ..Default::default() }).await?;
+    stack::start_and_wait(sh, docker, stack, 180, true).await?;
+    let only = Select { services: vec![service.name.clone()], quiet: true, ..Default::default() };
     // An up-to-date image is skipped without touching BuildKit, so its layers
     // may be gone from the build cache (the cold builds above pruned it): one
     // forced, untimed build puts them back, as a developer's last build would.
-    build_images::build_all(sh, docker, stack, &BuildImages { force: true, ..only.clone() }).await?;
+    images::build_all(p, &Select { force: true, ..only.clone() }).await?;
     let package = service.manifest.packages.first().context("a service has a package")?;
     let file = stack.root.join(&service.dir).join(package).join("_bench_edit.py");
     let name = service.name.clone();
@@ -639,19 +628,15 @@ async fn edit_to_serving(sh: &Shell, docker: &Docker, stack: &Stack, service: &S
     let outcome: Result<()> = async {
         for run in 1..=runs {
             let started = Instant::now();
-            std::fs::write(
-                &file,
-                format!("# edit made by cargo xtask bench-build, run {run} at {}\n", build_images::rfc3339_now()),
-            )?;
-            build_images::build_all(sh, docker, stack, &only).await?;
-            let image =
-                engine::image_id(docker, &format!("{}/{name}:latest", build_images::image_prefix(stack, &env))).await;
+            std::fs::write(&file, format!("# edit made by cargo xtask bench-build, run {run} at {}\n", rfc3339_now()))?;
+            images::build_all(p, &only).await?;
+            let image = engine::image_id(docker, &format!("{}/{name}:latest", p.image_prefix())).await;
             cmd!(sh, "docker compose up --detach --no-build --pull never --no-deps {name}")
                 .quiet()
                 .ignore_stderr()
                 .run()?;
             loop {
-                let current = crate::stack::states(docker, &stack.manifest.project).await?;
+                let current = stack::states(docker, &stack.manifest.project).await?;
                 let fresh = match current.get(&name) {
                     Some(s) => docker.inspect_container(&s.container, None).await.ok().and_then(|c| c.image) == image,
                     None => false,
@@ -671,18 +656,10 @@ async fn edit_to_serving(sh: &Shell, docker: &Docker, stack: &Stack, service: &S
     .await;
     // The edit is undone (and the image rebuilt without it) even on failure.
     std::fs::remove_file(&file).ok();
-    build_images::build_all(sh, docker, stack, &only).await?;
+    images::build_all(p, &only).await?;
     cmd!(sh, "docker compose up --detach --no-build --pull never --no-deps {name}").quiet().ignore_stderr().run()?;
     outcome?;
     Ok(Figure::of(samples))
-}
-
-/// True when `GET path` on 127.0.0.1:port answers 200 within 2 s.
-async fn http_ok(port: u16, path: &str) -> bool {
-    let addr = format!("127.0.0.1:{port}");
-    let mut conn = crate::bench_load::Conn::new(&addr);
-    let get = conn.request("GET", path, b"");
-    matches!(tokio::time::timeout(std::time::Duration::from_secs(2), get).await, Ok(Ok((200, _))))
 }
 
 const SECTION_START: &str = "<!-- bench-build: start (written by `cargo xtask bench-build`, do not edit) -->";

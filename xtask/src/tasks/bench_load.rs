@@ -5,15 +5,15 @@
 //! to answer everything, what was rejected and what was lost. `--fault`
 //! restarts the broker or PostgreSQL, or kills a worker, half-way through.
 //!
-//! By default it starts its own isolated stack (a scratch copy of the
-//! repository's inputs under `target/scratch/`, its own compose project,
-//! image prefix and host ports) and removes it afterwards; `--target` drives
+//! By default it starts its own isolated stack (a `scratch::Scratch`: a copy
+//! of the repository's inputs with its own compose project, image prefix and
+//! host ports) and removes it afterwards; `--target` drives
 //! a stack that is already running (faults and the database check then act
 //! on the compose project of the repository root, or of `PYSVC_ROOT`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,17 +22,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use futures_util::future::join_all;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::bench_build::median;
-use crate::dotenv::DotEnv;
+use crate::bench::http::Conn;
+use crate::bench::stats::{median, percentile};
+use crate::prepared::Repo;
+use crate::scratch::Scratch;
 use crate::{engine, manifest};
 
-/// Compose project, image prefix and host ports of the isolated stack.
-/// Compose project of bench-load's own stack (the process id is appended).
-const PROJECT: &str = "loadbench";
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Names bench-load's own stack (`pysvct-loadbench-<pid>-<n>`).
+const SCRATCH_NAME: &str = "loadbench";
 /// Queries that find documents in the seed data, used in turn.
 const QUERIES: [&str; 6] = ["kafka", "healthcheck", "graceful shutdown", "proxy", "cache", "postgres"];
 /// Synthetic documents for the worker backlog, by default.
@@ -150,7 +148,8 @@ pub struct Report {
 }
 
 impl BenchLoad {
-    pub fn run(self, root: &Path) -> Result<()> {
+    pub fn run(self, repo: &Repo) -> Result<()> {
+        let root = &repo.root;
         anyhow::ensure!(
             self.target.is_none() || self.documents.is_none(),
             "--documents writes to the database, so it only works on bench-load's own isolated stack: \
@@ -161,16 +160,22 @@ impl BenchLoad {
         let isolated = match &self.target {
             Some(_) => None,
             None => {
-                if let Ok(docker) = rt.block_on(engine::connect()) {
-                    rt.block_on(engine::warn_if_busy(&docker, None));
+                if let Ok(engine) = repo.connect() {
+                    engine.rt.block_on(engine::warn_if_busy(&engine.docker, None));
                 }
-                Some(IsolatedStack::start(root, PROJECT, self.keep)?)
+                let mut scratch = Scratch::create(root, SCRATCH_NAME, &std::env::current_exe()?)?;
+                if self.keep {
+                    scratch.keep();
+                }
+                eprintln!("starting the isolated stack {} in {}", scratch.project, scratch.dir.display());
+                scratch.xtask(&["up"])?;
+                Some(scratch)
             }
         };
         let compose_dir = isolated.as_ref().map(|s| s.dir.clone()).unwrap_or_else(|| root.to_owned());
         let addr = match &self.target {
             Some(url) => url.trim_start_matches("http://").trim_end_matches('/').to_owned(),
-            None => isolated.as_ref().map(|s| format!("127.0.0.1:{}", s.api_port)).unwrap_or_default(),
+            None => isolated.as_ref().map(|s| format!("127.0.0.1:{}", s.ports["api-server"])).unwrap_or_default(),
         };
         let levels = match (&self.concurrency[..], self.fault) {
             ([], None) => vec![8, 32, 64],
@@ -421,14 +426,6 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// The stack under load: its HTTP address and its compose project folder.
@@ -786,177 +783,6 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     Some((days * 86400 + h * 3600 + min * 60 - offset_seconds) as f64 + sec)
 }
 
-/// One keep-alive HTTP/1.1 connection; reconnects after an error. The one
-/// HTTP client of the benches.
-pub struct Conn<'a> {
-    addr: &'a str,
-    stream: Option<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl<'a> Conn<'a> {
-    pub fn new(addr: &'a str) -> Self {
-        Conn { addr, stream: None, buf: Vec::new() }
-    }
-
-    pub async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body))
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")));
-        match result {
-            Ok((status, body, close)) => {
-                if close {
-                    self.stream = None;
-                }
-                Ok((status, body))
-            }
-            Err(e) => {
-                self.stream = None;
-                Err(e)
-            }
-        }
-    }
-
-    async fn exchange(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>, bool)> {
-        if self.stream.is_none() {
-            let stream = TcpStream::connect(self.addr).await?;
-            stream.set_nodelay(true)?;
-            self.stream = Some(stream);
-            self.buf.clear();
-        }
-        let stream = self.stream.as_mut().expect("connected above");
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        stream.write_all(&req).await?;
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-        loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-                let status =
-                    head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status"))?;
-                let header = |name: &str| {
-                    head.lines().skip(1).find_map(|l| {
-                        l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
-                    })
-                };
-                let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-                let total = end + 4 + length;
-                while self.buf.len() < total {
-                    self.fill(&bad("connection closed mid-body")).await?;
-                }
-                let body = self.buf[end + 4..total].to_vec();
-                self.buf.drain(..total);
-                return Ok((status, body, close));
-            }
-            self.fill(&bad("connection closed before an answer")).await?;
-        }
-    }
-
-    async fn fill(&mut self, eof: &std::io::Error) -> std::io::Result<()> {
-        let stream = self.stream.as_mut().expect("connected");
-        let mut chunk = [0u8; 16 * 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::Error::new(eof.kind(), eof.to_string()));
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-}
-
-/// A scratch copy of the repository's inputs (under `target/scratch/`) with
-/// its own compose project, image prefix and host ports, brought up by this
-/// binary's own `up`, and removed (`down --volumes`) when dropped.
-pub struct IsolatedStack {
-    dir: PathBuf,
-    keep: bool,
-    /// Host ports, free when the stack was made.
-    pub api_port: u16,
-    pub postgres_port: u16,
-}
-
-/// A TCP port nothing listens on right now (the kernel's pick).
-pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-impl IsolatedStack {
-    /// The scratch folder (its `.env` holds the stack's credentials).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// A scratch copy of `root` under `target/scratch/` with the compose
-    /// project `<name>-<pid>`, free host ports and its own image names, up.
-    pub fn start(root: &Path, name: &str, keep: bool) -> Result<Self> {
-        let project = format!("{name}-{}", std::process::id());
-        let project = project.as_str();
-        let (api_port, postgres_port) = (free_port()?, free_port()?);
-        let dir = root.join("target/scratch").join(project);
-        if dir.join("compose.yaml").is_file() {
-            // What an interrupted run left behind.
-            let _ = xtask_in(&dir, &["down", "--volumes"]);
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let stack = IsolatedStack { dir, keep, api_port, postgres_port };
-        for item in ["stack.yaml", "services", "docker", ".env.example", ".env"] {
-            if root.join(item).exists() {
-                let status = Command::new("cp").arg("-r").arg(root.join(item)).arg(&stack.dir).status()?;
-                anyhow::ensure!(status.success(), "cannot copy {item} into {}", stack.dir.display());
-            }
-        }
-        let manifest = std::fs::read_to_string(stack.dir.join("stack.yaml"))?;
-        let manifest: Vec<String> = manifest
-            .lines()
-            .map(|l| if l.starts_with("project:") { format!("project: {project}") } else { l.to_owned() })
-            .collect();
-        crate::gen::write_atomic(&stack.dir.join("stack.yaml"), &(manifest.join("\n") + "\n"))?;
-        let mut env = DotEnv::load_or_create(&stack.dir)?;
-        env.set("IMAGE_PREFIX", project);
-        env.set("POSTGRES_HOST_PORT", &postgres_port.to_string());
-        env.set("API_SERVER_HOST_PORT", &api_port.to_string());
-        env.save()?;
-        xtask_in(&stack.dir, &["gen"])?;
-        eprintln!("starting the isolated stack {project} in {}", stack.dir.display());
-        xtask_in(&stack.dir, &["up"])?;
-        Ok(stack)
-    }
-}
-
-impl Drop for IsolatedStack {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("isolated stack kept: PYSVC_ROOT={} cargo xtask down --volumes", self.dir.display());
-            return;
-        }
-        if let Err(e) = xtask_in(&self.dir, &["down", "--volumes"]) {
-            eprintln!("could not remove the isolated stack: {e:#}");
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Runs this binary with `PYSVC_ROOT=dir`; its output goes to stderr.
-fn xtask_in(dir: &Path, args: &[&str]) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the running xtask binary")?;
-    let status = Command::new(exe)
-        .args(args)
-        .env("PYSVC_ROOT", dir)
-        .stdout(std::process::Stdio::from(std::io::stderr()))
-        .status()
-        .with_context(|| format!("cannot run `cargo xtask {}`", args.join(" ")))?;
-    anyhow::ensure!(status.success(), "`cargo xtask {}` failed in {}", args.join(" "), dir.display());
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -982,13 +808,5 @@ mod tests {
         assert!(assigned_partitions(&revoked).is_empty());
         assert!(assigned_partitions("x INFO search_worker: partitions assigned: []\n").is_empty());
         assert!(assigned_partitions("").is_empty());
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert!(percentile(&[], 0.5).is_nan());
     }
 }

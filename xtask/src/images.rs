@@ -1,0 +1,345 @@
+//! Building the service images, shared by `build-images`, `up` and the
+//! benches: first a plan (what to build, from which context and with which
+//! labels, and what is up to date), then its effects (tags and builds,
+//! independent images in parallel through the Engine API with BuildKit).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::Docker;
+use futures_util::StreamExt;
+use indicatif::{MultiProgress, ProgressBar};
+use xshell::{cmd, Shell};
+
+use crate::context::ContextTar;
+use crate::dotenv::DotEnv;
+use crate::engine::{self, spinner_style};
+use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
+use crate::manifest::{Installer, Service, Stack};
+use crate::prepared::Prepared;
+use crate::util::rfc3339_now;
+
+pub const INPUTS_LABEL: &str = "pysvc.inputs";
+
+/// Which images to build, and how.
+#[derive(Debug, Default, Clone)]
+pub struct Select {
+    /// Only these services (default: all).
+    pub services: Vec<String>,
+    /// Rebuild even when the inputs are unchanged.
+    pub force: bool,
+    /// Do not use BuildKit's layer cache (cache mounts still apply).
+    pub no_cache: bool,
+    /// No progress bars and no per-image lines (for `--json` and the benches).
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageResult {
+    pub service: String,
+    pub tags: Vec<String>,
+    pub built: bool,
+    pub seconds: f64,
+    pub steps: usize,
+    pub cached: usize,
+    pub size_bytes: i64,
+}
+
+/// Short git revision, with `-dirty` when the work tree has changes.
+pub fn revision(sh: &Shell) -> (String, String) {
+    let full = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read().unwrap_or_else(|_| "unknown".to_owned());
+    let short =
+        cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read().unwrap_or_else(|_| "unknown".to_owned());
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false);
+    (full, if dirty { format!("{short}-dirty") } else { short })
+}
+
+/// The proxy CA bundle to hand the installers, if any: `PYSVC_PROXY_CA`,
+/// then `docker/ca/proxy-ca.crt`, then the host's `SSL_CERT_FILE`/`PIP_CERT`.
+pub fn proxy_ca(root: &Path) -> Option<Vec<u8>> {
+    let candidates = [
+        std::env::var("PYSVC_PROXY_CA").ok(),
+        Some(root.join(PROXY_CA_FILE).to_string_lossy().into_owned()),
+        std::env::var("SSL_CERT_FILE").ok(),
+        std::env::var("PIP_CERT").ok(),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find_map(|p| std::fs::read(p).ok().filter(|d| !d.is_empty()))
+        .map(crate::proxy_ca::with_public_roots)
+}
+
+/// The build arguments every service image gets, from `.env` or the upstream defaults.
+pub fn base_args(stack: &Stack, env: &DotEnv) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "BASE_IMAGE".to_owned(),
+            env.get("PYTHON_BASE_IMAGE").filter(|v| !v.is_empty()).unwrap_or_else(|| gen::upstream_python_image(stack)),
+        ),
+        (
+            "UV_IMAGE".to_owned(),
+            env.get("UV_IMAGE").filter(|v| !v.is_empty()).unwrap_or_else(|| gen::upstream_uv_image(stack)),
+        ),
+    ])
+}
+
+/// The context of one service image: its Dockerfile (as rendered for
+/// `installer`), the allow-listed paths and the proxy-CA folder.
+pub fn service_context(
+    stack: &Stack,
+    service: &Service,
+    installer: Installer,
+    ca: Option<&[u8]>,
+) -> Result<ContextTar> {
+    let root = &stack.root;
+    let mut ctx = ContextTar::default();
+    ctx.add_bytes(&service.dockerfile_path(), 0o644, gen::dockerfile(stack, service, installer).into_bytes());
+    ctx.add_path(root, &format!("{PROXY_CA_DIR}/README.md"))?;
+    for path in service.context_paths(&stack.manifest) {
+        ctx.add_path(root, &path)?;
+    }
+    if let Some(ca) = ca {
+        ctx.add_unhashed(PROXY_CA_FILE, ca.to_vec());
+    }
+    Ok(ctx)
+}
+
+/// One service image in a [`Plan`].
+pub enum Job {
+    /// Inputs unchanged: the image is only tagged with this revision too.
+    UpToDate { service: String, tags: Vec<String>, hash: String },
+    /// Inputs changed (or `force`): built from `spec`.
+    Build { service: String, tags: Vec<String>, spec: engine::BuildSpec },
+}
+
+/// What building the selected images will do, decided before anything is
+/// tagged or built.
+pub struct Plan {
+    pub jobs: Vec<Job>,
+    no_cache: bool,
+    quiet: bool,
+}
+
+/// The values every image of one run shares.
+struct Common {
+    args: BTreeMap<String, String>,
+    /// `ARG=image@id` of every base image: part of each inputs hash.
+    base_ids: Vec<String>,
+    full_rev: String,
+    short_rev: String,
+    prefix: String,
+    ca: Option<Vec<u8>>,
+    source: String,
+    created: String,
+}
+
+/// Plans the builds of `select` (read-only: it asks the engine what exists).
+pub async fn plan(p: &Prepared, select: &Select) -> Result<Plan> {
+    let stack = &p.stack;
+    for name in &select.services {
+        if !stack.services.iter().any(|s| &s.name == name) {
+            bail!(
+                "no service named {name:?}; services: {}",
+                stack.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let common = common(p).await?;
+    let mut jobs = Vec::new();
+    for service in stack.services.iter().filter(|s| select.services.is_empty() || select.services.contains(&s.name)) {
+        jobs.push(job(p, &common, service, select.force).await?);
+    }
+    Ok(Plan { jobs, no_cache: select.no_cache, quiet: select.quiet })
+}
+
+async fn common(p: &Prepared) -> Result<Common> {
+    let args = base_args(&p.stack, &p.env);
+    let mut base_ids = Vec::new();
+    for (arg, image) in &args {
+        match engine::image_id(p.docker(), image).await {
+            Some(id) => base_ids.push(format!("{arg}={image}@{id}")),
+            None if image.starts_with("pysvc/") => bail!(
+                "base image {image} is missing: run `cargo xtask base-images` (or `cargo xtask up`, which builds it)"
+            ),
+            None => base_ids.push(format!("{arg}={image}")),
+        }
+    }
+    let (full_rev, short_rev) = revision(&p.sh);
+    let source = cmd!(p.sh, "git remote get-url origin")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_else(|_| p.stack.root.display().to_string());
+    Ok(Common {
+        args,
+        base_ids,
+        full_rev,
+        short_rev,
+        prefix: p.image_prefix(),
+        ca: proxy_ca(&p.stack.root),
+        source,
+        created: rfc3339_now(),
+    })
+}
+
+async fn job(p: &Prepared, c: &Common, service: &Service, force: bool) -> Result<Job> {
+    let mut ctx = service_context(&p.stack, service, service.manifest.installer, c.ca.as_deref())?;
+    let hash = ctx.hash(&c.base_ids);
+    let latest = format!("{}/{}:latest", c.prefix, service.name);
+    let versioned = format!("{}/{}:{}", c.prefix, service.name, c.short_rev);
+    let tags = vec![versioned.clone(), latest.clone()];
+    let current = engine::image_label(p.docker(), &latest, INPUTS_LABEL).await;
+    if !force && current.as_deref() == Some(hash.as_str()) {
+        return Ok(Job::UpToDate { service: service.name.clone(), tags, hash });
+    }
+    let labels = BTreeMap::from([
+        (INPUTS_LABEL.to_owned(), hash),
+        ("org.opencontainers.image.source".to_owned(), c.source.clone()),
+        ("org.opencontainers.image.revision".to_owned(), c.full_rev.clone()),
+        ("org.opencontainers.image.created".to_owned(), c.created.clone()),
+        ("org.opencontainers.image.version".to_owned(), c.short_rev.clone()),
+    ]);
+    let mut build_args = c.args.clone();
+    if service.manifest.installer == Installer::Pip {
+        build_args.remove("UV_IMAGE");
+    }
+    let spec = engine::BuildSpec {
+        tag: latest,
+        extra_tags: vec![versioned],
+        dockerfile: service.dockerfile_path(),
+        context: ctx.into_tar()?,
+        build_args,
+        labels,
+        no_cache: false,
+    };
+    Ok(Job::Build { service: service.name.clone(), tags, spec })
+}
+
+/// Carries out a plan: tags the up-to-date images, builds the others
+/// concurrently (BuildKit shares their base layers) with one progress line
+/// each. Every failure is reported, not only the first.
+pub async fn execute(docker: &Docker, plan: Plan) -> Result<Vec<ImageResult>> {
+    let multi = MultiProgress::new();
+    if plan.quiet {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut jobs = Vec::new();
+    for job in plan.jobs {
+        match job {
+            Job::UpToDate { service, tags, hash } => {
+                let result = retag(docker, service, tags, &hash, plan.quiet).await;
+                jobs.push(futures_util::future::Either::Left(std::future::ready(Ok(result))));
+            }
+            Job::Build { service, tags, mut spec } => {
+                spec.no_cache = plan.no_cache;
+                let bar = multi.add(ProgressBar::new_spinner().with_prefix(service.clone()));
+                bar.set_style(spinner_style());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                jobs.push(futures_util::future::Either::Right(build_one(docker, service, tags, spec, bar)));
+            }
+        }
+    }
+    let outcomes: Vec<Result<ImageResult>> = futures_util::future::join_all(jobs).await;
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(r) => results.push(r),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n\n"));
+    }
+    Ok(results)
+}
+
+/// Plans and builds: what `build-images`, `up` and the benches call.
+pub async fn build_all(p: &Prepared, select: &Select) -> Result<Vec<ImageResult>> {
+    let plan = plan(p, select).await?;
+    execute(p.docker(), plan).await
+}
+
+async fn retag(docker: &Docker, service: String, tags: Vec<String>, hash: &str, quiet: bool) -> ImageResult {
+    let (versioned, latest) = (&tags[0], &tags[1]);
+    let (repo, tag) = versioned.rsplit_once(':').expect("tag has a colon");
+    docker.tag_image(latest, Some(TagImageOptionsBuilder::default().repo(repo).tag(tag).build())).await.ok();
+    let size = docker.inspect_image(latest).await.ok().and_then(|i| i.size).unwrap_or_default();
+    if !quiet {
+        println!("{service}: up to date (inputs {}), not rebuilt", &hash[..12]);
+    }
+    ImageResult { service, tags, built: false, seconds: 0.0, steps: 0, cached: 0, size_bytes: size }
+}
+
+async fn build_one(
+    docker: &Docker,
+    service: String,
+    tags: Vec<String>,
+    spec: engine::BuildSpec,
+    bar: ProgressBar,
+) -> Result<ImageResult> {
+    let report = engine::build(docker, spec, &bar).await;
+    match &report {
+        Ok(r) => bar.finish_with_message(format!("built in {:.1}s, {}/{} steps cached", r.seconds, r.cached, r.steps)),
+        Err(_) => bar.finish_with_message("failed"),
+    }
+    let r = report?;
+    Ok(ImageResult {
+        service,
+        tags,
+        built: true,
+        seconds: r.seconds,
+        steps: r.steps,
+        cached: r.cached,
+        size_bytes: r.size_bytes,
+    })
+}
+
+pub fn print_table(results: &[ImageResult]) {
+    println!("\n{:<16} {:<40} {:>10} {:>8} {:>8}", "SERVICE", "TAG", "SIZE", "TIME", "CACHED");
+    for r in results {
+        let time = if r.built { format!("{:.1}s", r.seconds) } else { "skipped".to_owned() };
+        let cached = if r.built { format!("{}/{}", r.cached, r.steps) } else { "-".to_owned() };
+        println!(
+            "{:<16} {:<40} {:>10} {:>8} {:>8}",
+            r.service,
+            r.tags[0],
+            engine::human_size(r.size_bytes),
+            time,
+            cached
+        );
+    }
+}
+
+pub async fn push_all(docker: &Docker, registry: &str, results: &[ImageResult]) -> Result<()> {
+    for r in results {
+        for tag in &r.tags {
+            let remote = format!("{registry}/{tag}");
+            let (repo, version) = remote.rsplit_once(':').expect("tag has a colon");
+            docker
+                .tag_image(tag, Some(TagImageOptionsBuilder::default().repo(repo).tag(version).build()))
+                .await
+                .with_context(|| format!("cannot tag {tag} as {remote}"))?;
+            let mut stream =
+                docker.push_image(repo, Some(PushImageOptionsBuilder::default().tag(version).build()), None);
+            while let Some(item) = stream.next().await {
+                let info =
+                    item.with_context(|| format!("pushing {remote} failed: is the registry at {registry} running?"))?;
+                if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                    bail!("pushing {remote} failed: {err}");
+                }
+            }
+            println!("pushed {remote}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The tasks: one file per `cargo xtask` command, each an `Args` struct with
+//! `fn run(self, repo: &Repo) -> Result<()>`. A task never imports another
+//! task; what two tasks share lives in a module below them.
+
+pub mod base_images;
+pub mod bench_build;
+pub mod bench_load;
+pub mod bench_up;
+pub mod build_images;
+pub mod down;
+pub mod generate;
+pub mod lock;
+pub mod logs;
+pub mod new_service;
+pub mod setup;
+pub mod status;
+pub mod test;
+pub mod up;

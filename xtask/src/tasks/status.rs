@@ -1,0 +1,40 @@
+//! `cargo xtask status`: the state and health of every service, read
+//! through the Engine API. Works without `.env`, and with service manifests
+//! that do not load (then it lists the containers it finds).
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::manifest;
+use crate::prepared::Repo;
+use crate::stack;
+
+/// Show every service's state and health.
+#[derive(Args, Debug)]
+pub struct Status {}
+
+impl Status {
+    pub fn run(self, repo: &Repo) -> Result<()> {
+        let (project, mut names) = match repo.stack() {
+            Ok(stack) => (stack.manifest.project.clone(), stack::service_names(&stack)),
+            Err(err) => {
+                let project = manifest::load_stack_manifest(&repo.root)?.project;
+                eprintln!("warning: {err:#}\nshowing the containers of the compose project {project} as they are");
+                (project, Vec::new())
+            }
+        };
+        let engine = repo.connect()?;
+        let current = engine.rt.block_on(stack::states(&engine.docker, &project))?;
+        if names.is_empty() {
+            names = current.keys().cloned().collect();
+        }
+        println!("{:<16} {:<12} {:>8}", "SERVICE", "STATE", "RESTARTS");
+        for name in names {
+            match current.get(&name) {
+                Some(s) => println!("{:<16} {:<12} {:>8}", name, s.label(), s.restarts),
+                None => println!("{:<16} {:<12} {:>8}", name, "absent", "-"),
+            }
+        }
+        Ok(())
+    }
+}
