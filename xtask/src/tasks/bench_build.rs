@@ -429,6 +429,9 @@ fn import_script(stack: &Stack, service: &Service) -> String {
     )
 }
 
+/// Samples of each (variant, scenario), and each variant's image size.
+type Samples = (BTreeMap<(Variant, &'static str), Vec<f64>>, BTreeMap<Variant, i64>);
+
 async fn measure_all(
     p: &Prepared,
     service: &Service,
@@ -436,7 +439,7 @@ async fn measure_all(
     runs: usize,
     json: bool,
 ) -> Result<Results> {
-    let (sh, docker, stack) = (&p.sh, p.docker(), &p.stack);
+    let (docker, stack) = (p.docker(), &p.stack);
     let args = images::base_args(stack, &p.env);
     let prefix = p.image_prefix();
     let slim_image = format!("{prefix}-bench/python-slim:{}", stack.manifest.python_version);
@@ -451,68 +454,9 @@ async fn measure_all(
         stamp: String::new(),
         json,
     };
-    // The stand-in for the official slim image the notes build on.
-    let mut ctx = ContextTar::default();
-    ctx.add_bytes("Dockerfile", 0o644, PYTHON_SLIM.as_bytes().to_vec());
-    let bar = ProgressBar::hidden().with_prefix("python-slim stand-in");
-    engine::build(
-        docker,
-        engine::BuildSpec {
-            tag: slim_image,
-            extra_tags: vec![],
-            dockerfile: "Dockerfile".to_owned(),
-            context: ctx.into_tar()?,
-            build_args: BTreeMap::from([("BASE_IMAGE".to_owned(), args["BASE_IMAGE"].clone())]),
-            labels: Default::default(),
-            no_cache: false,
-        },
-        &bar,
-    )
-    .await
-    .context("cannot build the stand-in for python:3.11-slim")?;
-
-    let mut samples: BTreeMap<(Variant, &'static str), Vec<f64>> = BTreeMap::new();
-    let mut sizes: BTreeMap<Variant, i64> = BTreeMap::new();
-    for run in 1..=runs {
-        // Each run starts at another row, so no row always follows the same
-        // one (a build can be slowed down by what the one before it left).
-        for &v in variants.iter().cycle().skip(run - 1).take(variants.len()) {
-            plan.stamp = format!("run {run}, {}", rfc3339_now());
-            // Cold: no layer cache and empty cache mounts (they live in the build cache).
-            docker
-                .prune_build(Some(PruneBuildOptionsBuilder::default().all(true).build()))
-                .await
-                .context("cannot prune the build cache")?;
-            let cold = plan.build(docker, v, Change::None, "cold").await?;
-            sizes.insert(v, cold.size_bytes);
-            let warm = plan.build(docker, v, Change::None, "warm").await?;
-            let code = plan.build(docker, v, Change::Code, "code-only").await?;
-            let lock = plan.build(docker, v, Change::CodeAndLock, "lock change").await?;
-            let startup = plan.startup(sh, v)?;
-            if !json {
-                eprintln!("{:<22} {:<12} {startup:>6.2} s", v.key(), "start-up");
-            }
-            for (scenario, seconds) in [
-                ("cold", cold.seconds),
-                ("warm", warm.seconds),
-                ("code_only", code.seconds),
-                ("lock_change", lock.seconds),
-                ("startup", startup),
-            ] {
-                samples.entry((v, scenario)).or_default().push(seconds);
-            }
-        }
-    }
-    // `cargo xtask build-images` with nothing changed: the inputs hash
-    // matches the image's label and nothing is sent to BuildKit.
-    let only = Select { services: vec![service.name.clone()], quiet: true, ..Default::default() };
-    images::build_all(p, &only).await?;
-    let mut noop = Vec::new();
-    for _ in 0..runs {
-        let started = Instant::now();
-        images::build_all(p, &only).await?;
-        noop.push(started.elapsed().as_secs_f64());
-    }
+    build_slim_stand_in(docker, &slim_image, &args["BASE_IMAGE"]).await?;
+    let (samples, sizes) = sample_variants(p, &mut plan, variants, runs).await?;
+    let noop = noop_build_images(p, service, runs).await?;
     let rows: Vec<Row> = variants
         .iter()
         .map(|&v| Row {
@@ -540,6 +484,81 @@ async fn measure_all(
     };
     results.targets = targets(&results);
     Ok(results)
+}
+
+/// The stand-in for the official slim image the notes build on.
+async fn build_slim_stand_in(docker: &Docker, tag: &str, base_image: &str) -> Result<()> {
+    let mut ctx = ContextTar::default();
+    ctx.add_bytes("Dockerfile", 0o644, PYTHON_SLIM.as_bytes().to_vec());
+    let bar = ProgressBar::hidden().with_prefix("python-slim stand-in");
+    engine::build(
+        docker,
+        engine::BuildSpec {
+            tag: tag.to_owned(),
+            extra_tags: vec![],
+            dockerfile: "Dockerfile".to_owned(),
+            context: ctx.into_tar()?,
+            build_args: BTreeMap::from([("BASE_IMAGE".to_owned(), base_image.to_owned())]),
+            labels: Default::default(),
+            no_cache: false,
+        },
+        &bar,
+    )
+    .await
+    .context("cannot build the stand-in for python:3.11-slim")?;
+    Ok(())
+}
+
+/// Every scenario of every variant, `runs` times.
+async fn sample_variants(p: &Prepared, plan: &mut Plan<'_>, variants: &[Variant], runs: usize) -> Result<Samples> {
+    let docker = p.docker();
+    let mut samples: BTreeMap<(Variant, &'static str), Vec<f64>> = BTreeMap::new();
+    let mut sizes: BTreeMap<Variant, i64> = BTreeMap::new();
+    for run in 1..=runs {
+        // Each run starts at another row, so no row always follows the same
+        // one (a build can be slowed down by what the one before it left).
+        for &v in variants.iter().cycle().skip(run - 1).take(variants.len()) {
+            plan.stamp = format!("run {run}, {}", rfc3339_now());
+            // Cold: no layer cache and empty cache mounts (they live in the build cache).
+            docker
+                .prune_build(Some(PruneBuildOptionsBuilder::default().all(true).build()))
+                .await
+                .context("cannot prune the build cache")?;
+            let cold = plan.build(docker, v, Change::None, "cold").await?;
+            sizes.insert(v, cold.size_bytes);
+            let warm = plan.build(docker, v, Change::None, "warm").await?;
+            let code = plan.build(docker, v, Change::Code, "code-only").await?;
+            let lock = plan.build(docker, v, Change::CodeAndLock, "lock change").await?;
+            let startup = plan.startup(&p.sh, v)?;
+            if !plan.json {
+                eprintln!("{:<22} {:<12} {startup:>6.2} s", v.key(), "start-up");
+            }
+            for (scenario, seconds) in [
+                ("cold", cold.seconds),
+                ("warm", warm.seconds),
+                ("code_only", code.seconds),
+                ("lock_change", lock.seconds),
+                ("startup", startup),
+            ] {
+                samples.entry((v, scenario)).or_default().push(seconds);
+            }
+        }
+    }
+    Ok((samples, sizes))
+}
+
+/// `cargo xtask build-images` with nothing changed: the inputs hash matches
+/// the image's label and nothing is sent to BuildKit.
+async fn noop_build_images(p: &Prepared, service: &Service, runs: usize) -> Result<Vec<f64>> {
+    let only = Select { services: vec![service.name.clone()], quiet: true, ..Default::default() };
+    images::build_all(p, &only).await?;
+    let mut noop = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        images::build_all(p, &only).await?;
+        noop.push(started.elapsed().as_secs_f64());
+    }
+    Ok(noop)
 }
 
 /// The targets the project holds itself to, judged on this run's medians.

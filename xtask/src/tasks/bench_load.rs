@@ -149,30 +149,14 @@ pub struct Report {
 
 impl BenchLoad {
     pub fn run(self, repo: &Repo) -> Result<()> {
-        let root = &repo.root;
         anyhow::ensure!(
             self.target.is_none() || self.documents.is_none(),
             "--documents writes to the database, so it only works on bench-load's own isolated stack: \
              leave out --target (or --documents)"
         );
         let documents = if self.target.is_some() { 0 } else { self.documents.unwrap_or(DOCUMENTS) };
-        let rt = engine::runtime()?;
-        let isolated = match &self.target {
-            Some(_) => None,
-            None => {
-                if let Ok(engine) = repo.connect() {
-                    engine.rt.block_on(engine::warn_if_busy(&engine.docker, None));
-                }
-                let mut scratch = Scratch::create(root, SCRATCH_NAME, &std::env::current_exe()?)?;
-                if self.keep {
-                    scratch.keep();
-                }
-                eprintln!("starting the isolated stack {} in {}", scratch.project, scratch.dir.display());
-                scratch.xtask(&["up"])?;
-                Some(scratch)
-            }
-        };
-        let compose_dir = isolated.as_ref().map(|s| s.dir.clone()).unwrap_or_else(|| root.to_owned());
+        let isolated = self.isolated_stack(repo)?;
+        let compose_dir = isolated.as_ref().map(|s| s.dir.clone()).unwrap_or_else(|| repo.root.clone());
         let addr = match &self.target {
             Some(url) => url.trim_start_matches("http://").trim_end_matches('/').to_owned(),
             None => isolated.as_ref().map(|s| format!("127.0.0.1:{}", s.ports["api-server"])).unwrap_or_default(),
@@ -192,7 +176,7 @@ impl BenchLoad {
             documents: 0,
             backlog: Vec::new(),
         };
-        rt.block_on(async {
+        engine::runtime()?.block_on(async {
             for &c in &levels {
                 let level = self.level(&stack, c).await?;
                 if !self.json {
@@ -205,38 +189,7 @@ impl BenchLoad {
                     stack.add_documents(documents)?;
                     report.documents = documents;
                 }
-                let partitions = manifest::load_stack_manifest(&stack.compose_dir)?.kafka.partitions as usize;
-                // The workers keep running from one count to the next: the
-                // group only rebalances, which settles within seconds, where a
-                // group whose members all stop and start again waits out the
-                // rebalance timeout on the broker here.
-                let mut counts = self.workers.clone();
-                counts.sort_unstable();
-                counts.dedup();
-                for n in counts {
-                    let mut runs = Vec::new();
-                    for _ in 0..self.repeats.max(1) {
-                        let b = self.backlog(&stack, n, partitions).await?;
-                        if !self.json {
-                            eprintln!(
-                                "backlog: {n} worker(s) joined in {:.1}s, answered {} in {:.2}s",
-                                b.join_seconds, b.searches, b.drain_seconds
-                            );
-                        }
-                        runs.push(b);
-                    }
-                    let median = |f: fn(&Backlog) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-                    report.backlog.push(Backlog {
-                        workers: n,
-                        runs: runs.len(),
-                        searches: runs.iter().map(|b| b.searches).sum(),
-                        join_seconds: median(|b| b.join_seconds),
-                        drain_seconds: median(|b| b.drain_seconds),
-                        lost: runs.iter().map(|b| b.lost).sum(),
-                    });
-                }
-                // Back to one worker, as the stack was.
-                stack.scale_workers(1)?;
+                report.backlog = self.backlogs(&stack).await?;
             }
             anyhow::Ok(())
         })?;
@@ -247,6 +200,62 @@ impl BenchLoad {
         }
         drop(isolated);
         Ok(())
+    }
+
+    /// Without `--target`: bench-load's own scratch stack, up.
+    fn isolated_stack(&self, repo: &Repo) -> Result<Option<Scratch>> {
+        if self.target.is_some() {
+            return Ok(None);
+        }
+        if let Ok(engine) = repo.connect() {
+            engine.rt.block_on(engine::warn_if_busy(&engine.docker, None));
+        }
+        let mut scratch = Scratch::create(&repo.root, SCRATCH_NAME, &std::env::current_exe()?)?;
+        if self.keep {
+            scratch.keep();
+        }
+        eprintln!("starting the isolated stack {} in {}", scratch.project, scratch.dir.display());
+        scratch.xtask(&["up"])?;
+        Ok(Some(scratch))
+    }
+
+    /// The worker backlog for every `--workers` count, `--repeats` times
+    /// each (medians of the times, sums of the counts); one worker after.
+    async fn backlogs(&self, stack: &Stack) -> Result<Vec<Backlog>> {
+        let partitions = manifest::load_stack_manifest(&stack.compose_dir)?.kafka.partitions as usize;
+        // The workers keep running from one count to the next: the group
+        // only rebalances, which settles within seconds, where a group whose
+        // members all stop and start again waits out the rebalance timeout
+        // on the broker here.
+        let mut counts = self.workers.clone();
+        counts.sort_unstable();
+        counts.dedup();
+        let mut out = Vec::new();
+        for n in counts {
+            let mut runs = Vec::new();
+            for _ in 0..self.repeats.max(1) {
+                let b = self.backlog(stack, n, partitions).await?;
+                if !self.json {
+                    eprintln!(
+                        "backlog: {n} worker(s) joined in {:.1}s, answered {} in {:.2}s",
+                        b.join_seconds, b.searches, b.drain_seconds
+                    );
+                }
+                runs.push(b);
+            }
+            let median = |f: fn(&Backlog) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+            out.push(Backlog {
+                workers: n,
+                runs: runs.len(),
+                searches: runs.iter().map(|b| b.searches).sum(),
+                join_seconds: median(|b| b.join_seconds),
+                drain_seconds: median(|b| b.drain_seconds),
+                lost: runs.iter().map(|b| b.lost).sum(),
+            });
+        }
+        // Back to one worker, as the stack was.
+        stack.scale_workers(1)?;
+        Ok(out)
     }
 
     /// `repeats` runs of the level (one with a fault): medians of the rates,
@@ -629,70 +638,8 @@ async fn load(addr: &str, kind: Kind, total: usize, concurrency: usize, fault: O
         failed: 0,
         fault_injected: None,
     }));
-    let fault_task = fault.map(|(fault, stack)| {
-        let next = next.clone();
-        let run = run.clone();
-        async move {
-            while next.get() < total / 2 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            eprintln!("injecting {} after {} requests", fault.name(), next.get());
-            let injected = match tokio::task::spawn_blocking(move || stack.inject(fault)).await {
-                Ok(Ok(())) => {
-                    eprintln!("{} done", fault.name());
-                    true
-                }
-                Ok(Err(e)) => {
-                    eprintln!("{} failed: {e:#}", fault.name());
-                    false
-                }
-                Err(e) => {
-                    eprintln!("{} failed: {e}", fault.name());
-                    false
-                }
-            };
-            run.borrow_mut().fault_injected = Some(injected);
-        }
-    });
-    let clients = (0..concurrency).map(|_| {
-        let next = next.clone();
-        let run = run.clone();
-        async move {
-            let mut conn = Conn::new(addr);
-            loop {
-                let i = next.get();
-                if i >= total {
-                    break;
-                }
-                next.set(i + 1);
-                let (method, path, body) = match kind {
-                    Kind::Health => ("GET", "/health", String::new()),
-                    Kind::Search => ("POST", "/searches", format!("{{\"query\": \"{}\"}}", QUERIES[i % QUERIES.len()])),
-                };
-                let sent = Instant::now();
-                let answer = conn.request(method, path, body.as_bytes()).await;
-                let took = sent.elapsed().as_secs_f64();
-                let mut run = run.borrow_mut();
-                match answer {
-                    Ok((status, body)) => {
-                        *run.statuses.entry(status).or_default() += 1;
-                        let ok = if kind == Kind::Health { status == 200 } else { status == 202 };
-                        if ok {
-                            run.ok += 1;
-                            run.latencies.push(took);
-                        }
-                        if kind == Kind::Search && ok {
-                            let id = serde_json::from_slice::<serde_json::Value>(&body)
-                                .ok()
-                                .and_then(|v| v["id"].as_str().map(str::to_owned));
-                            run.ids.extend(id);
-                        }
-                    }
-                    Err(_) => run.failed += 1,
-                }
-            }
-        }
-    });
+    let fault_task = fault.map(|(fault, stack)| inject_half_way(fault, stack, total, next.clone(), run.clone()));
+    let clients = (0..concurrency).map(|_| client(addr, kind, total, next.clone(), run.clone()));
     let started = Instant::now();
     match fault_task {
         Some(task) => {
@@ -706,6 +653,68 @@ async fn load(addr: &str, kind: Kind, total: usize, concurrency: usize, fault: O
     run.started = started;
     run.finished = Instant::now();
     run
+}
+
+/// Waits until half of `total` requests are sent, then injects the fault
+/// (on a blocking thread) and records whether it worked.
+async fn inject_half_way(fault: Fault, stack: Stack, total: usize, next: Rc<Cell<usize>>, run: Rc<RefCell<LoadRun>>) {
+    while next.get() < total / 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("injecting {} after {} requests", fault.name(), next.get());
+    let injected = match tokio::task::spawn_blocking(move || stack.inject(fault)).await {
+        Ok(Ok(())) => {
+            eprintln!("{} done", fault.name());
+            true
+        }
+        Ok(Err(e)) => {
+            eprintln!("{} failed: {e:#}", fault.name());
+            false
+        }
+        Err(e) => {
+            eprintln!("{} failed: {e}", fault.name());
+            false
+        }
+    };
+    run.borrow_mut().fault_injected = Some(injected);
+}
+
+/// One connection taking the next request number until `total` are sent,
+/// recording each answer in `run`.
+async fn client(addr: &str, kind: Kind, total: usize, next: Rc<Cell<usize>>, run: Rc<RefCell<LoadRun>>) {
+    let mut conn = Conn::new(addr);
+    loop {
+        let i = next.get();
+        if i >= total {
+            break;
+        }
+        next.set(i + 1);
+        let (method, path, body) = match kind {
+            Kind::Health => ("GET", "/health", String::new()),
+            Kind::Search => ("POST", "/searches", format!("{{\"query\": \"{}\"}}", QUERIES[i % QUERIES.len()])),
+        };
+        let sent = Instant::now();
+        let answer = conn.request(method, path, body.as_bytes()).await;
+        let took = sent.elapsed().as_secs_f64();
+        let mut run = run.borrow_mut();
+        match answer {
+            Ok((status, body)) => {
+                *run.statuses.entry(status).or_default() += 1;
+                let ok = if kind == Kind::Health { status == 200 } else { status == 202 };
+                if ok {
+                    run.ok += 1;
+                    run.latencies.push(took);
+                }
+                if kind == Kind::Search && ok {
+                    let id = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_owned));
+                    run.ids.extend(id);
+                }
+            }
+            Err(_) => run.failed += 1,
+        }
+    }
 }
 
 struct Answers {
