@@ -84,17 +84,38 @@ struct ErrorDetail {
 /// as the tar body, sent directly: BuildKit needs no client session for a
 /// tar context, cache and bind mounts, only a session id no other build has
 /// used. Its progress comes back as protobuf traces ([`trace`]).
-pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Result<BuildReport> {
+pub async fn build(docker: &Docker, mut spec: BuildSpec, bar: &ProgressBar) -> Result<BuildReport> {
     let started = Instant::now();
-    // A fresh session id per build: BuildKit silently drops a reused one.
-    // Process id and clock tell runs apart; the counter tells apart the
-    // builds one run starts together.
+    let query = build_query(&spec)?;
+    let mut lines = http::post_lines("/build", &query, std::mem::take(&mut spec.context)).await?;
+    let mut trace = BuildTrace::default();
+    let stream_error = loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => trace.read_line(&line, bar)?,
+            Ok(None) => break None,
+            Err(e) => break Some(format!("{e:#}")),
+        }
+    };
+    if let Some(message) = trace.failure_message(&spec.tag) {
+        bail!(message);
+    }
+    finish(docker, &spec, &trace, stream_error, started).await
+}
+
+/// A fresh session id per build: BuildKit silently drops a reused one.
+/// Process id and clock tell runs apart; the counter tells apart the
+/// builds one run starts together.
+fn session_id() -> String {
     static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let session = format!("xtask-{}-{}-{n}", std::process::id(), nanos_now());
+    format!("xtask-{}-{}-{n}", std::process::id(), nanos_now())
+}
+
+/// The query string of the `/build` request.
+fn build_query(spec: &BuildSpec) -> Result<Vec<(&'static str, String)>> {
     let mut query = vec![
         ("version", "2".to_owned()),
-        ("session", session),
+        ("session", session_id()),
         ("dockerfile", spec.dockerfile.clone()),
         ("t", spec.tag.clone()),
         ("rm", "1".to_owned()),
@@ -104,32 +125,40 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
     if spec.no_cache {
         query.push(("nocache", "1".to_owned()));
     }
-    let mut lines = http::post_lines("/build", &query, spec.context).await?;
-    let mut steps: BTreeMap<String, Step> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut failure: Option<String> = None;
-    let mut stream_error: Option<String> = None;
-    loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                stream_error = Some(format!("{e:#}"));
-                break;
-            }
-        };
-        let Ok(line) = serde_json::from_slice::<BuildLine>(&line) else { continue };
+    Ok(query)
+}
+
+/// What the `/build` answer has told so far: each step (by digest, and in
+/// the order they first showed up) and the engine's last error.
+#[derive(Default)]
+struct BuildTrace {
+    steps: BTreeMap<String, Step>,
+    order: Vec<String>,
+    failure: Option<String>,
+}
+
+impl BuildTrace {
+    /// Takes one line of the answer; a line that is not JSON is skipped.
+    fn read_line(&mut self, line: &[u8], bar: &ProgressBar) -> Result<()> {
+        let Ok(line) = serde_json::from_slice::<BuildLine>(line) else { return Ok(()) };
         if let Some(detail) = line.error_detail.and_then(|d| d.message).or(line.error) {
-            failure = Some(detail);
+            self.failure = Some(detail);
         }
         let aux = line.aux.as_ref().and_then(|a| a.as_str());
-        let (Some("moby.buildkit.trace"), Some(aux)) = (line.id.as_deref(), aux) else { continue };
+        let (Some("moby.buildkit.trace"), Some(aux)) = (line.id.as_deref(), aux) else { return Ok(()) };
         let status = trace::decode(aux).context("cannot read the engine's build progress")?;
+        self.record(status, bar);
+        Ok(())
+    }
+
+    /// Merges one BuildKit status into the steps, keeping each step's last
+    /// 40 log lines, and shows a step on `bar` when it starts.
+    fn record(&mut self, status: trace::Status, bar: &ProgressBar) {
         for v in status.vertexes {
-            if !steps.contains_key(&v.digest) {
-                order.push(v.digest.clone());
+            if !self.steps.contains_key(&v.digest) {
+                self.order.push(v.digest.clone());
             }
-            let step = steps.entry(v.digest.clone()).or_default();
+            let step = self.steps.entry(v.digest.clone()).or_default();
             step.name = v.name;
             step.cached |= v.cached;
             step.completed |= v.completed;
@@ -142,7 +171,7 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
             }
         }
         for log in status.logs {
-            let step = steps.entry(log.vertex).or_default();
+            let step = self.steps.entry(log.vertex).or_default();
             for line in String::from_utf8_lossy(&log.msg).lines() {
                 step.log.push(line.to_owned());
             }
@@ -150,9 +179,15 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
             step.log.drain(..excess);
         }
     }
-    let failed_step = order.iter().filter_map(|d| steps.get(d)).find(|s| !s.error.is_empty());
-    if failure.is_some() || failed_step.is_some() {
-        let mut message = format!("building {} failed", spec.tag);
+
+    /// Why building `tag` failed, if it did: the first failed step with the
+    /// end of its log, or else the engine's error.
+    fn failure_message(&self, tag: &str) -> Option<String> {
+        let failed_step = self.order.iter().filter_map(|d| self.steps.get(d)).find(|s| !s.error.is_empty());
+        if self.failure.is_none() && failed_step.is_none() {
+            return None;
+        }
+        let mut message = format!("building {tag} failed");
         if let Some(step) = failed_step {
             message.push_str(&format!("\nstep: {}\nerror: {}", step.name, step.error));
             let tail: Vec<&String> = step.log.iter().rev().take(15).collect();
@@ -163,11 +198,29 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
                     message.push_str(line);
                 }
             }
-        } else if let Some(f) = failure {
+        } else if let Some(f) = &self.failure {
             message.push_str(&format!(": {f}"));
         }
-        bail!(message);
+        Some(message)
     }
+
+    /// The steps of the Dockerfile (not BuildKit's internal ones), and how
+    /// many of them came from the cache.
+    fn counts(&self) -> (usize, usize) {
+        let relevant: Vec<&Step> = self.steps.values().filter(|s| !s.name.starts_with("[internal]")).collect();
+        (relevant.len(), relevant.iter().filter(|s| s.cached).count())
+    }
+}
+
+/// After a build without a failed step: checks the image is there, adds the
+/// extra tags and reports.
+async fn finish(
+    docker: &Docker,
+    spec: &BuildSpec,
+    trace: &BuildTrace,
+    stream_error: Option<String>,
+    started: Instant,
+) -> Result<BuildReport> {
     // The image being there with our labels is the real verdict: a stream
     // that broke after the export must not fail a finished build.
     let image = docker.inspect_image(&spec.tag).await;
@@ -183,12 +236,12 @@ pub async fn build(docker: &Docker, spec: BuildSpec, bar: &ProgressBar) -> Resul
             .await
             .with_context(|| format!("cannot tag {} as {extra}", spec.tag))?;
     }
-    let relevant: Vec<&Step> = steps.values().filter(|s| !s.name.starts_with("[internal]")).collect();
+    let (steps, cached) = trace.counts();
     Ok(BuildReport {
         image_id: image.id.unwrap_or_default(),
         seconds: started.elapsed().as_secs_f64(),
-        steps: relevant.len(),
-        cached: relevant.iter().filter(|s| s.cached).count(),
+        steps,
+        cached,
         size_bytes: image.size.unwrap_or_default(),
     })
 }
@@ -293,4 +346,49 @@ pub async fn pull(docker: &Docker, image: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace::{Log, Status, Vertex};
+    use super::*;
+
+    fn vertex(digest: &str, name: &str, cached: bool, error: &str) -> Vertex {
+        let (digest, name, error) = (digest.to_owned(), name.to_owned(), error.to_owned());
+        Vertex { digest, name, cached, started: true, completed: true, error }
+    }
+
+    #[test]
+    fn an_engine_error_without_a_failed_step_is_the_message() {
+        let mut trace = BuildTrace::default();
+        let bar = ProgressBar::hidden();
+        trace.read_line(b"not json", &bar).unwrap();
+        assert_eq!(trace.failure_message("demo/web:latest"), None);
+        trace.read_line(br#"{"errorDetail":{"message":"no space left"},"error":"ignored"}"#, &bar).unwrap();
+        assert_eq!(trace.failure_message("demo/web:latest").unwrap(), "building demo/web:latest failed: no space left");
+    }
+
+    #[test]
+    fn a_failed_step_is_named_with_the_end_of_its_log() {
+        let mut trace = BuildTrace::default();
+        let log = (1..=50).map(|i| format!("line {i}\n")).collect::<String>().into_bytes();
+        let status = Status {
+            vertexes: vec![
+                vertex("a", "[internal] load build context", true, ""),
+                vertex("b", "[runtime 1/4] WORKDIR /app", true, ""),
+                vertex("c", "[runtime 2/4] RUN pip install", false, "exit code: 1"),
+                vertex("d", "[runtime 3/4] RUN false", false, "exit code: 2"),
+            ],
+            logs: vec![Log { vertex: "c".to_owned(), msg: log }],
+        };
+        trace.record(status, &ProgressBar::hidden());
+        trace.failure = Some("the engine's error".to_owned());
+        assert_eq!(trace.steps["c"].log.len(), 40, "a step keeps its last 40 log lines");
+        let tail: String = (36..=50).map(|i| format!("\n  | line {i}")).collect();
+        let want = format!(
+            "building demo/web:latest failed\nstep: [runtime 2/4] RUN pip install\nerror: exit code: 1\nlast log lines:{tail}"
+        );
+        assert_eq!(trace.failure_message("demo/web:latest").unwrap(), want);
+        assert_eq!(trace.counts(), (3, 1), "internal steps are not counted");
+    }
 }

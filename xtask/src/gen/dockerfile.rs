@@ -28,8 +28,21 @@ pub fn health_command(service: &Service) -> Vec<String> {
     }
 }
 
+/// The Dockerfile of a service whose venv `installer` builds.
 pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> String {
-    let m = &service.manifest;
+    [
+        header(stack, service, installer),
+        stages(stack, installer),
+        runtime_setup(service),
+        install_step(stack, service, installer),
+        copy_code(stack, service),
+        run_settings(service),
+    ]
+    .concat()
+}
+
+/// The comment block on top: what generated the file, and from what.
+fn header(stack: &Stack, service: &Service, installer: Installer) -> String {
     let mut d = String::new();
     if let Some(syntax) = &stack.manifest.dockerfile_syntax {
         // Must be the very first line to take effect.
@@ -40,6 +53,13 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     let _ = writeln!(d, "# build context: the repository root, filtered by {}", service.dockerignore_path());
     let _ = writeln!(d, "# installer: {installer}");
     d.push('\n');
+    d
+}
+
+/// The image arguments and the `FROM` lines: the runtime stage, and (uv)
+/// the stage uv is mounted from.
+fn stages(stack: &Stack, installer: Installer) -> String {
+    let mut d = String::new();
     let _ = writeln!(d, "ARG BASE_IMAGE={}", upstream_python_image(stack));
     if installer == Installer::Uv {
         let _ = writeln!(d, "ARG UV_IMAGE={}", upstream_uv_image(stack));
@@ -48,6 +68,13 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
     }
     d.push_str("\n# One stage: the venv is built where it runs, so nothing is copied between stages.\n");
     d.push_str("FROM ${BASE_IMAGE} AS runtime\n");
+    d
+}
+
+/// The runtime stage before the venv: system packages, environment, workdir.
+fn runtime_setup(service: &Service) -> String {
+    let m = &service.manifest;
+    let mut d = String::new();
     if !m.runtime_packages.is_empty() {
         let mut packages = m.runtime_packages.clone();
         packages.sort();
@@ -66,63 +93,108 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         "ENV PATH={VENV}/bin:$PATH \\\n    PYTHONPATH=/app \\\n    PYTHONUNBUFFERED=1 \\\n    PYTHONDONTWRITEBYTECODE=1"
     );
     d.push_str("WORKDIR /app\n");
+    d
+}
+
+/// What the install step mounts: its `--mount` lines (each ending in a line
+/// continuation) and where the proxy CA lands.
+struct Mounts {
+    /// The installer's cache, without indent: it follows `RUN `.
+    cache: String,
+    lock: String,
+    ca: String,
+    /// The proxy CA's path inside the step: used only if the file is not empty.
+    ca_file: String,
+}
+
+/// The dependency layer: the venv, built from the lock by `installer`.
+fn install_step(stack: &Stack, service: &Service, installer: Installer) -> String {
+    let mut d = String::new();
     d.push_str("# Dependency layer: rebuilt when the lock file changes, never for a code change.\n");
     let _ = writeln!(d, "# A TLS-inspecting proxy's CA ({PROXY_CA_FILE}, git-ignored) is mounted for this step");
     d.push_str("# only; it never lands in a layer. Every mount targets a folder the base image has\n");
     d.push_str("# (a new mount point would stay behind in the layer as an empty folder).\n");
-    let ca = format!("{CA_MOUNT}/proxy-ca.crt");
-    let lock_mount = format!("    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path());
-    let ca_mount = format!("    --mount=type=bind,source={PROXY_CA_DIR},target={CA_MOUNT} \\");
-    let cache_mount = format!(
-        "--mount=type=cache,id={},sharing=locked,target={CACHE_MOUNT} \\",
-        venv_cache_id(stack, service, installer)
-    );
+    let mounts = Mounts {
+        cache: format!(
+            "--mount=type=cache,id={},sharing=locked,target={CACHE_MOUNT} \\",
+            venv_cache_id(stack, service, installer)
+        ),
+        lock: format!("    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path()),
+        ca: format!("    --mount=type=bind,source={PROXY_CA_DIR},target={CA_MOUNT} \\"),
+        ca_file: format!("{CA_MOUNT}/proxy-ca.crt"),
+    };
     match installer {
-        Installer::Uv => {
-            let cached = format!("{CACHE_MOUNT}/venv");
-            d.push_str("# The cache mount (one per service and Python version) holds uv's cache and a venv\n");
-            d.push_str("# synced to the lock (hard links into uv's cache, both in the mount), so a lock change\n");
-            if m.bytecode {
-                d.push_str("# installs and byte-compiles only what changed; the layer gets a copy with bytecode,\n");
-                d.push_str("# so containers start without compiling (`bytecode: false` skips compiling).\n");
-            } else {
-                d.push_str("# installs only what changed; the layer gets a copy. `bytecode: false`: nothing is\n");
-                d.push_str("# byte-compiled, so containers compile what they import at every start.\n");
-            }
-            let _ = writeln!(d, "RUN {cache_mount}");
-            d.push_str("    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \\\n");
-            let _ = writeln!(d, "{lock_mount}\n{ca_mount}");
-            let _ = writeln!(d, "    if [ -s {ca} ]; then export SSL_CERT_FILE={ca}; fi \\");
-            let _ = writeln!(d, "    && export UV_CACHE_DIR={CACHE_MOUNT}/uv \\");
-            let _ = writeln!(
-                d,
-                "    && if ! {cached}/bin/python -c '' 2>/dev/null; then rm -rf {cached} \\\n        && uv venv --no-python-downloads --relocatable --python python3 {cached}; fi \\"
-            );
-            let compile = if m.bytecode { " --compile-bytecode" } else { "" };
-            let _ = writeln!(
-                d,
-                "    && set -- --no-python-downloads --link-mode hardlink{compile} --require-hashes \\\n        --python {cached}/bin/python /tmp/requirements.lock \\"
-            );
-            d.push_str("    && { uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"; } \\\n");
-            let _ = writeln!(d, "    && cp -a {cached} {VENV}");
-        }
-        Installer::Pip => {
-            d.push_str("# pip itself (and setuptools) leave the venv after the install: no installer at run time.\n");
-            let _ = writeln!(d, "RUN {cache_mount}\n{lock_mount}\n{ca_mount}");
-            let _ = writeln!(d, "    if [ -s {ca} ]; then export PIP_CERT={ca}; fi \\");
-            let _ = writeln!(d, "    && export PIP_CACHE_DIR={CACHE_MOUNT}/pip \\");
-            let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
-            let compile = if m.bytecode { "" } else { " --no-compile" };
-            let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r /tmp/requirements.lock \\");
-            let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
-        }
+        Installer::Uv => d.push_str(&uv_install(service, &mounts)),
+        Installer::Pip => d.push_str(&pip_install(service, &mounts)),
     }
+    d
+}
+
+/// uv syncs a venv kept in the cache mount, then the layer gets a copy.
+fn uv_install(service: &Service, mounts: &Mounts) -> String {
+    let m = &service.manifest;
+    let Mounts { cache, lock, ca, ca_file } = mounts;
+    let cached = format!("{CACHE_MOUNT}/venv");
+    let mut d = String::new();
+    d.push_str("# The cache mount (one per service and Python version) holds uv's cache and a venv\n");
+    d.push_str("# synced to the lock (hard links into uv's cache, both in the mount), so a lock change\n");
+    if m.bytecode {
+        d.push_str("# installs and byte-compiles only what changed; the layer gets a copy with bytecode,\n");
+        d.push_str("# so containers start without compiling (`bytecode: false` skips compiling).\n");
+    } else {
+        d.push_str("# installs only what changed; the layer gets a copy. `bytecode: false`: nothing is\n");
+        d.push_str("# byte-compiled, so containers compile what they import at every start.\n");
+    }
+    let _ = writeln!(d, "RUN {cache}");
+    d.push_str("    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \\\n");
+    let _ = writeln!(d, "{lock}\n{ca}");
+    let _ = writeln!(d, "    if [ -s {ca_file} ]; then export SSL_CERT_FILE={ca_file}; fi \\");
+    let _ = writeln!(d, "    && export UV_CACHE_DIR={CACHE_MOUNT}/uv \\");
+    let _ = writeln!(
+        d,
+        "    && if ! {cached}/bin/python -c '' 2>/dev/null; then rm -rf {cached} \\\n        && uv venv --no-python-downloads --relocatable --python python3 {cached}; fi \\"
+    );
+    let compile = if m.bytecode { " --compile-bytecode" } else { "" };
+    let _ = writeln!(
+        d,
+        "    && set -- --no-python-downloads --link-mode hardlink{compile} --require-hashes \\\n        --python {cached}/bin/python /tmp/requirements.lock \\"
+    );
+    d.push_str("    && { uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"; } \\\n");
+    let _ = writeln!(d, "    && cp -a {cached} {VENV}");
+    d
+}
+
+/// pip installs into the venv in place, then removes itself.
+fn pip_install(service: &Service, mounts: &Mounts) -> String {
+    let Mounts { cache, lock, ca, ca_file } = mounts;
+    let mut d = String::new();
+    d.push_str("# pip itself (and setuptools) leave the venv after the install: no installer at run time.\n");
+    let _ = writeln!(d, "RUN {cache}\n{lock}\n{ca}");
+    let _ = writeln!(d, "    if [ -s {ca_file} ]; then export PIP_CERT={ca_file}; fi \\");
+    let _ = writeln!(d, "    && export PIP_CACHE_DIR={CACHE_MOUNT}/pip \\");
+    let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
+    let compile = if service.manifest.bytecode { "" } else { " --no-compile" };
+    let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r /tmp/requirements.lock \\");
+    let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
+    d
+}
+
+/// The code: the shared folders, then the service's own packages.
+fn copy_code(stack: &Stack, service: &Service) -> String {
+    let mut d = String::new();
     for shared in &stack.manifest.shared {
         let _ = writeln!(d, "COPY {} /app/{}", shared.path, last_component(&shared.path));
     }
-    for package in &m.packages {
+    for package in &service.manifest.packages {
         let _ = writeln!(d, "COPY {}/{package} /app/{}", service.dir, last_component(package));
     }
+    d
+}
+
+/// How the container runs: user, port, healthcheck, labels and command.
+fn run_settings(service: &Service) -> String {
+    let m = &service.manifest;
+    let mut d = String::new();
     let _ = writeln!(d, "USER {APP_UID}:{APP_UID}");
     if let Some(port) = m.port {
         let _ = writeln!(d, "EXPOSE {port}");

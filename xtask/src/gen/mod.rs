@@ -90,7 +90,12 @@ pub fn ensure_files(root: &Path, files: &[(String, String)], mode: Mode) -> Resu
     Ok(stale)
 }
 
-/// A small line diff: enough to see what drifted.
+/// The most changed lines, removed and added together, `diff` shows of one file.
+const DIFF_MAX_LINES: usize = 40;
+
+/// A small line diff: enough to see what drifted. A big one is cut to the
+/// first removed and the first added lines, [`DIFF_MAX_LINES`] in all (half
+/// each, unless one side has fewer), and says how many it left out.
 fn diff(path: &str, old: &str, new: &str) -> String {
     let old: Vec<&str> = old.lines().collect();
     let new: Vec<&str> = new.lines().collect();
@@ -101,12 +106,20 @@ fn diff(path: &str, old: &str, new: &str) -> String {
         o_end -= 1;
         n_end -= 1;
     }
+    let (removed, added) = (&old[first..o_end], &new[first..n_end]);
+    let shown_removed = removed.len().min((DIFF_MAX_LINES / 2).max(DIFF_MAX_LINES.saturating_sub(added.len())));
+    let shown_added = added.len().min(DIFF_MAX_LINES - shown_removed);
     let _ = writeln!(out, "@@ line {} @@", first + 1);
-    for line in &old[first..o_end] {
+    for line in &removed[..shown_removed] {
         let _ = writeln!(out, "-{line}");
     }
-    for line in &new[first..n_end] {
+    for line in &added[..shown_added] {
         let _ = writeln!(out, "+{line}");
+    }
+    let hidden = removed.len() + added.len() - shown_removed - shown_added;
+    if hidden > 0 {
+        let lines = if hidden == 1 { "line" } else { "lines" };
+        let _ = writeln!(out, "… {hidden} more changed {lines} not shown");
     }
     out
 }

@@ -269,3 +269,34 @@ fn image_healthcheck_has_the_manifest_timing() {
     let compose = file(&root, "compose.yaml");
     assert!(compose.contains("${HEALTH_INTERVAL:-5s}") && compose.contains("retries: 4"), "{compose}");
 }
+
+#[test]
+fn a_small_diff_shows_every_changed_line() {
+    let d = diff("f", "a\nb\nc\ne\n", "a\nB\nc\nd\ne\n");
+    assert_eq!(d, "--- f (committed)\n+++ f (generated)\n@@ line 2 @@\n-b\n-c\n+B\n+c\n+d\n");
+    // Exactly the limit: still whole, no note.
+    let old: String = (0..DIFF_MAX_LINES / 2).map(|i| format!("old {i}\n")).collect();
+    let new: String = (0..DIFF_MAX_LINES / 2).map(|i| format!("new {i}\n")).collect();
+    let d = diff("f", &old, &new);
+    assert_eq!(d.lines().filter(|l| l.starts_with(['-', '+'])).count(), 2 + DIFF_MAX_LINES, "{d}");
+    assert!(!d.contains("not shown"), "{d}");
+}
+
+#[test]
+fn a_big_diff_is_cut_to_its_first_lines_with_the_count_left_out() {
+    let old: String = (0..100).map(|i| format!("old {i}\n")).collect();
+    let new: String = (0..100).map(|i| format!("new {i}\n")).collect();
+    let d = diff("f", &format!("same\n{old}end\n"), &format!("same\n{new}end\n"));
+    let lines: Vec<&str> = d.lines().collect();
+    assert_eq!(lines[2], "@@ line 2 @@");
+    let removed: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("-old")).collect();
+    let added: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("+new")).collect();
+    assert_eq!((removed.len(), added.len()), (DIFF_MAX_LINES / 2, DIFF_MAX_LINES / 2), "{d}");
+    assert_eq!((removed[0], added[0]), ("-old 0", "+new 0"), "the first changed lines are kept");
+    assert_eq!(lines.last(), Some(&"… 160 more changed lines not shown"), "{d}");
+
+    // A new file: only added lines, so all of the limit goes to them.
+    let d = diff("f", "", &(0..163).map(|i| format!("{i}\n")).collect::<String>());
+    assert_eq!(d.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).count(), DIFF_MAX_LINES, "{d}");
+    assert!(d.ends_with("+39\n… 123 more changed lines not shown\n"), "{d}");
+}
