@@ -299,3 +299,14 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_scratch_name_tells_its_process() {
+        assert_eq!(super::owner_pid("pysvct-fuzz-123-0"), Some(123));
+        assert_eq!(super::owner_pid("pysvct-second-checkout-77-copy"), Some(77));
+        assert_eq!(super::owner_pid("pysvc"), None);
+        assert_eq!(super::owner_pid("pysvct-x"), None);
+    }
+}

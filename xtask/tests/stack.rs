@@ -35,6 +35,16 @@ fn up_waits_for_health_and_a_second_up_restarts_nothing() {
     }
     let logs = stack.ok(&["logs", "search-worker", "--no-follow", "--tail", "500"]);
     assert!(logs.contains("consuming search-requests"), "{logs}");
+
+    // With a service manifest that no longer loads and no `.env`, the
+    // commands that only look or stop still work.
+    edit_file(&stack.dir, "services/search-worker/service.yaml", "kind: worker", "kind: nonsense");
+    std::fs::remove_file(stack.dir.join(".env")).unwrap();
+    let status = stack.ok(&["status"]);
+    assert!(status.lines().any(|l| l.starts_with("search-worker") && l.contains("healthy")), "{status}");
+    stack.ok(&["logs", "api-server", "--no-follow", "--tail", "5"]);
+    stack.ok(&["down"]);
+    assert!(stack.container("api-server").is_empty(), "down left api-server");
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `cargo xtask status`: the state and health of every service, read
-//! through the Engine API. Works without `.env`, and with service manifests
-//! that do not load (then it lists the containers it finds).
+//! through the Engine API. Works without `.env`, and with manifests that do
+//! not load (then it lists the containers it finds).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::manifest;
@@ -18,7 +18,7 @@ impl Status {
         let (project, mut names) = match repo.stack() {
             Ok(stack) => (stack.manifest.project.clone(), stack::service_names(&stack)),
             Err(err) => {
-                let project = manifest::load_stack_manifest(&repo.root)?.project;
+                let project = project_without_manifests(repo)?;
                 eprintln!("warning: {err:#}\nshowing the containers of the compose project {project} as they are");
                 (project, Vec::new())
             }
@@ -37,4 +37,16 @@ impl Status {
         }
         Ok(())
     }
+}
+
+/// The compose project when the manifests do not load: `stack.yaml`'s, or
+/// else the `name:` of the generated `compose.yaml`.
+fn project_without_manifests(repo: &Repo) -> Result<String> {
+    if let Ok(m) = manifest::load_stack_manifest(&repo.root) {
+        return Ok(m.project);
+    }
+    let compose = std::fs::read_to_string(repo.root.join("compose.yaml")).unwrap_or_default();
+    compose.lines().find_map(|l| l.strip_prefix("name: ")).map(|n| n.trim().to_owned()).context(
+        "neither stack.yaml nor compose.yaml names the compose project: fix stack.yaml, then `cargo xtask gen`",
+    )
 }

@@ -11,7 +11,7 @@ use xshell::{cmd, Shell};
 use crate::dotenv::DotEnv;
 use crate::gen::{self, Mode};
 use crate::manifest::{self, Installer, Stack};
-use crate::prepared::Repo;
+use crate::prepared::{Prepared, Repo};
 use crate::scratch::Scratch;
 use crate::tools;
 use crate::util::write_atomic;
@@ -104,8 +104,8 @@ fn engine_steps<'a>(repo: &'a Repo, loaded: &'a Result<Stack>) -> Vec<Step<'a>> 
         Step::new(
             "engine and base images",
             "run `cargo xtask setup --yes` (base images are then built by this step)",
-            || {
-                repo.prepare()?;
+            move || {
+                Prepared::new(repo, stack()?.clone(), repo.engine()?)?;
                 Ok(())
             },
         ),

@@ -164,10 +164,11 @@ pub fn free_port() -> u16 {
 }
 
 /// A scratch copy of the repository's inputs (no git, no target) in a temp
-/// folder of its own, with `.env` derived from the checkout's (or from
+/// folder of its own (named like a scratch stack's, so a killed test's copy
+/// is reaped too), with `.env` derived from the checkout's (or from
 /// `.env.example`) through `env_edits`.
 pub fn scratch_copy(name: &str, env_edits: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pysvc-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{}{name}-{}-copy", scratch::PREFIX, std::process::id()));
     scratch::copy_inputs(&root(), &dir).unwrap();
     let mut env = std::fs::read_to_string(dir.join(".env")).unwrap();
     for (from, to) in env_edits {
