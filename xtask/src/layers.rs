@@ -79,7 +79,7 @@ fn imports(src: &Path) -> Vec<(String, usize, String, String)> {
         let path = entry.path();
         let rel = path.strip_prefix(src).expect("below src");
         let name = rel.to_string_lossy().into_owned();
-        let is_test_file = name.ends_with("tests.rs") || name == "layers.rs";
+        let is_test_file = name.ends_with("tests.rs") || name == "layers.rs" || name == "tidy.rs";
         if path.extension().is_none_or(|e| e != "rs") || is_test_file {
             continue;
         }

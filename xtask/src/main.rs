@@ -29,6 +29,8 @@ mod tasks;
 
 #[cfg(test)]
 mod layers;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 
