@@ -24,7 +24,7 @@ use crate::bench::http::http_ok;
 use crate::bench::stats::median;
 use crate::context::ContextTar;
 use crate::engine::{self, spinner_style, BuildReport};
-use crate::gen::{PROXY_CA_DIR, PROXY_CA_FILE};
+use crate::gen::{BaseImage, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::images::{self, Select};
 use crate::manifest::{Installer, Service, Stack};
 use crate::prepared::{Prepared, Repo};
@@ -251,6 +251,8 @@ struct Plan<'a> {
     prefix: String,
     slim_image: String,
     uv_image: String,
+    /// The Python base image, as the generated images' SBOMs name it.
+    base: BaseImage,
     stamp: String,
     json: bool,
 }
@@ -287,7 +289,7 @@ impl Plan<'_> {
             let installer = if v == Variant::OursPip { Installer::Pip } else { Installer::Uv };
             let mut service = self.service.clone();
             service.manifest.bytecode = v != Variant::OursUvNoBytecode;
-            let mut ctx = images::service_context(self.stack, &service, installer, self.ca.as_deref())?;
+            let mut ctx = images::service_context(self.stack, &service, installer, &self.base, self.ca.as_deref())?;
             if !matches!(change, Change::None) {
                 ctx.add_bytes(&self.code_file()?, 0o644, code.into_bytes());
             }
@@ -366,6 +368,7 @@ impl Plan<'_> {
             build_args: args.clone(),
             labels: Default::default(),
             no_cache: false,
+            cache_from: vec![],
         };
         let mut report = engine::build(docker, spec(), &bar).await;
         if let Err(e) = &report {
@@ -451,6 +454,10 @@ async fn measure_all(
         prefix: prefix.clone(),
         slim_image: slim_image.clone(),
         uv_image: args["UV_IMAGE"].clone(),
+        base: BaseImage {
+            reference: args["BASE_IMAGE"].clone(),
+            id: engine::image_id(docker, &args["BASE_IMAGE"]).await,
+        },
         stamp: String::new(),
         json,
     };
@@ -501,6 +508,7 @@ async fn build_slim_stand_in(docker: &Docker, tag: &str, base_image: &str) -> Re
             build_args: BTreeMap::from([("BASE_IMAGE".to_owned(), base_image.to_owned())]),
             labels: Default::default(),
             no_cache: false,
+            cache_from: vec![],
         },
         &bar,
     )
