@@ -63,6 +63,8 @@ pub struct BuildReport {
     pub size_bytes: i64,
     /// Cache images that could not be used (missing, unreachable).
     pub warnings: Vec<String>,
+    /// The Dockerfile steps that ran (neither cached nor a `FROM`).
+    pub ran: Vec<String>,
 }
 
 #[derive(Default)]
@@ -228,7 +230,22 @@ impl BuildTrace {
             .iter()
             .filter_map(|d| self.steps.get(d))
             .filter(|s| is_cache_import(&s.name) && !s.error.is_empty())
-            .map(|s| format!("{}: {}", s.name, s.error))
+            .map(|s| {
+                let image = s.name.trim_start_matches("importing cache manifest from ");
+                let error = s.error.trim_start_matches(image).trim_start_matches(": ");
+                format!("cache {image}: {error}")
+            })
+            .collect()
+    }
+
+    /// The Dockerfile steps (`[stage n/m] ...`) that ran: not cached, not a `FROM`.
+    fn ran(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .filter_map(|d| self.steps.get(d))
+            .filter(|s| s.name.starts_with('[') && !s.name.starts_with("[internal]") && !s.name.contains("] FROM "))
+            .filter(|s| !s.cached)
+            .map(|s| short(&s.name))
             .collect()
     }
 
@@ -273,6 +290,7 @@ async fn finish(
         cached,
         size_bytes: image.size.unwrap_or_default(),
         warnings: trace.cache_warnings(),
+        ran: trace.ran(),
     })
 }
 
@@ -447,6 +465,7 @@ mod tests {
         );
         assert_eq!(trace.failure_message("demo/web:latest").unwrap(), want);
         assert_eq!(trace.counts(), (3, 1), "internal steps are not counted");
+        assert_eq!(trace.ran(), ["[runtime 2/4] RUN pip install", "[runtime 3/4] RUN false"]);
     }
 
     #[test]
@@ -462,8 +481,9 @@ mod tests {
         };
         trace.record(status, &ProgressBar::hidden());
         assert_eq!(trace.failure_message("demo/web:latest"), None);
-        assert_eq!(trace.cache_warnings(), [format!("{missing}: 127.0.0.1:5000/pysvc/api-server:cache: not found")]);
+        assert_eq!(trace.cache_warnings(), ["cache 127.0.0.1:5000/pysvc/api-server:cache: not found"]);
         assert_eq!(trace.counts(), (1, 1), "a cache import is not a step");
+        assert_eq!(trace.ran(), Vec::<String>::new());
         let spec = BuildSpec {
             tag: "t".into(),
             extra_tags: vec![],

@@ -67,6 +67,8 @@ pub struct ImageResult {
     pub steps: usize,
     pub cached: usize,
     pub size_bytes: i64,
+    /// The Dockerfile steps that ran (the others came from a cache).
+    pub ran: Vec<String>,
     /// The image's SBOM (CycloneDX JSON), also inside the image at `sbom_in_image`.
     pub sbom: String,
     pub sbom_in_image: String,
@@ -376,6 +378,7 @@ async fn retag(docker: &Docker, service: String, tags: Vec<String>, hash: &str, 
         steps: 0,
         cached: 0,
         size_bytes: size,
+        ran: Vec::new(),
         sbom: String::new(),
         sbom_in_image: String::new(),
     }
@@ -411,6 +414,7 @@ async fn build_one(
         steps: r.steps,
         cached: r.cached,
         size_bytes: r.size_bytes,
+        ran: r.ran,
         sbom: String::new(),
         sbom_in_image: String::new(),
     })
@@ -451,7 +455,7 @@ pub async fn push_cache(docker: &Docker, repo: &str, results: &[ImageResult]) ->
     for r in results {
         let remote = cache_ref(repo, &r.service);
         match push(docker, &r.tags[1], &remote).await {
-            Ok(()) => println!("pushed the build cache {remote}"),
+            Ok(()) => eprintln!("pushed the build cache {remote}"),
             Err(e) => eprintln!("warning: the build cache of {} was not pushed: {e:#}", r.service),
         }
     }
