@@ -24,11 +24,13 @@ mod dockerfile;
 mod dockerignore;
 pub mod k8s;
 mod sbom;
+mod workflow;
 
 pub use compose::{compose, env_example};
 pub use dockerfile::dockerfile;
 pub use dockerignore::dockerignore;
 pub use sbom::{parse_requirements, sbom, sbom_in_image, sbom_path, BaseImage, Requirement};
+pub use workflow::{workflow, WORKFLOW_PATH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -61,6 +63,7 @@ pub fn render_all(stack: &Stack) -> Vec<(String, String)> {
     }
     files.push(("compose.yaml".to_owned(), compose(stack)));
     files.push((".env.example".to_owned(), env_example(stack)));
+    files.push((WORKFLOW_PATH.to_owned(), workflow(stack)));
     files.extend(k8s::render(stack));
     files
 }
