@@ -36,6 +36,8 @@ RUN --mount=type=cache,id=pysvc-api-server-uv-py3.11,sharing=locked,target=/var/
         --python /var/cache/venv/bin/python /tmp/requirements.lock \
     && { uv pip sync --offline "$@" 2>/dev/null || uv pip sync "$@"; } \
     && cp -a /var/cache/venv /opt/venv
+# What this image contains (CycloneDX 1.6, made from the lock by `cargo xtask gen`).
+COPY docker/api-server.cdx.json /usr/share/sbom/api-server.cdx.json
 COPY services/shared/pysvc_common /app/pysvc_common
 COPY services/api-server/api_server /app/api_server
 USER 10001:10001

@@ -43,7 +43,16 @@ pub struct BuildSpec {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
+    /// Images whose inline cache BuildKit may reuse layers from (`cachefrom`):
+    /// looked up in the local image store first, then in their registry. A
+    /// missing or unreachable one is a warning, never a failure.
+    pub cache_from: Vec<String>,
 }
+
+/// The build argument that makes BuildKit write its cache metadata into the
+/// image's config (inline cache): an image pushed with it serves as
+/// `cachefrom` for a build elsewhere. Engine 20.10 and current engines.
+pub const INLINE_CACHE_ARG: &str = "BUILDKIT_INLINE_CACHE";
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct BuildReport {
@@ -52,6 +61,10 @@ pub struct BuildReport {
     pub steps: usize,
     pub cached: usize,
     pub size_bytes: i64,
+    /// Cache images that could not be used (missing, unreachable).
+    pub warnings: Vec<String>,
+    /// The Dockerfile steps that ran (neither cached nor a `FROM`).
+    pub ran: Vec<String>,
 }
 
 #[derive(Default)]
@@ -125,6 +138,9 @@ fn build_query(spec: &BuildSpec) -> Result<Vec<(&'static str, String)>> {
     if spec.no_cache {
         query.push(("nocache", "1".to_owned()));
     }
+    if !spec.cache_from.is_empty() {
+        query.push(("cachefrom", serde_json::to_string(&spec.cache_from)?));
+    }
     Ok(query)
 }
 
@@ -183,7 +199,11 @@ impl BuildTrace {
     /// Why building `tag` failed, if it did: the first failed step with the
     /// end of its log, or else the engine's error.
     fn failure_message(&self, tag: &str) -> Option<String> {
-        let failed_step = self.order.iter().filter_map(|d| self.steps.get(d)).find(|s| !s.error.is_empty());
+        let failed_step = self
+            .order
+            .iter()
+            .filter_map(|d| self.steps.get(d))
+            .find(|s| !s.error.is_empty() && !is_cache_import(&s.name));
         if self.failure.is_none() && failed_step.is_none() {
             return None;
         }
@@ -204,10 +224,36 @@ impl BuildTrace {
         Some(message)
     }
 
-    /// The steps of the Dockerfile (not BuildKit's internal ones), and how
-    /// many of them came from the cache.
+    /// Cache images BuildKit could not import: it builds without them.
+    fn cache_warnings(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .filter_map(|d| self.steps.get(d))
+            .filter(|s| is_cache_import(&s.name) && !s.error.is_empty())
+            .map(|s| {
+                let image = s.name.trim_start_matches("importing cache manifest from ");
+                let error = s.error.trim_start_matches(image).trim_start_matches(": ");
+                format!("cache {image}: {error}")
+            })
+            .collect()
+    }
+
+    /// The Dockerfile steps (`[stage n/m] ...`) that ran: not cached, not a `FROM`.
+    fn ran(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .filter_map(|d| self.steps.get(d))
+            .filter(|s| s.name.starts_with('[') && !s.name.starts_with("[internal]") && !s.name.contains("] FROM "))
+            .filter(|s| !s.cached)
+            .map(|s| short(&s.name))
+            .collect()
+    }
+
+    /// The steps of the Dockerfile (not BuildKit's internal ones, nor cache
+    /// imports), and how many of them came from the cache.
     fn counts(&self) -> (usize, usize) {
-        let relevant: Vec<&Step> = self.steps.values().filter(|s| !s.name.starts_with("[internal]")).collect();
+        let relevant: Vec<&Step> =
+            self.steps.values().filter(|s| !s.name.starts_with("[internal]") && !is_cache_import(&s.name)).collect();
         (relevant.len(), relevant.iter().filter(|s| s.cached).count())
     }
 }
@@ -243,6 +289,8 @@ async fn finish(
         steps,
         cached,
         size_bytes: image.size.unwrap_or_default(),
+        warnings: trace.cache_warnings(),
+        ran: trace.ran(),
     })
 }
 
@@ -262,6 +310,11 @@ pub fn spinner_style() -> ProgressStyle {
 fn labels_match(image: &bollard::models::ImageInspect, wanted: &BTreeMap<String, String>) -> bool {
     let have = image.config.as_ref().and_then(|c| c.labels.as_ref());
     wanted.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+}
+
+/// BuildKit's vertex for a `cachefrom` image ("importing cache manifest from <ref>").
+fn is_cache_import(name: &str) -> bool {
+    name.starts_with("importing cache manifest from ")
 }
 
 fn nanos_now() -> u128 {
@@ -331,6 +384,28 @@ pub fn human_size(bytes: i64) -> String {
     }
 }
 
+/// The credentials `docker login` stored for `registry` in the client's
+/// config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`,
+/// the `auths` entry; credential helpers are not asked). None for an
+/// anonymous registry.
+pub fn registry_credentials(registry: &str) -> Option<bollard::auth::DockerCredentials> {
+    use base64::Engine as _;
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let auths = config.get("auths")?.as_object()?;
+    let entry = auths.iter().find(|(k, _)| k.trim_start_matches("https://").trim_end_matches('/') == registry)?.1;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(entry.get("auth")?.as_str()?).ok()?;
+    let (user, pass) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned()))?;
+    Some(bollard::auth::DockerCredentials {
+        username: Some(user),
+        password: Some(pass),
+        serveraddress: Some(registry.to_owned()),
+        ..Default::default()
+    })
+}
+
 /// Pulls `image` from its registry; fails fast on a machine without one.
 pub async fn pull(docker: &Docker, image: &str) -> Result<()> {
     let (repo, tag) = match image.rsplit_once(':') {
@@ -390,5 +465,36 @@ mod tests {
         );
         assert_eq!(trace.failure_message("demo/web:latest").unwrap(), want);
         assert_eq!(trace.counts(), (3, 1), "internal steps are not counted");
+        assert_eq!(trace.ran(), ["[runtime 2/4] RUN pip install", "[runtime 3/4] RUN false"]);
+    }
+
+    #[test]
+    fn a_cache_image_that_cannot_be_imported_is_a_warning() {
+        let mut trace = BuildTrace::default();
+        let missing = "importing cache manifest from 127.0.0.1:5000/pysvc/api-server:cache";
+        let status = Status {
+            vertexes: vec![
+                vertex("a", missing, false, "127.0.0.1:5000/pysvc/api-server:cache: not found"),
+                vertex("b", "[runtime 2/4] WORKDIR /app", true, ""),
+            ],
+            logs: vec![],
+        };
+        trace.record(status, &ProgressBar::hidden());
+        assert_eq!(trace.failure_message("demo/web:latest"), None);
+        assert_eq!(trace.cache_warnings(), ["cache 127.0.0.1:5000/pysvc/api-server:cache: not found"]);
+        assert_eq!(trace.counts(), (1, 1), "a cache import is not a step");
+        assert_eq!(trace.ran(), Vec::<String>::new());
+        let spec = BuildSpec {
+            tag: "t".into(),
+            extra_tags: vec![],
+            dockerfile: "Dockerfile".into(),
+            context: vec![],
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            no_cache: false,
+            cache_from: vec!["r:5000/a:cache".into()],
+        };
+        let query = build_query(&spec).unwrap();
+        assert!(query.contains(&("cachefrom", r#"["r:5000/a:cache"]"#.to_owned())), "{query:?}");
     }
 }

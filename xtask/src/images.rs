@@ -35,6 +35,27 @@ pub struct Select {
     pub no_cache: bool,
     /// No progress bars and no per-image lines (for `--json` and the benches).
     pub quiet: bool,
+    /// Cache repositories (`<registry>/<path>`) whose `<service>:cache` images
+    /// BuildKit may reuse layers from.
+    pub cache_from: Vec<String>,
+}
+
+/// The tag of a service's cache image in a cache repository.
+pub const CACHE_TAG: &str = "cache";
+
+/// The cache image of `service` in the cache repository `repo`
+/// (`--cache-from`/`--cache-to`): `<repo>/<service>:cache`.
+pub fn cache_ref(repo: &str, service: &str) -> String {
+    format!("{}/{service}:{CACHE_TAG}", repo.trim_end_matches('/'))
+}
+
+/// Checks a `--cache-from`/`--cache-to` value: an image repository, no tag.
+pub fn check_cache_repo(repo: &str) -> Result<()> {
+    let probe = cache_ref(repo, "service");
+    if let Err(e) = crate::manifest::validate::image_reference(&probe) {
+        bail!("{repo:?} is not a cache repository (write it like 127.0.0.1:5000/pysvc): {e}");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -46,7 +67,15 @@ pub struct ImageResult {
     pub steps: usize,
     pub cached: usize,
     pub size_bytes: i64,
+    /// The Dockerfile steps that ran (the others came from a cache).
+    pub ran: Vec<String>,
+    /// The image's SBOM (CycloneDX JSON), also inside the image at `sbom_in_image`.
+    pub sbom: String,
+    pub sbom_in_image: String,
 }
+
+/// Where `build-images` writes each image's SBOM (the same bytes the image holds).
+pub const SBOM_DIR: &str = "target/sbom";
 
 /// Short git revision, with `-dirty` when the work tree has changes.
 pub fn revision(sh: &Shell) -> (String, String) {
@@ -60,6 +89,18 @@ pub fn revision(sh: &Shell) -> (String, String) {
         .map(|s| !s.trim().is_empty())
         .unwrap_or(false);
     (full, if dirty { format!("{short}-dirty") } else { short })
+}
+
+/// The commit's time (RFC 3339): the image's `created` label, so the same
+/// commit gives the same labels. Outside git, the current time.
+pub fn commit_time(sh: &Shell) -> String {
+    cmd!(sh, "git show -s --format=%cI HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(rfc3339_now)
 }
 
 /// The proxy CA bundle to hand the installers, if any: `PYSVC_PROXY_CA`,
@@ -93,16 +134,19 @@ pub fn base_args(stack: &Stack, env: &DotEnv) -> BTreeMap<String, String> {
 }
 
 /// The context of one service image: its Dockerfile (as rendered for
-/// `installer`), the allow-listed paths and the proxy-CA folder.
+/// `installer`), the allow-listed paths, its SBOM (rendered for `base`, the
+/// image it is really built on) and the proxy-CA folder.
 pub fn service_context(
     stack: &Stack,
     service: &Service,
     installer: Installer,
+    base: &gen::BaseImage,
     ca: Option<&[u8]>,
 ) -> Result<ContextTar> {
     let root = &stack.root;
     let mut ctx = ContextTar::default();
     ctx.add_bytes(&service.dockerfile_path(), 0o644, gen::dockerfile(stack, service, installer).into_bytes());
+    ctx.add_bytes(&gen::sbom_path(service), 0o644, service_sbom(stack, service, base)?.into_bytes());
     ctx.add_path(root, &format!("{PROXY_CA_DIR}/README.md"))?;
     for path in service.context_paths(&stack.manifest) {
         ctx.add_path(root, &path)?;
@@ -113,12 +157,38 @@ pub fn service_context(
     Ok(ctx)
 }
 
+/// The SBOM of a service image built on `base`, from its hashed lock; a lock
+/// that does not parse is an error naming its line.
+pub fn service_sbom(stack: &Stack, service: &Service, base: &gen::BaseImage) -> Result<String> {
+    let path = service.lock_path();
+    let text = std::fs::read_to_string(stack.root.join(&path)).with_context(|| format!("cannot read {path}"))?;
+    let requirements =
+        gen::parse_requirements(&text).map_err(|e| anyhow::anyhow!("{path}: {e}")).context("cannot make the SBOM")?;
+    Ok(gen::sbom(stack, service, &requirements, base))
+}
+
 /// One service image in a [`Plan`].
 pub enum Job {
     /// Inputs unchanged: the image is only tagged with this revision too.
-    UpToDate { service: String, tags: Vec<String>, hash: String },
+    UpToDate { service: String, tags: Vec<String>, hash: String, sbom: Sbom },
     /// Inputs changed (or `force`): built from `spec`.
-    Build { service: String, tags: Vec<String>, spec: engine::BuildSpec },
+    Build { service: String, tags: Vec<String>, spec: engine::BuildSpec, sbom: Sbom },
+}
+
+/// A service image's SBOM: its text, and where it goes next to the build
+/// output and inside the image.
+pub struct Sbom {
+    pub text: String,
+    pub file: std::path::PathBuf,
+    pub in_image: String,
+}
+
+impl Sbom {
+    /// Writes it next to the build output; its path, for the report.
+    fn write(&self) -> Result<String> {
+        crate::util::write_atomic(&self.file, &self.text)?;
+        Ok(self.file.display().to_string())
+    }
 }
 
 /// What building the selected images will do, decided before anything is
@@ -140,6 +210,8 @@ struct Common {
     ca: Option<Vec<u8>>,
     source: String,
     created: String,
+    /// The Python base image as the SBOMs name it (reference and id).
+    base: gen::BaseImage,
 }
 
 /// Plans the builds of `select` (read-only: it asks the engine what exists).
@@ -153,17 +225,22 @@ pub async fn plan(p: &Prepared, select: &Select) -> Result<Plan> {
             );
         }
     }
+    for repo in &select.cache_from {
+        check_cache_repo(repo)?;
+    }
     let common = common(p).await?;
     let mut jobs = Vec::new();
     for service in stack.services.iter().filter(|s| select.services.is_empty() || select.services.contains(&s.name)) {
-        jobs.push(job(p, &common, service, select.force).await?);
+        jobs.push(job(p, &common, service, select).await?);
     }
     Ok(Plan { jobs, no_cache: select.no_cache, quiet: select.quiet })
 }
 
 async fn common(p: &Prepared) -> Result<Common> {
     let args = base_args(&p.stack, &p.env);
-    let mut base_ids = Vec::new();
+    // Images built before inline cache was written carry no cache
+    // metadata: this entry makes them stale once.
+    let mut base_ids = vec![format!("{}=1", engine::INLINE_CACHE_ARG)];
     for (arg, image) in &args {
         match engine::image_id(p.docker(), image).await {
             Some(id) => base_ids.push(format!("{arg}={image}@{id}")),
@@ -174,6 +251,8 @@ async fn common(p: &Prepared) -> Result<Common> {
         }
     }
     let (full_rev, short_rev) = revision(&p.sh);
+    let base_ref = args["BASE_IMAGE"].clone();
+    let base = gen::BaseImage { id: engine::image_id(p.docker(), &base_ref).await, reference: base_ref };
     let source = cmd!(p.sh, "git remote get-url origin")
         .quiet()
         .ignore_stderr()
@@ -187,19 +266,25 @@ async fn common(p: &Prepared) -> Result<Common> {
         prefix: p.image_prefix(),
         ca: proxy_ca(&p.stack.root),
         source,
-        created: rfc3339_now(),
+        created: commit_time(&p.sh),
+        base,
     })
 }
 
-async fn job(p: &Prepared, c: &Common, service: &Service, force: bool) -> Result<Job> {
-    let mut ctx = service_context(&p.stack, service, service.manifest.installer, c.ca.as_deref())?;
+async fn job(p: &Prepared, c: &Common, service: &Service, select: &Select) -> Result<Job> {
+    let mut ctx = service_context(&p.stack, service, service.manifest.installer, &c.base, c.ca.as_deref())?;
     let hash = ctx.hash(&c.base_ids);
     let latest = format!("{}/{}:latest", c.prefix, service.name);
     let versioned = format!("{}/{}:{}", c.prefix, service.name, c.short_rev);
     let tags = vec![versioned.clone(), latest.clone()];
+    let sbom = Sbom {
+        text: service_sbom(&p.stack, service, &c.base)?,
+        file: p.stack.root.join(SBOM_DIR).join(format!("{}.cdx.json", service.name)),
+        in_image: gen::sbom_in_image(service),
+    };
     let current = engine::image_label(p.docker(), &latest, INPUTS_LABEL).await;
-    if !force && current.as_deref() == Some(hash.as_str()) {
-        return Ok(Job::UpToDate { service: service.name.clone(), tags, hash });
+    if !select.force && current.as_deref() == Some(hash.as_str()) {
+        return Ok(Job::UpToDate { service: service.name.clone(), tags, hash, sbom });
     }
     let labels = BTreeMap::from([
         (INPUTS_LABEL.to_owned(), hash),
@@ -212,6 +297,7 @@ async fn job(p: &Prepared, c: &Common, service: &Service, force: bool) -> Result
     if service.manifest.installer == Installer::Pip {
         build_args.remove("UV_IMAGE");
     }
+    build_args.insert(engine::INLINE_CACHE_ARG.to_owned(), "1".to_owned());
     let spec = engine::BuildSpec {
         tag: latest,
         extra_tags: vec![versioned],
@@ -220,8 +306,9 @@ async fn job(p: &Prepared, c: &Common, service: &Service, force: bool) -> Result
         build_args,
         labels,
         no_cache: false,
+        cache_from: select.cache_from.iter().map(|r| cache_ref(r, &service.name)).collect(),
     };
-    Ok(Job::Build { service: service.name.clone(), tags, spec })
+    Ok(Job::Build { service: service.name.clone(), tags, spec, sbom })
 }
 
 /// Carries out a plan: tags the up-to-date images, builds the others
@@ -235,16 +322,22 @@ pub async fn execute(docker: &Docker, plan: Plan) -> Result<Vec<ImageResult>> {
     let mut jobs = Vec::new();
     for job in plan.jobs {
         match job {
-            Job::UpToDate { service, tags, hash } => {
+            Job::UpToDate { service, tags, hash, sbom } => {
                 let result = retag(docker, service, tags, &hash, plan.quiet).await;
-                jobs.push(futures_util::future::Either::Left(std::future::ready(Ok(result))));
+                let result =
+                    sbom.write().map(|file| ImageResult { sbom: file, sbom_in_image: sbom.in_image, ..result });
+                jobs.push(futures_util::future::Either::Left(std::future::ready(result)));
             }
-            Job::Build { service, tags, mut spec } => {
+            Job::Build { service, tags, mut spec, sbom } => {
                 spec.no_cache = plan.no_cache;
                 let bar = multi.add(ProgressBar::new_spinner().with_prefix(service.clone()));
                 bar.set_style(spinner_style());
                 bar.enable_steady_tick(Duration::from_millis(120));
-                jobs.push(futures_util::future::Either::Right(build_one(docker, service, tags, spec, bar)));
+                let quiet = plan.quiet;
+                jobs.push(futures_util::future::Either::Right(async move {
+                    let result = build_one(docker, service, tags, spec, bar, quiet).await?;
+                    Ok(ImageResult { sbom: sbom.write()?, sbom_in_image: sbom.in_image, ..result })
+                }));
             }
         }
     }
@@ -277,7 +370,18 @@ async fn retag(docker: &Docker, service: String, tags: Vec<String>, hash: &str, 
     if !quiet {
         println!("{service}: up to date (inputs {}), not rebuilt", &hash[..12]);
     }
-    ImageResult { service, tags, built: false, seconds: 0.0, steps: 0, cached: 0, size_bytes: size }
+    ImageResult {
+        service,
+        tags,
+        built: false,
+        seconds: 0.0,
+        steps: 0,
+        cached: 0,
+        size_bytes: size,
+        ran: Vec::new(),
+        sbom: String::new(),
+        sbom_in_image: String::new(),
+    }
 }
 
 async fn build_one(
@@ -286,8 +390,17 @@ async fn build_one(
     tags: Vec<String>,
     spec: engine::BuildSpec,
     bar: ProgressBar,
+    quiet: bool,
 ) -> Result<ImageResult> {
     let report = engine::build(docker, spec, &bar).await;
+    for warning in report.iter().flat_map(|r| &r.warnings) {
+        let line = format!("warning: {service}: {warning}: built without that cache");
+        if quiet {
+            eprintln!("{line}");
+        } else {
+            bar.suspend(|| eprintln!("{line}"));
+        }
+    }
     match &report {
         Ok(r) => bar.finish_with_message(format!("built in {:.1}s, {}/{} steps cached", r.seconds, r.cached, r.steps)),
         Err(_) => bar.finish_with_message("failed"),
@@ -301,6 +414,9 @@ async fn build_one(
         steps: r.steps,
         cached: r.cached,
         size_bytes: r.size_bytes,
+        ran: r.ran,
+        sbom: String::new(),
+        sbom_in_image: String::new(),
     })
 }
 
@@ -324,21 +440,43 @@ pub async fn push_all(docker: &Docker, registry: &str, results: &[ImageResult]) 
     for r in results {
         for tag in &r.tags {
             let remote = format!("{registry}/{tag}");
-            let (repo, version) = remote.rsplit_once(':').expect("tag has a colon");
-            docker
-                .tag_image(tag, Some(TagImageOptionsBuilder::default().repo(repo).tag(version).build()))
-                .await
-                .with_context(|| format!("cannot tag {tag} as {remote}"))?;
-            let mut stream =
-                docker.push_image(repo, Some(PushImageOptionsBuilder::default().tag(version).build()), None);
-            while let Some(item) = stream.next().await {
-                let info =
-                    item.with_context(|| format!("pushing {remote} failed: is the registry at {registry} running?"))?;
-                if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                    bail!("pushing {remote} failed: {err}");
-                }
-            }
+            push(docker, tag, &remote).await?;
             println!("pushed {remote}");
+        }
+    }
+    Ok(())
+}
+
+/// `--cache-to`: each image (it carries its inline cache) pushed as
+/// `<repo>/<service>:cache`. The images are built: a push that fails is a
+/// warning, and the next build elsewhere simply runs without that cache.
+pub async fn push_cache(docker: &Docker, repo: &str, results: &[ImageResult]) -> Result<()> {
+    check_cache_repo(repo)?;
+    for r in results {
+        let remote = cache_ref(repo, &r.service);
+        match push(docker, &r.tags[1], &remote).await {
+            Ok(()) => eprintln!("pushed the build cache {remote}"),
+            Err(e) => eprintln!("warning: the build cache of {} was not pushed: {e:#}", r.service),
+        }
+    }
+    Ok(())
+}
+
+/// Tags `local` as `remote` and pushes it, with the credentials `docker
+/// login` stored for its registry, if any.
+async fn push(docker: &Docker, local: &str, remote: &str) -> Result<()> {
+    let (repo, version) = remote.rsplit_once(':').expect("tag has a colon");
+    docker
+        .tag_image(local, Some(TagImageOptionsBuilder::default().repo(repo).tag(version).build()))
+        .await
+        .with_context(|| format!("cannot tag {local} as {remote}"))?;
+    let registry = repo.split('/').next().unwrap_or(repo);
+    let options = PushImageOptionsBuilder::default().tag(version).build();
+    let mut stream = docker.push_image(repo, Some(options), engine::registry_credentials(registry));
+    while let Some(item) = stream.next().await {
+        let info = item.with_context(|| format!("pushing {remote} failed: is the registry at {registry} running?"))?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            bail!("pushing {remote} failed: {err}");
         }
     }
     Ok(())

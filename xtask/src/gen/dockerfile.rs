@@ -35,6 +35,7 @@ pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> Str
         stages(stack, installer),
         runtime_setup(service),
         install_step(stack, service, installer),
+        copy_sbom(service),
         copy_code(stack, service),
         run_settings(service),
     ]
@@ -177,6 +178,17 @@ fn pip_install(service: &Service, mounts: &Mounts) -> String {
     let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r /tmp/requirements.lock \\");
     let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
     d
+}
+
+/// The SBOM (CycloneDX, from the lock) at a fixed path in the image. It
+/// changes only with the lock or the base image, so it sits right after the
+/// dependency layer and a code change leaves it cached.
+fn copy_sbom(service: &Service) -> String {
+    format!(
+        "# What this image contains (CycloneDX 1.6, made from the lock by `cargo xtask gen`).\nCOPY {} {}\n",
+        super::sbom_path(service),
+        super::sbom_in_image(service)
+    )
 }
 
 /// The code: the shared folders, then the service's own packages.

@@ -10,6 +10,7 @@ use crate::manifest::{Service, Stack};
 pub fn dockerignore(stack: &Stack, service: &Service) -> String {
     let mut d = format!("# {HEADER_NOTE}\n# context of {} (an allow-list)\n*\n", service.dockerfile_path());
     let _ = writeln!(d, "!{PROXY_CA_DIR}");
+    let _ = writeln!(d, "!{}", super::sbom_path(service));
     for path in service.context_paths(&stack.manifest) {
         let _ = writeln!(d, "!{path}");
     }

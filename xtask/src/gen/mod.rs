@@ -23,10 +23,14 @@ mod compose;
 mod dockerfile;
 mod dockerignore;
 pub mod k8s;
+mod sbom;
+mod workflow;
 
 pub use compose::{compose, env_example};
 pub use dockerfile::dockerfile;
 pub use dockerignore::dockerignore;
+pub use sbom::{parse_requirements, sbom, sbom_in_image, sbom_path, BaseImage, Requirement};
+pub use workflow::{workflow, WORKFLOW_PATH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -52,11 +56,25 @@ pub fn render_all(stack: &Stack) -> Vec<(String, String)> {
     for service in &stack.services {
         files.push((service.dockerfile_path(), dockerfile(stack, service, service.manifest.installer)));
         files.push((service.dockerignore_path(), dockerignore(stack, service)));
+        files.push((
+            sbom_path(service),
+            sbom(stack, service, &requirements(stack, service), &BaseImage::upstream(stack)),
+        ));
     }
     files.push(("compose.yaml".to_owned(), compose(stack)));
     files.push((".env.example".to_owned(), env_example(stack)));
+    files.push((WORKFLOW_PATH.to_owned(), workflow(stack)));
     files.extend(k8s::render(stack));
     files
+}
+
+/// The pinned packages a service's image installs, read from its hashed
+/// requirements file (an input, like the manifests). A file that does not
+/// parse gives none here; the SBOM step of `cargo xtask test` and the
+/// build itself fail on it with its line.
+pub fn requirements(stack: &Stack, service: &Service) -> Vec<Requirement> {
+    let text = std::fs::read_to_string(stack.root.join(service.lock_path())).unwrap_or_default();
+    parse_requirements(&text).unwrap_or_default()
 }
 
 /// Writes (or in check mode compares) every file; returns the stale ones.

@@ -189,6 +189,7 @@ async fn recipe<const N: usize>(
         build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         labels: BTreeMap::from([(RECIPE_LABEL.to_owned(), hash)]),
         no_cache: false,
+        cache_from: vec![],
     };
     let report = engine::build(docker, spec, &bar).await;
     bar.finish_and_clear();

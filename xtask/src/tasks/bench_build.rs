@@ -24,7 +24,7 @@ use crate::bench::http::http_ok;
 use crate::bench::stats::median;
 use crate::context::ContextTar;
 use crate::engine::{self, spinner_style, BuildReport};
-use crate::gen::{PROXY_CA_DIR, PROXY_CA_FILE};
+use crate::gen::{BaseImage, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::images::{self, Select};
 use crate::manifest::{Installer, Service, Stack};
 use crate::prepared::{Prepared, Repo};
@@ -60,6 +60,26 @@ pub struct BenchBuild {
     /// table and targets but writes nothing.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub variants: Vec<Variant>,
+    /// The registry of the fresh-runner rows (`cargo xtask setup --registry`
+    /// starts one on 127.0.0.1:5000): each cold image is pushed there as its
+    /// build cache, then rebuilt after its image is removed and the build
+    /// cache pruned, pulling what it can from the registry. Skipped, with a
+    /// warning, when nothing answers there.
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "HOST:PORT")]
+    pub registry: String,
+    /// How each build reaches the engine: the xtask's own Engine API request
+    /// (as `build-images`), or the docker CLI as a user runs it
+    /// (`DOCKER_BUILDKIT=1 docker build -f <Dockerfile> <dir>`, with a client
+    /// that does BuildKit: one with buildx, or a 20.10 one).
+    #[arg(long, value_enum, default_value = "engine-api")]
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    EngineApi,
+    DockerCli,
 }
 
 /// The design notes' Dockerfiles, as written there (see each file's header
@@ -122,7 +142,8 @@ impl Variant {
     }
 }
 
-const SCENARIOS: [&str; 5] = ["cold", "warm", "code_only", "lock_change", "startup"];
+const SCENARIOS: [&str; 7] =
+    ["cold", "warm", "code_only", "lock_change", "startup", "fresh_unchanged", "fresh_lock_change"];
 
 fn scenario_label(s: &str) -> &'static str {
     match s {
@@ -130,6 +151,8 @@ fn scenario_label(s: &str) -> &'static str {
         "warm" => "warm no-op",
         "code_only" => "code-only change",
         "lock_change" => "lock-file change",
+        "fresh_unchanged" => "fresh runner, lock unchanged (registry cache)",
+        "fresh_lock_change" => "fresh runner, lock changed (registry cache)",
         _ => "fresh container: start to app imported",
     }
 }
@@ -155,7 +178,9 @@ impl Figure {
     }
 
     fn cell(&self) -> String {
-        if self.samples.len() > 1 {
+        if self.samples.is_empty() {
+            "–".to_owned()
+        } else if self.samples.len() > 1 {
             format!("{:.2} s ({:.2}–{:.2})", self.median, self.min, self.max)
         } else {
             format!("{:.2} s", self.median)
@@ -179,6 +204,9 @@ struct Results {
     cores: usize,
     engine: String,
     base_image: String,
+    via: Via,
+    /// The registry of the fresh-runner rows (None: not measured).
+    registry: Option<String>,
     rows: Vec<Row>,
     noop_build_images: Figure,
     edit_to_serving: Option<Figure>,
@@ -209,7 +237,8 @@ impl BenchBuild {
         p.block_on(engine::warn_if_busy(p.docker(), None));
         let variants: Vec<Variant> =
             VARIANTS.into_iter().filter(|v| self.variants.is_empty() || self.variants.contains(v)).collect();
-        let mut results = p.block_on(measure_all(&p, &service, &variants, self.runs, self.json))?;
+        let how = How { via: self.via, registry: self.registry.clone(), json: self.json };
+        let mut results = p.block_on(measure_all(&p, &service, &variants, self.runs, &how))?;
         if self.edit_to_serving {
             let figure = p.block_on(edit_to_serving(&p, &service, self.runs))?;
             results.targets.push(Target {
@@ -242,6 +271,14 @@ impl BenchBuild {
     }
 }
 
+/// How a run builds: through which client, and with which registry for
+/// the fresh-runner rows.
+struct How {
+    via: Via,
+    registry: String,
+    json: bool,
+}
+
 /// Everything one variant's build needs besides the context.
 struct Plan<'a> {
     stack: &'a Stack,
@@ -251,8 +288,15 @@ struct Plan<'a> {
     prefix: String,
     slim_image: String,
     uv_image: String,
+    /// The Python base image, as the generated images' SBOMs name it.
+    base: BaseImage,
     stamp: String,
     json: bool,
+    via: Via,
+    /// The docker CLI that builds with BuildKit (`--via docker-cli`).
+    cli: Option<String>,
+    /// Where the fresh-runner rows push and pull their cache (None: skipped).
+    registry: Option<String>,
 }
 
 /// A change applied on top of the checked-in files.
@@ -287,7 +331,7 @@ impl Plan<'_> {
             let installer = if v == Variant::OursPip { Installer::Pip } else { Installer::Uv };
             let mut service = self.service.clone();
             service.manifest.bytecode = v != Variant::OursUvNoBytecode;
-            let mut ctx = images::service_context(self.stack, &service, installer, self.ca.as_deref())?;
+            let mut ctx = images::service_context(self.stack, &service, installer, &self.base, self.ca.as_deref())?;
             if !matches!(change, Change::None) {
                 ctx.add_bytes(&self.code_file()?, 0o644, code.into_bytes());
             }
@@ -339,6 +383,18 @@ impl Plan<'_> {
     }
 
     async fn build(&self, docker: &Docker, v: Variant, change: Change, what: &str) -> Result<BuildReport> {
+        self.build_from(docker, v, change, what, &[]).await
+    }
+
+    /// A build of `v` with `change`, reusing layers from `cache_from`.
+    async fn build_from(
+        &self,
+        docker: &Docker,
+        v: Variant,
+        change: Change,
+        what: &str,
+        cache_from: &[String],
+    ) -> Result<BuildReport> {
         let (ctx, dockerfile) = self.context(v, change)?;
         let mut args = self.args.clone();
         if v == Variant::OursPip {
@@ -347,6 +403,8 @@ impl Plan<'_> {
         if v.notes().is_some() {
             args.clear();
         }
+        // Every image carries its layer cache, as `build-images` writes it.
+        args.insert(engine::INLINE_CACHE_ARG.to_owned(), "1".to_owned());
         let bar = ProgressBar::new_spinner().with_prefix(format!("{} {what}", v.key()));
         if self.json {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -366,8 +424,15 @@ impl Plan<'_> {
             build_args: args.clone(),
             labels: Default::default(),
             no_cache: false,
+            cache_from: cache_from.to_vec(),
         };
-        let mut report = engine::build(docker, spec(), &bar).await;
+        let once = || async {
+            match (&self.via, &self.cli) {
+                (Via::DockerCli, Some(cli)) => self.build_cli(docker, cli, v, &spec()).await,
+                _ => engine::build(docker, spec(), &bar).await,
+            }
+        };
+        let mut report = once().await;
         if let Err(e) = &report {
             // On a shared engine a build cache pruned by someone else can
             // fail a running build ("not found"): one retry, said aloud.
@@ -376,7 +441,7 @@ impl Plan<'_> {
                 v.key(),
                 format!("{e:#}").lines().last().unwrap_or("")
             );
-            report = engine::build(docker, spec(), &bar).await;
+            report = once().await;
         }
         bar.finish_and_clear();
         let report = report?;
@@ -390,6 +455,88 @@ impl Plan<'_> {
             );
         }
         Ok(report)
+    }
+
+    /// The build as a user runs it: the context unpacked into a folder (with
+    /// the Dockerfile's own `.dockerignore` next to it for ours), then
+    /// `DOCKER_BUILDKIT=1 <cli> build --progress plain -f … <folder>`.
+    async fn build_cli(&self, docker: &Docker, cli: &str, v: Variant, spec: &engine::BuildSpec) -> Result<BuildReport> {
+        let dir = self.stack.root.join("target/bench-build-cli").join(v.key());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        tar::Archive::new(spec.context.as_slice()).unpack(&dir).context("cannot unpack the build context")?;
+        if v.notes().is_none() {
+            let ignore = dir.join(format!("{}.dockerignore", spec.dockerfile));
+            write_atomic(&ignore, &crate::gen::dockerignore(self.stack, self.service))?;
+        }
+        let args = cli_args(spec, &dir);
+        let started = Instant::now();
+        let out = std::process::Command::new(cli).args(&args).env("DOCKER_BUILDKIT", "1").output()?;
+        let seconds = started.elapsed().as_secs_f64();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            bail!("{cli} build of {} failed:\n{}", spec.tag, tail.join("\n"));
+        }
+        let (steps, cached, ran) = cli_counts(&log);
+        let image = docker.inspect_image(&spec.tag).await.with_context(|| format!("{cli} built no {}", spec.tag))?;
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains("importing cache manifest") && l.contains("ERROR"))
+            .map(str::to_owned)
+            .collect();
+        Ok(BuildReport {
+            image_id: image.id.unwrap_or_default(),
+            seconds,
+            steps,
+            cached,
+            size_bytes: image.size.unwrap_or_default(),
+            warnings,
+            ran,
+        })
+    }
+
+    fn cache_ref(&self, registry: &str, v: Variant) -> String {
+        images::cache_ref(&format!("{registry}/{}-bench", self.prefix), &format!("{}-{}", self.service.name, v.key()))
+    }
+
+    /// After the cold build: its image (it carries its inline cache) goes
+    /// to the registry, as CI's last run on the default branch leaves it.
+    async fn push_cache(&self, docker: &Docker, v: Variant) -> Result<()> {
+        let Some(registry) = &self.registry else { return Ok(()) };
+        let remote = self.cache_ref(registry, v);
+        let (repo, tag) = remote.rsplit_once(':').expect("a cache ref has a tag");
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+        docker.tag_image(&self.tag(v), Some(options)).await?;
+        let options = bollard::query_parameters::PushImageOptionsBuilder::default().tag(tag).build();
+        let mut stream = docker.push_image(repo, Some(options), None);
+        while let Some(item) = futures_util::StreamExt::next(&mut stream).await {
+            if let Some(err) = item?.error_detail.and_then(|d| d.message) {
+                bail!("pushing the bench cache {remote} failed: {err}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The fresh-runner rows: the image (and its cache tag) removed, the
+    /// build cache pruned, then built with `cachefrom` the registry: once
+    /// unchanged, once with the code and lock changed. None when skipped.
+    async fn fresh_runner(&self, docker: &Docker, v: Variant) -> Result<Option<(f64, f64)>> {
+        let Some(registry) = &self.registry else { return Ok(None) };
+        let cache = vec![self.cache_ref(registry, v)];
+        let mut seconds = Vec::new();
+        for (change, what) in [(Change::None, "fresh, same"), (Change::CodeAndLock, "fresh, lock")] {
+            for image in [self.tag(v), cache[0].clone()] {
+                let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+                let _ = docker.remove_image(&image, Some(options), None).await;
+            }
+            docker
+                .prune_build(Some(PruneBuildOptionsBuilder::default().all(true).build()))
+                .await
+                .context("cannot prune the build cache")?;
+            seconds.push(self.build_from(docker, v, change, what, &cache).await?.seconds);
+        }
+        Ok(Some((seconds[0], seconds[1])))
     }
 
     /// A fresh container of the image, from start until the service's
@@ -408,6 +555,74 @@ impl Plan<'_> {
         }
         Ok(seconds)
     }
+}
+
+/// The CLI's arguments for `spec`, built from the folder `dir`.
+fn cli_args(spec: &engine::BuildSpec, dir: &Path) -> Vec<String> {
+    let mut args = vec!["build".to_owned(), "--progress".to_owned(), "plain".to_owned()];
+    args.extend(["-f".to_owned(), dir.join(&spec.dockerfile).display().to_string(), "-t".to_owned(), spec.tag.clone()]);
+    for (k, v) in &spec.build_args {
+        args.extend(["--build-arg".to_owned(), format!("{k}={v}")]);
+    }
+    for c in &spec.cache_from {
+        args.extend(["--cache-from".to_owned(), c.clone()]);
+    }
+    args.push(dir.display().to_string());
+    args
+}
+
+/// Steps, cached steps and the steps that ran, from `--progress plain`
+/// output (`#N [stage i/n] …` opens a step, `#N CACHED` marks it cached).
+fn cli_counts(log: &str) -> (usize, usize, Vec<String>) {
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut cached = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        let Some((id, rest)) = line.strip_prefix('#').and_then(|l| l.split_once(' ')) else { continue };
+        if rest == "CACHED" {
+            cached.insert(id.to_owned());
+        } else if rest.starts_with('[') && !rest.starts_with("[internal]") && !names.iter().any(|(i, _)| i == id) {
+            names.push((id.to_owned(), rest.to_owned()));
+        }
+    }
+    let hits = names.iter().filter(|(id, _)| cached.contains(id)).count();
+    let ran = names
+        .iter()
+        .filter(|(id, name)| !cached.contains(id) && !name.contains("] FROM "))
+        .map(|(_, name)| name.chars().take(70).collect())
+        .collect();
+    (names.len(), hits, ran)
+}
+
+/// A docker CLI that builds with BuildKit: (path, client version, has
+/// buildx) for each one found; one with buildx, else one before 23 (its
+/// BuildKit client is built in; from 23 on, `DOCKER_BUILDKIT=1` without
+/// buildx is refused, and the legacy builder rejects `RUN --mount`).
+fn choose_client(found: &[(String, String, bool)]) -> Option<String> {
+    let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(u32::MAX);
+    found
+        .iter()
+        .find(|(_, _, buildx)| *buildx)
+        .or_else(|| found.iter().find(|(_, version, _)| major(version) < 23))
+        .map(|(path, _, _)| path.clone())
+}
+
+/// The docker CLIs on this machine (`docker` on PATH, Debian's
+/// /usr/bin/docker) and the one `--via docker-cli` uses.
+fn cli_client(sh: &Shell) -> Result<String> {
+    let mut found = Vec::new();
+    for path in ["docker", "/usr/bin/docker", "/usr/local/bin/docker"] {
+        let format = "{{.Client.Version}}";
+        let Ok(version) = cmd!(sh, "{path} version --format {format}").quiet().ignore_stderr().read() else {
+            continue;
+        };
+        let buildx = cmd!(sh, "{path} buildx version").quiet().ignore_stdout().ignore_stderr().run().is_ok();
+        found.push((path.to_owned(), version.trim().to_owned(), buildx));
+    }
+    choose_client(&found).with_context(|| {
+        format!(
+            "no docker CLI here builds with BuildKit (found {found:?}): install buildx, or Debian's docker.io client"
+        )
+    })
 }
 
 fn last(path: &str) -> &str {
@@ -432,13 +647,7 @@ fn import_script(stack: &Stack, service: &Service) -> String {
 /// Samples of each (variant, scenario), and each variant's image size.
 type Samples = (BTreeMap<(Variant, &'static str), Vec<f64>>, BTreeMap<Variant, i64>);
 
-async fn measure_all(
-    p: &Prepared,
-    service: &Service,
-    variants: &[Variant],
-    runs: usize,
-    json: bool,
-) -> Result<Results> {
+async fn measure_all(p: &Prepared, service: &Service, variants: &[Variant], runs: usize, how: &How) -> Result<Results> {
     let (docker, stack) = (p.docker(), &p.stack);
     let args = images::base_args(stack, &p.env);
     let prefix = p.image_prefix();
@@ -451,9 +660,22 @@ async fn measure_all(
         prefix: prefix.clone(),
         slim_image: slim_image.clone(),
         uv_image: args["UV_IMAGE"].clone(),
+        base: BaseImage {
+            reference: args["BASE_IMAGE"].clone(),
+            id: engine::image_id(docker, &args["BASE_IMAGE"]).await,
+        },
         stamp: String::new(),
-        json,
+        json: how.json,
+        via: how.via,
+        cli: match how.via {
+            Via::DockerCli => Some(cli_client(&p.sh)?),
+            Via::EngineApi => None,
+        },
+        registry: registry_answering(&how.registry).await,
     };
+    if let Some(cli) = &plan.cli {
+        eprintln!("building through the docker CLI {cli} (DOCKER_BUILDKIT=1)");
+    }
     build_slim_stand_in(docker, &slim_image, &args["BASE_IMAGE"]).await?;
     let (samples, sizes) = sample_variants(p, &mut plan, variants, runs).await?;
     let noop = noop_build_images(p, service, runs).await?;
@@ -477,6 +699,8 @@ async fn measure_all(
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         engine: version.and_then(|v| v.version).unwrap_or_default(),
         base_image: args["BASE_IMAGE"].clone(),
+        via: how.via,
+        registry: plan.registry.clone(),
         rows,
         noop_build_images: Figure::of(noop),
         edit_to_serving: None,
@@ -484,6 +708,23 @@ async fn measure_all(
     };
     results.targets = targets(&results);
     Ok(results)
+}
+
+/// `registry` when its API answers (the fresh-runner rows need it); else a
+/// warning, and those rows are skipped.
+async fn registry_answering(registry: &str) -> Option<String> {
+    let port = registry.strip_prefix("127.0.0.1:").or_else(|| registry.strip_prefix("localhost:"));
+    let answers = match port.and_then(|p| p.parse::<u16>().ok()) {
+        Some(port) => crate::bench::http::http_ok(port, "/v2/").await,
+        None => true, // A remote registry: the push says whether it works.
+    };
+    if !answers {
+        eprintln!(
+            "warning: no registry answers at {registry}: the fresh-runner rows are skipped \
+             (start one with `cargo xtask setup --registry`, or pass --registry HOST:PORT)"
+        );
+    }
+    answers.then(|| registry.to_owned())
 }
 
 /// The stand-in for the official slim image the notes build on.
@@ -501,6 +742,7 @@ async fn build_slim_stand_in(docker: &Docker, tag: &str, base_image: &str) -> Re
             build_args: BTreeMap::from([("BASE_IMAGE".to_owned(), base_image.to_owned())]),
             labels: Default::default(),
             no_cache: false,
+            cache_from: vec![],
         },
         &bar,
     )
@@ -526,12 +768,17 @@ async fn sample_variants(p: &Prepared, plan: &mut Plan<'_>, variants: &[Variant]
                 .context("cannot prune the build cache")?;
             let cold = plan.build(docker, v, Change::None, "cold").await?;
             sizes.insert(v, cold.size_bytes);
+            plan.push_cache(docker, v).await?;
             let warm = plan.build(docker, v, Change::None, "warm").await?;
             let code = plan.build(docker, v, Change::Code, "code-only").await?;
             let lock = plan.build(docker, v, Change::CodeAndLock, "lock change").await?;
             let startup = plan.startup(&p.sh, v)?;
             if !plan.json {
                 eprintln!("{:<22} {:<12} {startup:>6.2} s", v.key(), "start-up");
+            }
+            if let Some((same, changed)) = plan.fresh_runner(docker, v).await? {
+                samples.entry((v, "fresh_unchanged")).or_default().push(same);
+                samples.entry((v, "fresh_lock_change")).or_default().push(changed);
             }
             for (scenario, seconds) in [
                 ("cold", cold.seconds),
@@ -621,6 +868,37 @@ fn targets(r: &Results) -> Vec<Target> {
             met: r.noop_build_images.median <= 1.0,
         },
     ]
+    .into_iter()
+    .chain(fresh_targets(r, notes_cold))
+    .collect()
+}
+
+/// The fresh-runner rows against the notes' cold build (their file has no
+/// cache to reuse on a fresh runner), when they were measured.
+fn fresh_targets(r: &Results, notes_cold: f64) -> Vec<Target> {
+    let fig = |s: &str| {
+        r.rows
+            .iter()
+            .find(|row| row.variant == Variant::OursUv)
+            .map(|row| &row.figures[s])
+            .filter(|f| !f.samples.is_empty())
+    };
+    let mut out = Vec::new();
+    for (scenario, what, limit) in [
+        ("fresh_unchanged", "fresh runner, lock unchanged (registry cache), generated uv / notes' ADR cold", 0.5),
+        ("fresh_lock_change", "fresh runner, lock changed (registry cache), generated uv / notes' ADR cold", 1.25),
+    ] {
+        if let Some(f) = fig(scenario) {
+            let ratio = f.median / notes_cold;
+            out.push(Target {
+                what: what.into(),
+                value: format!("{ratio:.2}x"),
+                goal: format!("≤ {limit}x"),
+                met: ratio <= limit,
+            });
+        }
+    }
+    out
 }
 
 /// Edit -> serving: a new file in the service's package (so every run is a
@@ -684,17 +962,41 @@ async fn edit_to_serving(p: &Prepared, service: &Service, runs: usize) -> Result
 const SECTION_START: &str = "<!-- bench-build: start (written by `cargo xtask bench-build`, do not edit) -->";
 const SECTION_END: &str = "<!-- bench-build: end -->";
 
+/// How the figures are taken, under the table.
+const HOW_MEASURED: &str =
+    "\nHow it is measured. *Cold* prunes the whole build cache first, so cache mounts (uv's cache, the \
+         venv cache) are empty too; *warm no-op* rebuilds the same context; *code-only* adds a Python file to the \
+         service's package; *lock-file change* then also appends a comment line to the lock, which re-runs every \
+         install step (the notes' `--no-cache` install downloads everything again; ours syncs the cached venv, so \
+         only what changed is installed and byte-compiled). Here the package index answers through a fast local \
+         proxy, so a full re-download is cheap; on a real network the cached venv wins by far more. *Start-up* is \
+         `docker run` of a fresh container until every module of the service and its shared packages (and the \
+         command's module, uvicorn) is imported: the notes' images compile bytecode at that moment, ours ship it. \
+         *Fresh runner*: after the cold build, its image (built with inline cache) is pushed to a local registry \
+         as the build cache; then the image is removed and the whole build cache pruned (an empty engine but for \
+         the base images, which a CI runner pulls) and the same context is built with that cache (`cachefrom`): \
+         *lock unchanged* pulls every layer, *lock changed* pulls what precedes the install step and installs \
+         with empty cache mounts (they are never exported). Its goals compare with the notes' cold build, since \
+         their file has no cache to reuse on a fresh runner either.\n\n\
+         The notes' Dockerfiles (`docker/bench/`) are built as written there, with two adaptations for a machine \
+         behind a TLS-inspecting proxy and without a registry: the install step mounts the proxy CA, and \
+         `python:3.11-slim` / `ghcr.io/astral-sh/uv:latest` become the selected base images (a stand-in for the \
+         slim image adds pip and drops Debian's PEP 668 marker; uv is the pinned version). Their context is laid \
+         out as they expect (`src/<service>/requirements.txt` is the same hashed lock). The multi-stage note's \
+         snippet cannot build as printed (it never copies its requirements file): that copy is added.\n";
+
 fn markdown(r: &Results, svg: &Path) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "## Builds: generated Dockerfile vs the design notes' (`cargo xtask bench-build`)\n");
     let _ = writeln!(
         m,
-        "`cargo xtask bench-build --service {} --runs {}{}`, {}. Machine: {} cores, Docker Engine {} (BuildKit built in), \
+        "`cargo xtask bench-build --service {} --runs {}{}{}`, {}. Machine: {} cores, Docker Engine {} (BuildKit built in), \
          base image `{}`. Every row builds the same hashed lock file of {} in the same run; each figure is the \
          median of {} runs (min–max in brackets).\n",
         r.service,
         r.runs,
         if r.edit_to_serving.is_some() { " --edit-to-serving" } else { "" },
+        if r.via == Via::DockerCli { " --via docker-cli" } else { "" },
         r.date,
         r.cores,
         r.engine,
@@ -703,19 +1005,24 @@ fn markdown(r: &Results, svg: &Path) -> String {
         r.runs
     );
     let _ = writeln!(m, "![build times, generated vs the design notes' Dockerfiles]({})\n", svg.display());
-    m.push_str("| Dockerfile | cold | warm no-op | code-only | lock-file change | image size | start-up |\n");
-    m.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+    m.push_str(
+        "| Dockerfile | cold | warm no-op | code-only | lock-file change | image size | start-up \
+         | fresh runner, lock unchanged | fresh runner, lock changed |\n",
+    );
+    m.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for row in &r.rows {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.label,
             row.figures["cold"].cell(),
             row.figures["warm"].cell(),
             row.figures["code_only"].cell(),
             row.figures["lock_change"].cell(),
             engine::human_size(row.size_bytes),
-            row.figures["startup"].cell()
+            row.figures["startup"].cell(),
+            row.figures["fresh_unchanged"].cell(),
+            row.figures["fresh_lock_change"].cell()
         );
     }
     let _ = writeln!(
@@ -740,22 +1047,7 @@ fn markdown(r: &Results, svg: &Path) -> String {
     for t in &r.targets {
         let _ = writeln!(m, "| {} | {} | {} | {} |", t.what, t.value, t.goal, if t.met { "yes" } else { "**no**" });
     }
-    m.push_str(
-        "\nHow it is measured. *Cold* prunes the whole build cache first, so cache mounts (uv's cache, the \
-         venv cache) are empty too; *warm no-op* rebuilds the same context; *code-only* adds a Python file to the \
-         service's package; *lock-file change* then also appends a comment line to the lock, which re-runs every \
-         install step (the notes' `--no-cache` install downloads everything again; ours syncs the cached venv, so \
-         only what changed is installed and byte-compiled). Here the package index answers through a fast local \
-         proxy, so a full re-download is cheap; on a real network the cached venv wins by far more. *Start-up* is \
-         `docker run` of a fresh container until every module of the service and its shared packages (and the \
-         command's module, uvicorn) is imported: the notes' images compile bytecode at that moment, ours ship it.\n\n\
-         The notes' Dockerfiles (`docker/bench/`) are built as written there, with two adaptations for a machine \
-         behind a TLS-inspecting proxy and without a registry: the install step mounts the proxy CA, and \
-         `python:3.11-slim` / `ghcr.io/astral-sh/uv:latest` become the selected base images (a stand-in for the \
-         slim image adds pip and drops Debian's PEP 668 marker; uv is the pinned version). Their context is laid \
-         out as they expect (`src/<service>/requirements.txt` is the same hashed lock). The multi-stage note's \
-         snippet cannot build as printed (it never copies its requirements file): that copy is added.\n",
-    );
+    m.push_str(HOW_MEASURED);
     format!("{SECTION_START}\n{m}{SECTION_END}\n")
 }
 
@@ -913,6 +1205,44 @@ mod tests {
     }
 
     #[test]
+    fn the_cli_output_gives_steps_cache_hits_and_what_ran() {
+        let log = "#1 [internal] load build definition from api-server.Dockerfile\n#1 DONE 0.1s\n\
+                   #5 [runtime 1/6] FROM docker.io/pysvc/python:3.11-bookworm\n#5 DONE 0.0s\n\
+                   #6 [runtime 2/6] WORKDIR /app\n#6 CACHED\n\
+                   #9 [runtime 3/6] RUN --mount=type=cache,id=x uv pip sync\n#9 0.5 Installed 18 packages\n#9 DONE 1.9s\n\
+                   #10 importing cache manifest from r/a:cache\n#10 ERROR: not found\n";
+        let (steps, cached, ran) = cli_counts(log);
+        assert_eq!((steps, cached), (3, 1));
+        assert_eq!(ran, ["[runtime 3/6] RUN --mount=type=cache,id=x uv pip sync"]);
+        let spec = engine::BuildSpec {
+            tag: "t:1".into(),
+            extra_tags: vec![],
+            dockerfile: "docker/a.Dockerfile".into(),
+            context: vec![],
+            build_args: BTreeMap::from([("BASE_IMAGE".into(), "b".into())]),
+            labels: BTreeMap::new(),
+            no_cache: false,
+            cache_from: vec!["r/a:cache".into()],
+        };
+        let args = cli_args(&spec, Path::new("/ctx"));
+        let want = "build --progress plain -f /ctx/docker/a.Dockerfile -t t:1 --build-arg BASE_IMAGE=b --cache-from r/a:cache /ctx";
+        assert_eq!(args.join(" "), want);
+    }
+
+    #[test]
+    fn the_cli_chosen_builds_with_buildkit() {
+        let found = |list: &[(&str, &str, bool)]| -> Vec<(String, String, bool)> {
+            list.iter().map(|(p, v, b)| (p.to_string(), v.to_string(), *b)).collect()
+        };
+        // Docker 28 without buildx refuses DOCKER_BUILDKIT=1; Debian's 20.10 client builds with it.
+        let here = found(&[("docker", "28.2.2", false), ("/usr/bin/docker", "20.10.24+dfsg1", false)]);
+        assert_eq!(choose_client(&here).as_deref(), Some("/usr/bin/docker"));
+        let with_buildx = found(&[("docker", "28.2.2", true), ("/usr/bin/docker", "20.10.24", false)]);
+        assert_eq!(choose_client(&with_buildx).as_deref(), Some("docker"));
+        assert_eq!(choose_client(&found(&[("docker", "28.2.2", false)])), None);
+    }
+
+    #[test]
     fn chart_is_well_formed_svg() {
         let figure = Figure::of(vec![1.0, 2.0, 3.0]);
         let row = |v: Variant| Row {
@@ -928,6 +1258,8 @@ mod tests {
             cores: 2,
             engine: "20.10".into(),
             base_image: "b".into(),
+            via: Via::EngineApi,
+            registry: Some("127.0.0.1:5000".into()),
             rows: VARIANTS.iter().map(|&v| row(v)).collect(),
             noop_build_images: figure.clone(),
             edit_to_serving: None,
@@ -938,7 +1270,12 @@ mod tests {
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<rect").count(), 1 + 4 * VARIANTS.len());
         assert!(!svg.contains('`') && svg.contains("design notes' ADR"), "labels are plain text: {svg}");
-        assert_eq!(targets(&r).len(), 6);
+        let t = targets(&r);
+        assert_eq!(t.len(), 8, "the fresh-runner targets are there when measured");
+        assert!(t[6].what.starts_with("fresh runner, lock unchanged") && t[6].value == "1.00x" && !t[6].met);
+        assert!(t[7].goal == "≤ 1.25x" && t[7].met);
+        let section = markdown(&r, Path::new("docs/bench-build.svg"));
+        assert!(section.contains("| fresh runner, lock unchanged | fresh runner, lock changed |"), "{section}");
         let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(json["rows"][0]["variant"], "ours-uv");
         assert_eq!(json["rows"][2]["figures"]["cold"]["median"], 2.0);

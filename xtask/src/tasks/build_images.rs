@@ -25,6 +25,16 @@ pub struct BuildImages {
     /// Push the tags to this registry (host:port) after building.
     #[arg(long, value_name = "REGISTRY")]
     pub push: Option<String>,
+    /// Reuse layers from the build cache in this repository
+    /// (`<registry>/<path>`, e.g. 127.0.0.1:5000/pysvc): each image's
+    /// `<repo>/<service>:cache`. Repeatable. A missing or unreachable cache is
+    /// a warning, and the image is built without it.
+    #[arg(long, value_name = "REPO")]
+    pub cache_from: Vec<String>,
+    /// After building, push each image (it carries its layer cache, "inline
+    /// cache") as `<repo>/<service>:cache`, for `--cache-from` elsewhere.
+    #[arg(long, value_name = "REPO")]
+    pub cache_to: Option<String>,
 }
 
 impl BuildImages {
@@ -33,13 +43,22 @@ impl BuildImages {
         // base images it selects, pulled or, without a registry, built
         // locally. A first `build-images` on an air-gapped machine works.
         let p = repo.prepare()?;
-        let select = Select { services: self.services, force: self.force, no_cache: self.no_cache, quiet: self.json };
+        let select = Select {
+            services: self.services,
+            force: self.force,
+            no_cache: self.no_cache,
+            quiet: self.json,
+            cache_from: self.cache_from,
+        };
         p.block_on(async {
             let results = images::build_all(&p, &select).await?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 images::print_table(&results);
+            }
+            if let Some(repo) = &self.cache_to {
+                images::push_cache(p.docker(), repo, &results).await?;
             }
             if let Some(registry) = &self.push {
                 images::push_all(p.docker(), registry, &results).await?;

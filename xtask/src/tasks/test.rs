@@ -71,6 +71,16 @@ impl Test {
                 "fix the Kubernetes renderer (xtask/src/gen/k8s.rs), or annotate a policy skip with its reason",
                 || kubernetes(sh, stack()?),
             ),
+            Step::new(
+                "CI workflow (actionlint, zizmor)",
+                "fix the workflow generator (xtask/src/gen/workflow.rs), then `cargo xtask gen`",
+                || workflow(sh, root),
+            ),
+            Step::new(
+                "SBOMs (CycloneDX 1.6 schema)",
+                "fix the SBOM generator (xtask/src/gen/sbom.rs) or the requirements file named above",
+                || sboms(sh, stack()?),
+            ),
             Step::new("pytest and mypy", "fix the Python tests or type errors above", || pytest(sh, stack()?)),
         ];
         if !self.no_cargo_test {
@@ -143,6 +153,63 @@ fn hadolint(sh: &Shell, stack: &Stack) -> Result<()> {
     cmd!(sh, "{hadolint} --failure-threshold warning {files...}").run()?;
     Ok(())
 }
+
+/// The generated GitHub Actions workflow: actionlint (syntax, expressions,
+/// shell), then zizmor's security audits, offline (the audits that ask
+/// GitHub's API about pinned commits cannot run here). Both must report 0.
+fn workflow(sh: &Shell, root: &Path) -> Result<()> {
+    let file = root.join(gen::WORKFLOW_PATH);
+    let actionlint = tools::actionlint(sh, root)?;
+    cmd!(sh, "{actionlint} -no-color {file}").run()?;
+    eprintln!("actionlint: 0 findings in {}", gen::WORKFLOW_PATH);
+    let zizmor = tools::zizmor(sh, root)?;
+    cmd!(sh, "{zizmor} --offline --no-progress --persona pedantic {file}").run()?;
+    Ok(())
+}
+
+/// Every service's SBOM as `cargo xtask gen` renders it (pure: from the
+/// manifests and locks, nothing built), plus the ones `build-images` wrote
+/// next to its output, validated against the CycloneDX 1.6 JSON schema.
+fn sboms(sh: &Shell, stack: &Stack) -> Result<()> {
+    let root = &stack.root;
+    let out = root.join("target/sbom-check");
+    let mut files = Vec::new();
+    for service in &stack.services {
+        let lock = service.lock_path();
+        let text = std::fs::read_to_string(root.join(&lock)).with_context(|| format!("cannot read {lock}"))?;
+        let requirements = gen::parse_requirements(&text).map_err(|e| anyhow!("{lock}: {e}"))?;
+        anyhow::ensure!(!requirements.is_empty(), "{lock}: no pinned requirement");
+        let path = out.join(format!("{}.cdx.json", service.name));
+        write_atomic(&path, &gen::sbom(stack, service, &requirements, &gen::BaseImage::upstream(stack)))?;
+        files.push(path);
+    }
+    if let Ok(built) = std::fs::read_dir(root.join("target/sbom")) {
+        files.extend(
+            built.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".cdx.json")),
+        );
+    }
+    let python = tools::cyclonedx_python(sh, root)?;
+    cmd!(sh, "{python} -c {VALIDATE_SBOM} {files...}").run()?;
+    Ok(())
+}
+
+/// Validates each file named on the command line against CycloneDX 1.6.
+const VALIDATE_SBOM: &str = "\
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+validator = JsonStrictValidator(SchemaVersion.V1_6)
+failed = 0
+for path in sys.argv[1:]:
+    with open(path, encoding='utf-8') as f:
+        error = validator.validate_str(f.read())
+    if error:
+        failed += 1
+        print(f'{path}: not valid CycloneDX 1.6: {error}')
+    else:
+        print(f'{path}: valid CycloneDX 1.6')
+sys.exit(1 if failed else 0)
+";
 
 /// Kubernetes is tested offline (no cluster here): every kustomization
 /// renders with kubectl's built-in kustomize, each rendering is schema-valid

@@ -319,17 +319,12 @@ impl TestStack {
 pub struct Registry {
     pub addr: String,
     child: Child,
-    storage: PathBuf,
+    pub storage: PathBuf,
 }
 
 impl Registry {
     pub fn start() -> Registry {
-        let program = ["/usr/bin/docker-registry", "/usr/local/bin/docker-registry"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .unwrap_or_else(|| {
-                panic!("the push test needs Debian's docker-registry, which is not installed: run `cargo xtask setup --yes`")
-            });
+        let program = registry_program();
         let addr = format!("127.0.0.1:{}", free_port());
         let storage = std::env::temp_dir().join(format!("pysvct-registry-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&storage).unwrap();
@@ -354,6 +349,97 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.storage);
+    }
+}
+
+fn registry_program() -> &'static str {
+    ["/usr/bin/docker-registry", "/usr/local/bin/docker-registry"].into_iter().find(|p| Path::new(p).is_file()).unwrap_or_else(
+        || panic!("the registry tests need Debian's docker-registry, which is not installed: run `cargo xtask setup --yes`"),
+    )
+}
+
+/// A second Docker engine with nothing in it (no images, no build cache):
+/// what a fresh CI runner starts with. It runs in a network namespace of its
+/// own (`unshare --net`), so it can neither see nor change the host's
+/// networks (a second engine on the host's network would take over or remove
+/// the shared engine's `docker0`); inside, a second registry process serves
+/// `registry`'s storage on the same address, so image names are the same in
+/// both engines. Its socket is a file, reachable from here. Stopped and
+/// removed on drop.
+pub struct FreshEngine {
+    /// The `DOCKER_HOST` of the fresh engine.
+    pub host: String,
+    dir: PathBuf,
+    unshare: Child,
+}
+
+impl FreshEngine {
+    pub fn start(registry: &Registry) -> FreshEngine {
+        let dir = PathBuf::from(format!("/tmp/pysvct-fresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let script = format!(
+            "set -e\nip link set lo up\n\
+             REGISTRY_HTTP_ADDR={addr} REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY={storage} {program} serve {config} \
+             >{d}/registry.log 2>&1 &\necho $! >{d}/registry.pid\n\
+             exec dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock \
+             --pidfile {d}/docker.pid --bridge=none --iptables=false >{d}/dockerd.log 2>&1\n",
+            addr = registry.addr,
+            storage = registry.storage.display(),
+            program = registry_program(),
+            config = root().join("docker/registry.yml").display(),
+        );
+        let unshare = Command::new("unshare")
+            .args(["--net", "--fork", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) runs; the fresh-engine test needs root");
+        let engine = FreshEngine { host: format!("unix://{d}/docker.sock"), dir, unshare };
+        wait_for("the fresh engine to answer", Duration::from_secs(60), || {
+            let out = Command::new("docker").args(["-H", &engine.host, "info"]).output().ok()?;
+            out.status.success().then_some(())
+        });
+        engine
+    }
+
+    /// `docker <args>` against the fresh engine; its stdout.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let mut all = vec!["-H", &self.host];
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    /// Copies images from the shared engine (`docker save | docker load`):
+    /// the base images a runner pulls from its registry.
+    pub fn load(&self, images: &[&str]) {
+        let mut save = Command::new("docker").arg("save").args(images).stdout(Stdio::piped()).spawn().unwrap();
+        let status = Command::new("docker")
+            .args(["-H", &self.host, "load", "-q"])
+            .stdin(save.stdout.take().unwrap())
+            .status()
+            .unwrap();
+        assert!(save.wait().unwrap().success() && status.success(), "cannot load {images:?} into the fresh engine");
+    }
+}
+
+impl Drop for FreshEngine {
+    fn drop(&mut self) {
+        for (file, wait) in [("docker.pid", true), ("registry.pid", false)] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(file)) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+                if wait {
+                    let start = Instant::now();
+                    while self.unshare.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(30)
+                    {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        }
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
