@@ -16,7 +16,7 @@ use crate::manifest::{Kind, Service, Stack};
 
 pub const DEV_COMPOSE_FILE: &str = "compose.dev.yaml";
 /// Where the images keep the code (`PYTHONPATH`).
-pub const APP_DIR: &str = "/app";
+const APP_DIR: &str = "/app";
 /// The module of the first shared package that runs a service in dev mode.
 const DEV_MODULE: &str = "dev";
 

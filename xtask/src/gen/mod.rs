@@ -26,7 +26,7 @@ mod dockerignore;
 pub mod k8s;
 
 pub use compose::{compose, env_example};
-pub use compose_dev::{code_dirs, compose_dev, dev_command, APP_DIR, DEV_COMPOSE_FILE};
+pub use compose_dev::{code_dirs, compose_dev, dev_command, DEV_COMPOSE_FILE};
 pub use dockerfile::dockerfile;
 pub use dockerignore::dockerignore;
 
