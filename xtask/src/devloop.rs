@@ -134,7 +134,11 @@ pub fn outcome(line: &str) -> Option<Outcome> {
     if said.starts_with("reloaded ") {
         return Some(Outcome::Reloaded);
     }
-    said.strip_prefix("reload failed: ").map(|what| Outcome::Failed(what.trim_end().to_owned()))
+    let what = said.strip_prefix("reload failed: ")?.trim_end();
+    // The service adds what keeps serving; the xtask says it in its own words.
+    let what =
+        what.rsplit_once("; ").filter(|(_, tail)| tail.starts_with("the previous code")).map_or(what, |(w, _)| w);
+    Some(Outcome::Failed(what.to_owned()))
 }
 
 /// `text` with the container paths of the service's code folders written
@@ -238,7 +242,7 @@ mod tests {
         assert_eq!(outcome("2024 x pysvc-dev: reloaded web_pkg.main in 0.2s"), Some(Outcome::Reloaded));
         let line = "pysvc-dev: reload failed: /app/web_pkg/app.py:3: SyntaxError: invalid syntax; the previous code keeps serving";
         let Some(Outcome::Failed(what)) = outcome(line) else { panic!("not read") };
-        assert!(host_paths(&stack, "web", &what).starts_with("services/web/web_pkg/app.py:3: SyntaxError"));
+        assert_eq!(host_paths(&stack, "web", &what), "services/web/web_pkg/app.py:3: SyntaxError: invalid syntax");
         assert_eq!(host_paths(&stack, "web", "/app/common/x.py:1"), "services/shared/common/x.py:1");
         assert_eq!(outcome("INFO uvicorn started"), None);
     }

@@ -156,33 +156,40 @@ def third_party_imports(root: Path, packages: set[str]) -> list[str]:
 
 
 def preload(names: Iterable[str]) -> None:
+    """Imports `names` in the supervisor, so forked children find them
+    loaded. A fork copies one thread only: a module that started a thread
+    on import is reported."""
     for name in names:
+        if name in sys.modules:
+            continue
         try:
             importlib.import_module(name)
         except Exception:  # the child reports it, with file and line
             pass
-
-
-def read_line(fd: int, timeout: float) -> str:
-    """One line from a child's pipe ("" at its end or after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not data.endswith(b"\n") and (left := deadline - time.monotonic()) > 0:
-        try:
-            ready, _, _ = select.select([fd], [], [], left)
-        except InterruptedError:
-            continue
-        chunk = os.read(fd, 1) if ready else b""
-        if ready and not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
+    if threading.active_count() > 1:
+        say(f"warning: importing the dependencies started {threading.active_count() - 1} thread(s)")
 
 
 @dataclass
 class Child:
     pid: int
-    ready: int  # read end of the pipe the child reports on
+    pipe: int  # read end of the pipe the child reports on, one line each
+    buffer: bytes = b""
+
+    def line(self, timeout: float) -> str:
+        """The next line ("" at the pipe's end or after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer and (left := deadline - time.monotonic()) > 0:
+            try:
+                ready, _, _ = select.select([self.pipe], [], [], left)
+            except InterruptedError:
+                continue
+            chunk = os.read(self.pipe, 65536) if ready else b""
+            if ready and not chunk:
+                break
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode(errors="replace").strip()
 
 
 class Supervisor:
@@ -215,10 +222,10 @@ class Supervisor:
 
     def wait_ready(self, child: Child) -> str | None:
         """None once the child serves, else why it does not."""
-        line = read_line(child.ready, READY_TIMEOUT_SECONDS)
+        line = child.line(READY_TIMEOUT_SECONDS)
         if line == "ok":
             return None
-        os.close(child.ready)
+        os.close(child.pipe)
         self.terminate(child.pid, signal.SIGKILL)
         return line.removeprefix("error ") or "the new process exited before it served"
 
@@ -242,11 +249,14 @@ class Supervisor:
             # It finishes what it has accepted; once it accepts no more,
             # every new connection reaches the new code.
             self.terminate(old.pid)
-            read_line(old.ready, 2.0)
-            os.close(old.ready)
+            while old.line(2.0) not in ("closed", ""):
+                pass
+            os.close(old.pipe)
         say(f"reloaded {self.app_module} in {time.monotonic() - started:.3f}s (pid {child.pid})")
-        # Off the timed path: what the new code imports, for the next child.
-        preload(third_party_imports(CODE_ROOT, self.packages))
+        # Off the timed path: every module the new child has loaded that is
+        # not the service's code (uvicorn's own lazy imports too), for the next.
+        loaded = child.line(2.0).removeprefix("modules ").split()
+        preload(n for n in loaded if n.split(".")[0] not in self.packages and n != "__main__")
 
     def reap(self) -> None:
         while True:
@@ -312,6 +322,8 @@ def serve_child(sock: socket.socket, argv: list[str], app_module: str, packages:
             self.loop = asyncio.get_running_loop()
             if self.started:
                 os.write(ready, b"ok\n")
+                names = " ".join(sorted(sys.modules))[:60000]
+                os.write(ready, f"modules {names}\n".encode())
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)

@@ -214,7 +214,8 @@ impl Session {
         for name in self.dev_services(&p.stack) {
             for id in running(p.docker(), &p.stack.manifest.project, &name).await? {
                 alive.insert(id.clone());
-                if !self.followers.contains_key(&id) {
+                // New containers, and ones whose log stream ended (restarted).
+                if self.followers.get(&id).is_none_or(|(_, task)| task.is_finished()) {
                     let task = follower(p.docker().clone(), id.clone(), self.tx.clone());
                     self.followers.insert(id, (name.clone(), task));
                 }
@@ -317,6 +318,9 @@ impl Session {
     async fn reload(&mut self, p: &Prepared, plan: &Plan, changes: &[Change]) -> Result<()> {
         let known: BTreeSet<String> = self.dev_services(&p.stack).into_iter().collect();
         let what = devloop::describe(changes);
+        if !plan.reload.is_empty() {
+            self.follow(p).await?;
+        }
         while self.rx.try_recv().is_ok() {}
         let mut waiting: BTreeMap<String, String> = BTreeMap::new();
         for name in plan.reload.iter() {
