@@ -1,7 +1,8 @@
 //! `cargo xtask bench-dev`: the dev loop's targets, measured from outside on
 //! its own scratch stack (`scratch::Scratch`) with the real `cargo xtask dev`
 //! running: each time starts just before the file is written and ends when
-//! the new behaviour is seen over HTTP (api-server: the OpenAPI version; the
+//! the new behaviour is seen over HTTP (api-server: the title its docs page
+//! shows; the
 //! worker: how many results a search sent after the edit gets; a shared
 //! edit: a query only the new limit accepts, accepted by the API and
 //! answered by the worker); a dependency added to api-server's lock until
@@ -128,8 +129,8 @@ impl BenchDev {
         let dir = &scratch.dir;
         for i in 1..=self.edits {
             let started = Instant::now();
-            set_between(dir, APP_PY, "version=\"", "\"", &format!("bench-{i}"))?;
-            r.api.0.push(until(started, || version_is(api, format!("bench-{i}"))).await?);
+            set_between(dir, APP_PY, "title=\"", "\"", &format!("bench-{i}"))?;
+            r.api.0.push(until(started, || title_is(api, format!("bench-{i}"))).await?);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         eprintln!("api-server code edit -> new code answers: {}", r.api.cell());
@@ -140,13 +141,7 @@ impl BenchDev {
             r.worker.0.push(first_answer(api, QUERY, started, |n| n == results).await?);
         }
         eprintln!("search-worker code edit -> a search sent after it answered by the new code: {}", r.worker.cell());
-        for i in 1..=self.edits {
-            let limit = 200 + i;
-            let long = format!("{QUERY}{}", " ".repeat(limit - QUERY.len()));
-            let started = Instant::now();
-            set_line(dir, MESSAGES_PY, "MAX_QUERY_LEN = ", &format!("MAX_QUERY_LEN = {limit}"))?;
-            r.shared.0.push(first_answer(api, &long, started, |_| true).await?);
-        }
+        r.shared = shared_edits(dir, api, self.edits).await?;
         eprintln!("shared package edit -> both services serve it: {}", r.shared.cell());
         self.lock_runs(scratch, api, r).await?;
         r.load = self.load_run(dir, api).await?;
@@ -281,9 +276,40 @@ async fn http_status(addr: &str, path: &str) -> Option<u16> {
     Conn::new(addr).request("GET", path, b"").await.ok().map(|(s, _)| s)
 }
 
-async fn version_is(addr: &str, wanted: String) -> Option<()> {
-    let (_, doc) = request(addr, "GET", "/openapi.json", b"").await?;
-    (doc["info"]["version"] == wanted.as_str()).then_some(())
+/// The API's title as its docs page shows it (cheap: no OpenAPI schema is built).
+async fn title_is(addr: &str, wanted: String) -> Option<()> {
+    let (status, page) = Conn::new(addr).request("GET", "/docs", b"").await.ok()?;
+    (status == 200 && String::from_utf8_lossy(&page).contains(&format!("<title>{wanted} - "))).then_some(())
+}
+
+/// The shared query-length limit (`MAX_QUERY_LEN`, which the API validates
+/// and the worker checks again) raised step by step from a lowered start: a
+/// query at the new limit is refused by the old API and skipped by the old
+/// worker, so its answer shows both serve the edit. PostgreSQL allows 200.
+async fn shared_edits(dir: &Path, api: &str, edits: usize) -> Result<Figure> {
+    let (low, step) = (100, 100 / edits.max(1));
+    set_line(dir, MESSAGES_PY, "MAX_QUERY_LEN = ", &format!("MAX_QUERY_LEN = {low}"))?;
+    let refused = |len: usize| {
+        let query = padded(len);
+        async move { matches!(post_search(api, &query).await, Some((422, _))).then_some(()) }
+    };
+    until(Instant::now(), || refused(low + 1)).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the worker too (untimed)
+    let mut figure = Figure::default();
+    for i in 1..=edits {
+        let limit = low + i * step;
+        let started = Instant::now();
+        set_line(dir, MESSAGES_PY, "MAX_QUERY_LEN = ", &format!("MAX_QUERY_LEN = {limit}"))?;
+        figure.0.push(first_answer(api, &padded(limit), started, |_| true).await?);
+    }
+    set_line(dir, MESSAGES_PY, "MAX_QUERY_LEN = ", "MAX_QUERY_LEN = 200")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(figure)
+}
+
+/// A query of exactly `len` characters that matches the seed documents.
+fn padded(len: usize) -> String {
+    format!("{QUERY}{}", " ".repeat(len.saturating_sub(QUERY.len())))
 }
 
 async fn post_search(addr: &str, query: &str) -> Option<(u16, String)> {
@@ -417,13 +443,13 @@ async fn rebuild_path(p: &Prepared, api: &str, edits: usize) -> Result<Figure> {
     let mut figure = Figure::default();
     for i in 1..=edits {
         let started = Instant::now();
-        set_between(&p.stack.root, APP_PY, "version=\"", "\"", &format!("rebuild-{i}"))?;
+        set_between(&p.stack.root, APP_PY, "title=\"", "\"", &format!("rebuild-{i}"))?;
         images::build_all(p, &only).await?;
         cmd!(p.sh, "docker compose up --detach --no-build --pull never --no-deps api-server")
             .quiet()
             .ignore_stderr()
             .run()?;
-        figure.0.push(until(started, || version_is(api, format!("rebuild-{i}"))).await?);
+        figure.0.push(until(started, || title_is(api, format!("rebuild-{i}"))).await?);
     }
     eprintln!("rebuild path (build-images + recreate): {}", figure.cell());
     Ok(figure)
@@ -452,10 +478,9 @@ async fn compose_watch(p: &Prepared, api: &str, edits: usize) -> Result<Figure> 
     let mut outcome = Ok(());
     for i in 1..=edits {
         let started = Instant::now();
-        set_between(root, APP_PY, "version=\"", "\"", &format!("watch-{i}"))?;
+        set_between(root, APP_PY, "title=\"", "\"", &format!("watch-{i}"))?;
         let seen =
-            tokio::time::timeout(Duration::from_secs(30), until(started, || version_is(api, format!("watch-{i}"))))
-                .await;
+            tokio::time::timeout(Duration::from_secs(30), until(started, || title_is(api, format!("watch-{i}")))).await;
         match seen {
             Ok(Ok(seconds)) => figure.0.push(seconds),
             _ => {

@@ -29,8 +29,8 @@ use crate::prepared::{Prepared, Repo};
 use crate::stack;
 
 /// How often the watched files are polled, and how long a change may settle.
-const POLL: Duration = Duration::from_millis(50);
-const SETTLE: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(25);
+const SETTLE: Duration = Duration::from_millis(10);
 /// How long a service has to report a reload, or to serve after a rebuild.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVE_TIMEOUT: Duration = Duration::from_secs(120);
