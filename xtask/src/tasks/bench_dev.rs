@@ -2,9 +2,8 @@
 //! its own scratch stack (`scratch::Scratch`) with the real `cargo xtask dev`
 //! running: each time starts just before the file is written and ends when
 //! the new behaviour is seen over HTTP (api-server: the title its docs page
-//! shows; the
-//! worker: how many results a search sent after the edit gets; a shared
-//! edit: a query only the new limit accepts, accepted by the API and
+//! shows; the worker: how many results a search sent after the edit gets; a
+//! shared edit: a query only the new limit accepts, accepted by the API and
 //! answered by the worker); a dependency added to api-server's lock until
 //! its new container serves, with the worker's container checked untouched;
 //! searches at a steady rate across code edits, none lost. Then, in the same
@@ -516,6 +515,12 @@ fn markdown(r: &Results, cmd: &BenchDev) -> String {
          The rebuild path and `docker compose watch` ran in the same run, on the same stack.\n",
         cmd.edits
     );
+    if let Some(load) =
+        std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_owned))
+    {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let _ = writeln!(m, "Load average when the section was written: {load} on {cores} cores.\n");
+    }
     let _ = writeln!(m, "| change | through `cargo xtask dev` | target | met |\n|---|---|---|---|");
     let rows = [
         ("api-server code edit -> the new code answers", &r.api, 0.5),
