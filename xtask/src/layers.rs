@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Each top-level module and its layer, lowest first (ARCHITECTURE.md
 /// explains them). `tasks::*` modules are layer 7, one module per task.
-const LAYERS: [(&str, u8); 17] = [
+const LAYERS: [(&str, u8); 18] = [
     ("dotenv", 1),
     ("manifest", 1),
     ("proxy_ca", 1),
@@ -21,6 +21,7 @@ const LAYERS: [(&str, u8); 17] = [
     ("provision", 4),
     ("prepared", 5),
     ("bench", 6),
+    ("devloop", 6),
     ("images", 6),
     ("lockfile", 6),
     ("scratch", 6),

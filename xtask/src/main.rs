@@ -20,6 +20,7 @@ mod provision;
 mod prepared;
 // Layer 6: what several tasks share.
 mod bench;
+mod devloop;
 mod images;
 mod lockfile;
 mod scratch;
@@ -58,10 +59,12 @@ enum Command {
     Down(down::Down),
     Status(status::Status),
     Logs(logs::Logs),
+    Dev(dev::Dev),
     NewService(new_service::NewService),
     BenchBuild(bench_build::BenchBuild),
     BenchUp(bench_up::BenchUp),
     BenchLoad(bench_load::BenchLoad),
+    BenchDev(bench_dev::BenchDev),
     Test(test::Test),
 }
 
@@ -94,10 +97,12 @@ fn run() -> Result<()> {
         Command::Down(cmd) => cmd.run(&repo),
         Command::Status(cmd) => cmd.run(&repo),
         Command::Logs(cmd) => cmd.run(&repo),
+        Command::Dev(cmd) => cmd.run(&repo),
         Command::NewService(cmd) => cmd.run(&repo),
         Command::BenchBuild(cmd) => cmd.run(&repo),
         Command::BenchUp(cmd) => cmd.run(&repo),
         Command::BenchLoad(cmd) => cmd.run(&repo),
+        Command::BenchDev(cmd) => cmd.run(&repo),
         Command::Test(cmd) => cmd.run(&repo),
     }
 }

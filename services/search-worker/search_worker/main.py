@@ -10,10 +10,11 @@ import threading
 import time
 import uuid
 from types import FrameType
+from typing import Literal
 
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from pysvc_common import logs
+from pysvc_common import dev, logs
 from pysvc_common.config import Settings
 from pysvc_common.db import Connection, connect
 from pysvc_common.kafka import ClientConfig, client_config, ensure_topic
@@ -112,24 +113,26 @@ class Answerer:
             self._conn = None
 
 
-def run(settings: Settings, stop: threading.Event) -> None:
-    while not stop.is_set() and not ensure_topic(
-        settings.kafka_bootstrap, settings.search_topic, settings.kafka_partitions
-    ):
-        stop.wait(1.0)
-    consumer = Consumer(consumer_config(settings.kafka_bootstrap))
-    consumer.subscribe([settings.search_topic], on_assign=on_assign, on_revoke=on_revoke)
+Outcome = Literal["stop", "rejoin", "reload"]
+
+
+def consume(consumer: Consumer, settings: Settings, stop: threading.Event) -> Outcome:
+    """Answers batches until asked to stop, left without partitions (the
+    caller rejoins the group), or asked to reload in dev mode (between two
+    batches: the last one is stored and committed; the consumer stays in its
+    group)."""
     answerer = Answerer(settings, stop)
-    log.info("consuming %s in batches of up to %d", settings.search_topic, settings.worker_batch_size)
     assigned_at = time.monotonic()
     try:
         while not stop.is_set():
+            if dev.reload_requested():
+                return "reload"
             health.beat()
             if consumer.assignment():
                 assigned_at = time.monotonic()
             elif time.monotonic() - assigned_at > REJOIN_AFTER_SECONDS:
                 log.warning("no partitions assigned for %.0fs; rejoining the group", REJOIN_AFTER_SECONDS)
-                return
+                return "rejoin"
             messages = consumer.consume(settings.worker_batch_size, BATCH_WAIT_SECONDS)
             if not messages:
                 continue
@@ -145,8 +148,26 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 # messages again and finds them answered.
                 log.warning("offset commit failed (%s); the batch may be redelivered", err)
     finally:
-        consumer.close()
         answerer.close()
+    return "stop"
+
+
+def run(settings: Settings, stop: threading.Event) -> None:
+    while not stop.is_set() and not ensure_topic(
+        settings.kafka_bootstrap, settings.search_topic, settings.kafka_partitions
+    ):
+        stop.wait(1.0)
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap))
+    consumer.subscribe([settings.search_topic], on_assign=on_assign, on_revoke=on_revoke)
+    log.info("consuming %s in batches of up to %d", settings.search_topic, settings.worker_batch_size)
+    loop = consume
+    try:
+        # In dev mode a reload swaps the loop (and all it calls) for the
+        # edited code; the consumer, and its place in the group, stay.
+        while loop(consumer, settings, stop) == "reload":
+            loop = dev.reload("search_worker.main", "consume", loop)
+    finally:
+        consumer.close()
 
 
 def main() -> None:

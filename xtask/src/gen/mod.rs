@@ -1,6 +1,6 @@
 //! The renderers behind `cargo xtask gen`: the Dockerfiles, their `.dockerignore`s,
-//! `compose.yaml`, `.env.example` and the kustomize tree under `deploy/k8s/`
-//! from the manifests. One renderer per target (`dockerfile`, `dockerignore`,
+//! `compose.yaml` and its dev override `compose.dev.yaml`, `.env.example` and
+//! the kustomize tree under `deploy/k8s/` from the manifests. One renderer per target (`dockerfile`, `dockerignore`,
 //! `compose`, `k8s`); the structured ones serialize typed values with serde,
 //! so quoting and escaping cannot go wrong. What compose and Kubernetes share
 //! (environment, infrastructure, probes) is defined once, here.
@@ -20,6 +20,7 @@ use crate::manifest::{Service, Stack, Timing};
 use crate::util::write_atomic;
 
 mod compose;
+mod compose_dev;
 mod dockerfile;
 mod dockerignore;
 pub mod k8s;
@@ -27,6 +28,7 @@ mod sbom;
 mod workflow;
 
 pub use compose::{compose, env_example};
+pub use compose_dev::{code_dirs, compose_dev, dev_command, DEV_COMPOSE_FILE};
 pub use dockerfile::dockerfile;
 pub use dockerignore::dockerignore;
 pub use sbom::{parse_requirements, sbom, sbom_in_image, sbom_path, BaseImage, Requirement};
@@ -62,6 +64,7 @@ pub fn render_all(stack: &Stack) -> Vec<(String, String)> {
         ));
     }
     files.push(("compose.yaml".to_owned(), compose(stack)));
+    files.push((DEV_COMPOSE_FILE.to_owned(), compose_dev(stack, &[])));
     files.push((".env.example".to_owned(), env_example(stack)));
     files.push((WORKFLOW_PATH.to_owned(), workflow(stack)));
     files.extend(k8s::render(stack));

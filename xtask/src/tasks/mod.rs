@@ -4,9 +4,11 @@
 
 pub mod base_images;
 pub mod bench_build;
+pub mod bench_dev;
 pub mod bench_load;
 pub mod bench_up;
 pub mod build_images;
+pub mod dev;
 pub mod down;
 pub mod generate;
 pub mod lock;
