@@ -21,6 +21,7 @@ use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::manifest::{Installer, Service, Stack};
 use crate::prepared::Prepared;
 use crate::util::rfc3339_now;
+use crate::workspace::Exports;
 
 pub const INPUTS_LABEL: &str = "pysvc.inputs";
 
@@ -93,19 +94,23 @@ pub fn base_args(stack: &Stack, env: &DotEnv) -> BTreeMap<String, String> {
 }
 
 /// The context of one service image: its Dockerfile (as rendered for
-/// `installer`), the allow-listed paths and the proxy-CA folder.
+/// `installer`) and its exported requirements (as rendered from `exports`),
+/// the allow-listed code and the proxy-CA folder. Neither `uv.lock` nor any
+/// pyproject is in it: another service's dependencies are not an input.
 pub fn service_context(
     stack: &Stack,
     service: &Service,
     installer: Installer,
+    exports: &Exports,
     ca: Option<&[u8]>,
 ) -> Result<ContextTar> {
     let root = &stack.root;
     let mut ctx = ContextTar::default();
     ctx.add_bytes(&service.dockerfile_path(), 0o644, gen::dockerfile(stack, service, installer).into_bytes());
+    ctx.add_bytes(&service.requirements_path(), 0o644, gen::requirements(service, exports).into_bytes());
     ctx.add_path(root, &format!("{PROXY_CA_DIR}/README.md"))?;
-    for path in service.context_paths(&stack.manifest) {
-        ctx.add_path(root, &path)?;
+    for path in service.context_paths(&stack.manifest).iter().filter(|p| **p != service.requirements_path()) {
+        ctx.add_path(root, path)?;
     }
     if let Some(ca) = ca {
         ctx.add_unhashed(PROXY_CA_FILE, ca.to_vec());
@@ -144,6 +149,12 @@ struct Common {
 
 /// Plans the builds of `select` (read-only: it asks the engine what exists).
 pub async fn plan(p: &Prepared, select: &Select) -> Result<Plan> {
+    plan_with(p, &p.exports, select).await
+}
+
+/// [`plan`] with other exports than the prepared ones (a bench's "what if
+/// this dependency were added"): nothing is built or written.
+pub async fn plan_with(p: &Prepared, exports: &Exports, select: &Select) -> Result<Plan> {
     let stack = &p.stack;
     for name in &select.services {
         if !stack.services.iter().any(|s| &s.name == name) {
@@ -156,7 +167,7 @@ pub async fn plan(p: &Prepared, select: &Select) -> Result<Plan> {
     let common = common(p).await?;
     let mut jobs = Vec::new();
     for service in stack.services.iter().filter(|s| select.services.is_empty() || select.services.contains(&s.name)) {
-        jobs.push(job(p, &common, service, select.force).await?);
+        jobs.push(job(p, &common, exports, service, select.force).await?);
     }
     Ok(Plan { jobs, no_cache: select.no_cache, quiet: select.quiet })
 }
@@ -191,8 +202,8 @@ async fn common(p: &Prepared) -> Result<Common> {
     })
 }
 
-async fn job(p: &Prepared, c: &Common, service: &Service, force: bool) -> Result<Job> {
-    let mut ctx = service_context(&p.stack, service, service.manifest.installer, c.ca.as_deref())?;
+async fn job(p: &Prepared, c: &Common, exports: &Exports, service: &Service, force: bool) -> Result<Job> {
+    let mut ctx = service_context(&p.stack, service, service.manifest.installer, exports, c.ca.as_deref())?;
     let hash = ctx.hash(&c.base_ids);
     let latest = format!("{}/{}:latest", c.prefix, service.name);
     let versioned = format!("{}/{}:{}", c.prefix, service.name, c.short_rev);

@@ -1,12 +1,15 @@
-//! The renderers behind `cargo xtask gen`: the Dockerfiles, their `.dockerignore`s,
-//! `compose.yaml`, `.env.example` and the kustomize tree under `deploy/k8s/`
-//! from the manifests. One renderer per target (`dockerfile`, `dockerignore`,
-//! `compose`, `k8s`); the structured ones serialize typed values with serde,
-//! so quoting and escaping cannot go wrong. What compose and Kubernetes share
-//! (environment, infrastructure, probes) is defined once, here.
+//! The renderers behind `cargo xtask gen`: each service's exported
+//! requirements, the Dockerfiles, their `.dockerignore`s, `compose.yaml`,
+//! `.env.example` and the kustomize tree under `deploy/k8s/` from the
+//! manifests and the exports of `uv.lock`. One renderer per target
+//! (`requirements`, `dockerfile`, `dockerignore`, `compose`, `k8s`); the
+//! structured ones serialize typed values with serde, so quoting and escaping
+//! cannot go wrong. What compose and Kubernetes share (environment,
+//! infrastructure, probes) is defined once, here.
 //!
-//! Invariants: rendering is a pure function of the manifests (no clock, no
-//! environment, sorted maps), so the same input gives byte-identical files;
+//! Invariants: rendering is a pure function of the manifests and the exports
+//! (no clock, no environment, sorted maps; uv runs before, in
+//! `workspace::exports`), so the same input gives byte-identical files;
 //! every file is rendered before the first one is written, and each is
 //! written through a temporary file and a rename, so a failure never leaves
 //! a half-written file behind.
@@ -18,15 +21,18 @@ use anyhow::{bail, Result};
 
 use crate::manifest::{Service, Stack, Timing};
 use crate::util::write_atomic;
+use crate::workspace::Exports;
 
 mod compose;
 mod dockerfile;
 mod dockerignore;
 pub mod k8s;
+mod requirements;
 
 pub use compose::{compose, env_example};
 pub use dockerfile::dockerfile;
 pub use dockerignore::dockerignore;
+pub use requirements::requirements;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -47,9 +53,10 @@ pub const APP_UID: u32 = 10001;
 pub const VENV: &str = "/opt/venv";
 
 /// Every generated file, in a fixed order: (repository path, contents).
-pub fn render_all(stack: &Stack) -> Vec<(String, String)> {
+pub fn render_all(stack: &Stack, exports: &Exports) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for service in &stack.services {
+        files.push((service.requirements_path(), requirements(service, exports)));
         files.push((service.dockerfile_path(), dockerfile(stack, service, service.manifest.installer)));
         files.push((service.dockerignore_path(), dockerignore(stack, service)));
     }

@@ -24,12 +24,13 @@ use crate::bench::http::http_ok;
 use crate::bench::stats::median;
 use crate::context::ContextTar;
 use crate::engine::{self, spinner_style, BuildReport};
-use crate::gen::{PROXY_CA_DIR, PROXY_CA_FILE};
+use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::images::{self, Select};
 use crate::manifest::{Installer, Service, Stack};
 use crate::prepared::{Prepared, Repo};
 use crate::stack;
 use crate::util::{rfc3339_now, write_atomic};
+use crate::workspace::Exports;
 
 /// Build times of the generated Dockerfiles against the design notes' own, with repeats and a chart.
 #[derive(Args, Debug)]
@@ -246,6 +247,7 @@ impl BenchBuild {
 struct Plan<'a> {
     stack: &'a Stack,
     service: &'a Service,
+    exports: &'a Exports,
     args: BTreeMap<String, String>,
     ca: Option<Vec<u8>>,
     prefix: String,
@@ -273,11 +275,16 @@ impl Plan<'_> {
         Ok(format!("{}/{package}/_bench_code_change.py", self.service.dir))
     }
 
-    fn lock(&self) -> Result<String> {
-        let path = self.stack.root.join(self.service.lock_path());
-        let mut lock = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    /// The service's exported requirements (what its image installs), as
+    /// committed: the same file every row builds from.
+    fn requirements(&self) -> String {
+        gen::requirements(self.service, self.exports)
+    }
+
+    fn lock(&self) -> String {
+        let mut lock = self.requirements();
         let _ = writeln!(lock, "# lock-file change made by cargo xtask bench-build ({})", self.stamp);
-        Ok(lock)
+        lock
     }
 
     /// The context and Dockerfile path of `v` with `change` applied.
@@ -287,12 +294,12 @@ impl Plan<'_> {
             let installer = if v == Variant::OursPip { Installer::Pip } else { Installer::Uv };
             let mut service = self.service.clone();
             service.manifest.bytecode = v != Variant::OursUvNoBytecode;
-            let mut ctx = images::service_context(self.stack, &service, installer, self.ca.as_deref())?;
+            let mut ctx = images::service_context(self.stack, &service, installer, self.exports, self.ca.as_deref())?;
             if !matches!(change, Change::None) {
                 ctx.add_bytes(&self.code_file()?, 0o644, code.into_bytes());
             }
             if matches!(change, Change::CodeAndLock) {
-                ctx.replace_bytes(&self.service.lock_path(), 0o644, self.lock()?.into_bytes());
+                ctx.replace_bytes(&self.service.requirements_path(), 0o644, self.lock().into_bytes());
             }
             return Ok((ctx, self.service.dockerfile_path()));
         };
@@ -308,8 +315,8 @@ impl Plan<'_> {
         let mut ctx = ContextTar::default();
         ctx.add_bytes("Dockerfile", 0o644, dockerfile.into_bytes());
         let lock = match change {
-            Change::CodeAndLock => self.lock()?.into_bytes(),
-            _ => std::fs::read(self.stack.root.join(self.service.lock_path()))?,
+            Change::CodeAndLock => self.lock().into_bytes(),
+            _ => self.requirements().into_bytes(),
         };
         ctx.add_bytes(&format!("src/{svc}/requirements.txt"), 0o644, lock);
         let root = &self.stack.root;
@@ -446,6 +453,7 @@ async fn measure_all(
     let mut plan = Plan {
         stack,
         service,
+        exports: &p.exports,
         args: args.clone(),
         ca: images::proxy_ca(&stack.root),
         prefix: prefix.clone(),
