@@ -30,10 +30,13 @@ pub fn lock(sh: &Shell, root: &Path, upgrade: bool, packages: &[String]) -> Resu
     Ok(())
 }
 
-/// Pins `dir/requirements.in` into `dir/requirements.lock` with hashes.
+/// Pins `dir/requirements.in` (if there is one) into `dir/requirements.lock` with hashes.
 fn lock_tool(sh: &Shell, root: &Path, dir: &str, python: &str, upgrade: bool) -> Result<()> {
-    let uv = tools::uv(sh)?;
     let input = root.join(dir).join("requirements.in");
+    if !input.is_file() {
+        return Ok(()); // a repository without that tool
+    }
+    let uv = tools::uv(sh)?;
     let existing = root.join(dir).join("requirements.lock");
     let tmp = existing.with_extension("lock.xtask-tmp");
     if existing.is_file() && !upgrade {
@@ -65,4 +68,66 @@ pub fn generate(sh: &Shell, root: &Path, mode: Mode) -> Result<Vec<String>> {
         k8s::ensure_secret_env(root)?;
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::manifest::tests::{fixture, pyproject, write};
+
+    /// The manifest fixture as a uv workspace (its members have no
+    /// dependencies, so uv locks it without an index), locked and generated.
+    pub(crate) fn workspace_fixture(sh: &Shell) -> PathBuf {
+        let root = fixture();
+        write(
+            &root,
+            "pyproject.toml",
+            "[tool.uv.workspace]\nmembers = [\"services/*\"]\nexclude = [\"services/database\", \"services/shared\"]\n",
+        );
+        workspace::lock(sh, &root, false, &[]).unwrap();
+        generate(sh, &root, Mode::Write).unwrap();
+        root
+    }
+
+    fn read(root: &Path, rel: &str) -> String {
+        std::fs::read_to_string(root.join(rel)).unwrap()
+    }
+
+    #[test]
+    fn a_stale_lock_is_caught_by_gen_check_with_the_fix_and_gen_writes_nothing() {
+        let sh = Shell::new().unwrap();
+        let root = workspace_fixture(&sh);
+        assert!(generate(&sh, &root, Mode::Check).unwrap().is_empty());
+        assert!(read(&root, "docker/worker.requirements.txt").contains("--package worker\n"));
+        // A pyproject changed, uv.lock did not.
+        write(&root, "services/worker/pyproject.toml", &pyproject("worker").replace("0.1.0", "0.2.0"));
+        std::fs::remove_file(root.join("docker/web.Dockerfile")).unwrap();
+        for mode in [Mode::Check, Mode::Write] {
+            let err = format!("{:#}", generate(&sh, &root, mode).unwrap_err());
+            assert!(err.contains("The lockfile at `uv.lock` needs to be updated"), "uv's own message: {err}");
+            assert!(err.contains("uv.lock is stale: run `cargo xtask lock`"), "the fix: {err}");
+        }
+        assert!(!root.join("docker/web.Dockerfile").exists(), "gen wrote nothing with a stale lock");
+        lock(&sh, &root, false, &[]).unwrap();
+        generate(&sh, &root, Mode::Write).unwrap();
+        assert!(generate(&sh, &root, Mode::Check).unwrap().is_empty());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_dependency_that_cannot_resolve_shows_uvs_message_and_changes_nothing() {
+        let sh = Shell::new().unwrap();
+        let root = workspace_fixture(&sh);
+        let before = read(&root, "uv.lock");
+        // A requirement uv cannot find (offline: a path that is not there).
+        let missing = "nothing-here @ file:///nonexistent/nothing-here";
+        write(&root, "services/worker/pyproject.toml", &pyproject("worker").replace("[]", &format!("[{missing:?}]")));
+        let err = format!("{:#}", lock(&sh, &root, false, &[]).unwrap_err());
+        assert!(err.contains("Distribution not found at: file:///nonexistent/nothing-here"), "uv's own message: {err}");
+        assert!(err.contains("uv.lock was not changed"), "{err}");
+        assert_eq!(read(&root, "uv.lock"), before);
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -168,3 +168,67 @@ fn write_member(dir: &Path, member: &Member) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lockfile::tests::workspace_fixture;
+
+    /// A folder as the design documents have one: requirements.txt, main.py, a helper package.
+    fn legacy_folder(requirements: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("legacy-{}-{}", std::process::id(), requirements.len()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("helpers")).unwrap();
+        std::fs::write(dir.join("requirements.txt"), requirements).unwrap();
+        std::fs::write(dir.join("main.py"), "from helpers import NAME\n").unwrap();
+        std::fs::write(dir.join("helpers/__init__.py"), "NAME = 'legacy'\n").unwrap();
+        std::fs::write(dir.join("Dockerfile"), "FROM python:3.11-slim\n").unwrap();
+        dir
+    }
+
+    fn adopt(root: &Path, from: &Path) -> Result<()> {
+        let repo = Repo::new(root.to_owned())?;
+        NewService { name: Some("legacy".into()), kind: NewKind::Http, from: Some(from.to_owned()) }.run(&repo)
+    }
+
+    #[test]
+    fn from_adopts_a_folder_into_the_workspace_and_its_generated_files() {
+        let root = workspace_fixture(&xshell::Shell::new().unwrap());
+        let from = legacy_folder("# nothing from an index: the fixture locks offline\n");
+        adopt(&root, &from).unwrap();
+        let dir = root.join("services/legacy");
+        for kept in ["main.py", "helpers/__init__.py", "conftest.py", "pyproject.toml", "service.yaml"] {
+            assert!(dir.join(kept).is_file(), "{kept} missing");
+        }
+        for dropped in ["requirements.txt", "Dockerfile"] {
+            assert!(!dir.join(dropped).exists(), "{dropped} must not be carried over");
+        }
+        let stack = manifest::load(&root).unwrap();
+        let legacy = stack.services.iter().find(|s| s.name == "legacy").unwrap();
+        assert_eq!(legacy.manifest.packages, ["main.py", "helpers"]);
+        assert_eq!(legacy.manifest.command[..2], ["uvicorn", "main:app"]);
+        assert!(std::fs::read_to_string(root.join("uv.lock")).unwrap().contains("name = \"legacy\""));
+        let dockerfile = std::fs::read_to_string(root.join("docker/legacy.Dockerfile")).unwrap();
+        assert!(dockerfile.contains("COPY services/legacy/main.py /app/main.py\n"), "{dockerfile}");
+        assert!(root.join("docker/legacy.requirements.txt").is_file());
+        assert!(crate::lockfile::generate(&xshell::Shell::new().unwrap(), &root, Mode::Check).unwrap().is_empty());
+        assert!(from.join("requirements.txt").is_file(), "the source folder is left as it was");
+        std::fs::remove_dir_all(root).unwrap();
+        std::fs::remove_dir_all(from).unwrap();
+    }
+
+    #[test]
+    fn from_with_a_requirement_uv_cannot_find_keeps_nothing() {
+        let root = workspace_fixture(&xshell::Shell::new().unwrap());
+        let lock = std::fs::read_to_string(root.join("uv.lock")).unwrap();
+        let from = legacy_folder("nothing-here @ file:///nonexistent/nothing-here\n");
+        let err = format!("{:#}", adopt(&root, &from).unwrap_err());
+        assert!(err.contains("adding legacy failed; nothing was kept"), "{err}");
+        assert!(err.contains("Distribution not found at: file:///nonexistent/nothing-here"), "uv's message: {err}");
+        assert!(!root.join("services/legacy").exists());
+        assert!(!root.join("docker/legacy.Dockerfile").exists());
+        assert_eq!(std::fs::read_to_string(root.join("uv.lock")).unwrap(), lock);
+        std::fs::remove_dir_all(root).unwrap();
+        std::fs::remove_dir_all(from).unwrap();
+    }
+}

@@ -64,6 +64,8 @@ fn http_files(stack: &Stack, name: &str, package: &str, host_port: u16) -> Vec<(
             ),
         ),
         (format!("{package}/__init__.py"), format!("\"\"\"The {name} service.\"\"\"\n")),
+        // PEP 561: the package is typed (mypy checks its users against it).
+        (format!("{package}/py.typed"), String::new()),
         (
             format!("{package}/main.py"),
             format!(
@@ -94,6 +96,7 @@ fn worker_files(stack: &Stack, name: &str, package: &str) -> Vec<(String, String
             ),
         ),
         (format!("{package}/__init__.py"), format!("\"\"\"The {name} worker.\"\"\"\n")),
+        (format!("{package}/py.typed"), String::new()),
         (
             format!("{package}/health.py"),
             "\"\"\"Health probe: exit 0 while the work loop's heartbeat file is fresh.\"\"\"\n\nimport sys\nimport time\n\
