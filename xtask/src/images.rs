@@ -126,6 +126,26 @@ pub enum Job {
     Build { service: String, tags: Vec<String>, spec: engine::BuildSpec },
 }
 
+impl Job {
+    pub fn service(&self) -> &str {
+        match self {
+            Job::UpToDate { service, .. } | Job::Build { service, .. } => service,
+        }
+    }
+
+    /// The image's inputs hash (its `pysvc.inputs` label once built).
+    pub fn inputs(&self) -> &str {
+        match self {
+            Job::UpToDate { hash, .. } => hash,
+            Job::Build { spec, .. } => spec.labels.get(INPUTS_LABEL).map(String::as_str).unwrap_or_default(),
+        }
+    }
+
+    pub fn builds(&self) -> bool {
+        matches!(self, Job::Build { .. })
+    }
+}
+
 /// What building the selected images will do, decided before anything is
 /// tagged or built.
 pub struct Plan {

@@ -137,3 +137,31 @@ pub fn sync(sh: &Shell, root: &Path) -> Result<PathBuf> {
     uv(sh, root, &args, &format!("if uv.lock is stale: {LOCK_FIX}"))?;
     Ok(root.join(VENV_DIR).join("bin/python"))
 }
+
+/// `uv add --no-sync --package <package> <dependency>`: what a developer
+/// runs to add a dependency (the pyproject edited, the lock updated).
+pub fn add(sh: &Shell, root: &Path, package: &str, dependency: &str) -> Result<()> {
+    let args = ["add", "--no-sync", "--quiet", "--package", package, dependency].map(str::to_owned);
+    uv(sh, root, &args, "nothing was changed").map(drop)
+}
+
+/// Copies what uv reads to lock the workspace (the root pyproject, uv.lock,
+/// every member's pyproject) from `root` into `to` (emptied first): a place
+/// to try a change without touching the checkout.
+pub fn copy_project_files(root: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let mut files = vec![ROOT_PYPROJECT.to_owned(), LOCK_FILE.to_owned()];
+    for entry in std::fs::read_dir(root.join(crate::manifest::SERVICES_DIR))?.flatten() {
+        let rel = format!("{}/{}/pyproject.toml", crate::manifest::SERVICES_DIR, entry.file_name().to_string_lossy());
+        if root.join(&rel).is_file() {
+            files.push(rel);
+        }
+    }
+    for rel in files {
+        let target = to.join(&rel);
+        std::fs::create_dir_all(target.parent().unwrap_or(to))?;
+        std::fs::copy(root.join(&rel), &target).with_context(|| format!("cannot copy {rel}"))?;
+    }
+    Ok(())
+}
