@@ -36,13 +36,16 @@ fn new_services_build_and_come_up_healthy() {
     ok_in(&dir, &["new-service", "tick", "--kind", "worker"]);
     for file in [
         "services/hello/service.yaml",
-        "services/hello/requirements.lock",
+        "services/hello/pyproject.toml",
+        "docker/hello.requirements.txt",
         "docker/hello.Dockerfile",
         "docker/tick.Dockerfile",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
     assert!(ok_in(&dir, &["gen", "--check"]).contains("up to date"));
+    let lock = std::fs::read_to_string(dir.join("uv.lock")).unwrap();
+    assert!(lock.contains("name = \"hello\"") && lock.contains("name = \"tick\""), "members of the workspace lock");
 
     // Bad names and existing services are refused, and nothing is created.
     for bad in [&["new-service", "Bad_Name"][..], &["new-service", "hello"], &["new-service", "kafka"]] {
