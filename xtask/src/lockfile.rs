@@ -50,7 +50,8 @@ fn lock_tool(sh: &Shell, root: &Path, dir: &str, python: &str, upgrade: bool) ->
         .with_context(|| format!("uv could not lock {}", input.display()))?;
     let body = std::fs::read_to_string(&tmp)?;
     std::fs::remove_file(&tmp)?;
-    let header = format!("# {dir}: pinned by `cargo xtask lock` from requirements.in; do not edit.\n");
+    let name = dir.rsplit('/').next().unwrap_or(dir);
+    let header = format!("# {name}: pinned by `cargo xtask lock` from requirements.in; do not edit.\n");
     write_atomic(&existing, &(header + &body))?;
     println!("locked {dir}/requirements.lock");
     Ok(())
