@@ -585,8 +585,10 @@ fn load_project(root: &Path, dir: &str, name: &str, stack: &StackManifest, manif
             manifest_text,
             "kind",
             format!(
-                "{file} is missing: every service is a uv workspace member with its dependencies there \
-                 (`cargo xtask new-service --from {dir}` writes one from a requirements.txt)"
+                "{file} is missing: every service is a uv workspace member; write one with [project] \
+                 name = \"{name}\", version, description, requires-python = \">={}\" and its dependencies \
+                 (like services/api-server/pyproject.toml), then `cargo xtask lock`",
+                stack.python_version
             ),
         ));
     };

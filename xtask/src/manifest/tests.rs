@@ -136,7 +136,9 @@ fn duplicate_host_port_is_rejected() {
 fn missing_files_are_rejected() {
     let root = fixture();
     std::fs::remove_file(root.join("services/worker/pyproject.toml")).unwrap();
-    assert!(load_err(&root).contains("cargo xtask new-service --from services/worker"), "{}", load_err(&root));
+    let e = load_err(&root);
+    assert!(e.starts_with("services/worker/service.yaml:1:1: services/worker/pyproject.toml is missing"), "{e}");
+    assert!(e.contains("name = \"worker\"") && e.contains("requires-python = \">=3.11\""), "{e}");
 
     let root = fixture();
     std::fs::remove_dir_all(root.join("services/web/web_pkg")).unwrap();
