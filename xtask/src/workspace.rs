@@ -165,3 +165,25 @@ pub fn copy_project_files(root: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of the workspace's project files is a workspace uv can export
+    /// from: the same text as from the checkout (bench-build's "what if"
+    /// starts from such a copy).
+    #[test]
+    fn a_copy_of_the_project_files_exports_like_the_checkout() {
+        let root = crate::project_root();
+        let sh = Shell::new().unwrap();
+        let stack = crate::manifest::load(&root).unwrap();
+        let copy = std::env::temp_dir().join(format!("workspace-copy-{}", std::process::id()));
+        copy_project_files(&root, &copy).unwrap();
+        assert!(!copy.join("services/api-server/api_server").exists(), "pyprojects and the lock only");
+        for service in &stack.services {
+            assert_eq!(export(&sh, &copy, service).unwrap(), export(&sh, &root, service).unwrap());
+        }
+        std::fs::remove_dir_all(copy).unwrap();
+    }
+}

@@ -270,3 +270,32 @@ fn a_dependency_added_to_search_worker_rebuilds_only_search_worker() {
     };
     assert!(import("search-worker") && !import("api-server"));
 }
+
+/// `installer: pip` installs the same exported requirements (the design
+/// notes' rollback to pip): the image imports its dependencies, and pip has
+/// left the venv.
+#[test]
+fn pip_installs_the_same_exported_requirements() {
+    let _guard = serial();
+    let stack = TestStack::new("pip");
+    let manifest = stack.dir.join("services/search-worker/service.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}installer: pip\n")).unwrap();
+    stack.ok(&["gen"]);
+    let dockerfile = std::fs::read_to_string(stack.dir.join("docker/search-worker.Dockerfile")).unwrap();
+    assert!(dockerfile.contains("pip install --disable-pip-version-check --require-hashes"), "{dockerfile}");
+    assert!(dockerfile.contains("source=docker/search-worker.requirements.txt"), "{dockerfile}");
+    let out = stack.run(&["build-images", "--json", "search-worker"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let image = stack.image("search-worker");
+    let python = |code: &str| {
+        std::process::Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", "python", &image, "-c", code])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(python("import confluent_kafka, psycopg, psycopg_pool, search_worker.main"), "dependencies missing");
+    assert!(!python("import pip"), "pip must have removed itself");
+}
