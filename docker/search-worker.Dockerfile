@@ -16,7 +16,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
-# Dependency layer: rebuilt when the lock file changes, never for a code change.
+# Dependency layer: docker/search-worker.requirements.txt (the service's own dependencies,
+# exported from uv.lock with hashes); rebuilt when that file changes, never for a code
+# change nor for another service's dependencies.
 # A TLS-inspecting proxy's CA (docker/ca/proxy-ca.crt, git-ignored) is mounted for this step
 # only; it never lands in a layer. Every mount targets a folder the base image has
 # (a new mount point would stay behind in the layer as an empty folder).
@@ -26,14 +28,14 @@ WORKDIR /app
 # so containers start without compiling (`bytecode: false` skips compiling).
 RUN --mount=type=cache,id=pysvc-search-worker-uv-py3.11,sharing=locked,target=/var/cache \
     --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
-    --mount=type=bind,source=services/search-worker/requirements.lock,target=/tmp/requirements.lock \
+    --mount=type=bind,source=docker/search-worker.requirements.txt,target=/tmp/requirements.txt \
     --mount=type=bind,source=docker/ca,target=/mnt \
     if [ -s /mnt/proxy-ca.crt ]; then export SSL_CERT_FILE=/mnt/proxy-ca.crt; fi \
     && export UV_CACHE_DIR=/var/cache/uv \
     && if ! /var/cache/venv/bin/python -c '' 2>/dev/null; then rm -rf /var/cache/venv \
         && uv venv --no-python-downloads --relocatable --python python3 /var/cache/venv; fi \
     && set -- --no-python-downloads --link-mode hardlink --compile-bytecode --require-hashes \
-        --python /var/cache/venv/bin/python /tmp/requirements.lock \
+        --python /var/cache/venv/bin/python /tmp/requirements.txt \
     && { uv pip sync --offline "$@" 2>/dev/null || uv pip sync "$@"; } \
     && cp -a /var/cache/venv /opt/venv
 # What this image contains (CycloneDX 1.6, made from the lock by `cargo xtask gen`).

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use crate::gen::{self, EXCLUDED_DIR_NAMES, EXCLUDED_SUFFIXES};
 use crate::manifest::{self, Stack};
+use crate::workspace;
 
 /// Every watched file: repository path -> (modified, length).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -28,7 +29,8 @@ impl Snapshot {
     pub fn take(stack: &Stack) -> Snapshot {
         let root = &stack.root;
         let mut files = BTreeMap::new();
-        let roots = [manifest::STACK_FILE.to_owned(), manifest::SERVICES_DIR.to_owned()];
+        let roots =
+            [manifest::STACK_FILE.to_owned(), manifest::SERVICES_DIR.to_owned(), workspace::LOCK_FILE.to_owned()];
         for top in roots.iter().chain(stack.manifest.shared.iter().map(|s| &s.path)) {
             let walk = walkdir::WalkDir::new(root.join(top)).into_iter().filter_entry(|e| {
                 !EXCLUDED_DIR_NAMES.contains(&e.file_name().to_string_lossy().as_ref()) || e.depth() == 0
@@ -78,7 +80,9 @@ fn under(path: &str, dir: &str) -> bool {
 }
 
 /// The one place that decides what a change means. From the manifests
-/// only: `stack.yaml` regenerates and rebuilds every service; a
+/// only: `stack.yaml` regenerates and rebuilds every service; `uv.lock` or
+/// a member's `pyproject.toml` regenerates (the exports of the lock: the
+/// caller rebuilds the services whose export changed); a
 /// `services/<name>/service.yaml` (new ones too) regenerates and rebuilds
 /// that service; a path in a service's build context (`context_paths`) is
 /// code when it lies in one of its code folders (`gen::code_dirs`: its
@@ -91,6 +95,13 @@ pub fn classify(stack: &Stack, paths: &[String]) -> Plan {
         if path == manifest::STACK_FILE {
             plan.regenerate = true;
             plan.rebuild.extend(stack.services.iter().map(|s| s.name.clone()));
+            continue;
+        }
+        // A workspace member's pyproject (a service's or a shared package's).
+        let pyproject =
+            under(path, manifest::SERVICES_DIR) && path.ends_with(&format!("/{}", manifest::PYPROJECT_FILE));
+        if path == workspace::LOCK_FILE || pyproject {
+            plan.regenerate = true;
             continue;
         }
         let parts: Vec<&str> = path.split('/').collect();
@@ -191,9 +202,13 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_rebuilds_only_its_service_and_a_manifest_regenerates() {
-        let p = plan(&["services/worker/requirements.lock", "services/worker/worker_pkg/x.py"]);
+    fn an_export_rebuilds_only_its_service_and_a_lock_or_manifest_regenerates() {
+        let p = plan(&["docker/worker.requirements.txt", "services/worker/worker_pkg/x.py"]);
         assert_eq!((p.reload, p.rebuild, p.regenerate), (set(&[]), set(&["worker"]), false));
+        // uv.lock and a pyproject: the exports are made again; the caller
+        // rebuilds the services whose export changed.
+        let p = plan(&["uv.lock", "services/worker/pyproject.toml", "services/web/web_pkg/x.py"]);
+        assert_eq!((p.reload, p.rebuild, p.regenerate), (set(&["web"]), set(&[]), true));
         let p = plan(&["services/web/service.yaml"]);
         assert_eq!((p.rebuild, p.regenerate), (set(&["web"]), true));
         let p = plan(&["services/fresh/service.yaml"]);
@@ -207,7 +222,7 @@ mod tests {
         let p = plan(&[
             "services/web/tests/test_app.py",
             "services/web/web_pkg/__pycache__/app.cpython-311.pyc",
-            "services/web/requirements.in",
+            "services/web/README.md",
             "services/database/init/01.sql",
         ]);
         assert_eq!((p.reload.len(), p.rebuild.len(), p.ignored.len()), (0, 0, 4), "{p:?}");
@@ -221,7 +236,7 @@ mod tests {
         let before = Snapshot::take(&stack);
         write(&root, "services/web/web_pkg/a.py", "A = 22\n");
         write(&root, "services/web/web_pkg/b.py", "B = 1\n");
-        std::fs::remove_file(root.join("services/web/requirements.in")).unwrap();
+        std::fs::remove_file(root.join("services/web/pyproject.toml")).unwrap();
         std::fs::create_dir_all(root.join("services/web/web_pkg/__pycache__")).unwrap();
         write(&root, "services/web/web_pkg/__pycache__/a.pyc", "x");
         let changes = before.changes(&Snapshot::take(&stack));
@@ -231,7 +246,7 @@ mod tests {
             [
                 ("services/web/web_pkg/a.py", false),
                 ("services/web/web_pkg/b.py", false),
-                ("services/web/requirements.in", true)
+                ("services/web/pyproject.toml", true)
             ]
         );
     }

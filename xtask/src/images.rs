@@ -21,6 +21,7 @@ use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::manifest::{Installer, Service, Stack};
 use crate::prepared::Prepared;
 use crate::util::rfc3339_now;
+use crate::workspace::Exports;
 
 pub const INPUTS_LABEL: &str = "pysvc.inputs";
 
@@ -134,22 +135,26 @@ pub fn base_args(stack: &Stack, env: &DotEnv) -> BTreeMap<String, String> {
 }
 
 /// The context of one service image: its Dockerfile (as rendered for
-/// `installer`), the allow-listed paths, its SBOM (rendered for `base`, the
-/// image it is really built on) and the proxy-CA folder.
+/// `installer`), its exported requirements (as rendered from `exports`) and
+/// its SBOM (from the same export, for `base`, the image it is really built
+/// on), the allow-listed code and the proxy-CA folder. Neither `uv.lock` nor
+/// any pyproject is in it: another service's dependencies are not an input.
 pub fn service_context(
     stack: &Stack,
     service: &Service,
     installer: Installer,
+    exports: &Exports,
     base: &gen::BaseImage,
     ca: Option<&[u8]>,
 ) -> Result<ContextTar> {
     let root = &stack.root;
     let mut ctx = ContextTar::default();
     ctx.add_bytes(&service.dockerfile_path(), 0o644, gen::dockerfile(stack, service, installer).into_bytes());
-    ctx.add_bytes(&gen::sbom_path(service), 0o644, service_sbom(stack, service, base)?.into_bytes());
+    ctx.add_bytes(&service.requirements_path(), 0o644, gen::requirements(service, exports).into_bytes());
+    ctx.add_bytes(&gen::sbom_path(service), 0o644, service_sbom(stack, service, exports, base)?.into_bytes());
     ctx.add_path(root, &format!("{PROXY_CA_DIR}/README.md"))?;
-    for path in service.context_paths(&stack.manifest) {
-        ctx.add_path(root, &path)?;
+    for path in service.context_paths(&stack.manifest).iter().filter(|p| **p != service.requirements_path()) {
+        ctx.add_path(root, path)?;
     }
     if let Some(ca) = ca {
         ctx.add_unhashed(PROXY_CA_FILE, ca.to_vec());
@@ -157,13 +162,13 @@ pub fn service_context(
     Ok(ctx)
 }
 
-/// The SBOM of a service image built on `base`, from its hashed lock; a lock
-/// that does not parse is an error naming its line.
-pub fn service_sbom(stack: &Stack, service: &Service, base: &gen::BaseImage) -> Result<String> {
-    let path = service.lock_path();
-    let text = std::fs::read_to_string(stack.root.join(&path)).with_context(|| format!("cannot read {path}"))?;
-    let requirements =
-        gen::parse_requirements(&text).map_err(|e| anyhow::anyhow!("{path}: {e}")).context("cannot make the SBOM")?;
+/// The SBOM of a service image built on `base`, from its export of the
+/// lock; an export that does not parse is an error naming its line.
+pub fn service_sbom(stack: &Stack, service: &Service, exports: &Exports, base: &gen::BaseImage) -> Result<String> {
+    let path = service.requirements_path();
+    let requirements = gen::parse_requirements(exports.get(&service.name))
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))
+        .context("cannot make the SBOM")?;
     Ok(gen::sbom(stack, service, &requirements, base))
 }
 
@@ -188,6 +193,26 @@ impl Sbom {
     fn write(&self) -> Result<String> {
         crate::util::write_atomic(&self.file, &self.text)?;
         Ok(self.file.display().to_string())
+    }
+}
+
+impl Job {
+    pub fn service(&self) -> &str {
+        match self {
+            Job::UpToDate { service, .. } | Job::Build { service, .. } => service,
+        }
+    }
+
+    /// The image's inputs hash (its `pysvc.inputs` label once built).
+    pub fn inputs(&self) -> &str {
+        match self {
+            Job::UpToDate { hash, .. } => hash,
+            Job::Build { spec, .. } => spec.labels.get(INPUTS_LABEL).map(String::as_str).unwrap_or_default(),
+        }
+    }
+
+    pub fn builds(&self) -> bool {
+        matches!(self, Job::Build { .. })
     }
 }
 
@@ -216,6 +241,12 @@ struct Common {
 
 /// Plans the builds of `select` (read-only: it asks the engine what exists).
 pub async fn plan(p: &Prepared, select: &Select) -> Result<Plan> {
+    plan_with(p, &p.exports, select).await
+}
+
+/// [`plan`] with other exports than the prepared ones (a bench's "what if
+/// this dependency were added"): nothing is built or written.
+pub async fn plan_with(p: &Prepared, exports: &Exports, select: &Select) -> Result<Plan> {
     let stack = &p.stack;
     for name in &select.services {
         if !stack.services.iter().any(|s| &s.name == name) {
@@ -231,7 +262,7 @@ pub async fn plan(p: &Prepared, select: &Select) -> Result<Plan> {
     let common = common(p).await?;
     let mut jobs = Vec::new();
     for service in stack.services.iter().filter(|s| select.services.is_empty() || select.services.contains(&s.name)) {
-        jobs.push(job(p, &common, service, select).await?);
+        jobs.push(job(p, &common, exports, service, select).await?);
     }
     Ok(Plan { jobs, no_cache: select.no_cache, quiet: select.quiet })
 }
@@ -271,14 +302,14 @@ async fn common(p: &Prepared) -> Result<Common> {
     })
 }
 
-async fn job(p: &Prepared, c: &Common, service: &Service, select: &Select) -> Result<Job> {
-    let mut ctx = service_context(&p.stack, service, service.manifest.installer, &c.base, c.ca.as_deref())?;
+async fn job(p: &Prepared, c: &Common, exports: &Exports, service: &Service, select: &Select) -> Result<Job> {
+    let mut ctx = service_context(&p.stack, service, service.manifest.installer, exports, &c.base, c.ca.as_deref())?;
     let hash = ctx.hash(&c.base_ids);
     let latest = format!("{}/{}:latest", c.prefix, service.name);
     let versioned = format!("{}/{}:{}", c.prefix, service.name, c.short_rev);
     let tags = vec![versioned.clone(), latest.clone()];
     let sbom = Sbom {
-        text: service_sbom(&p.stack, service, &c.base)?,
+        text: service_sbom(&p.stack, service, exports, &c.base)?,
         file: p.stack.root.join(SBOM_DIR).join(format!("{}.cdx.json", service.name)),
         in_image: gen::sbom_in_image(service),
     };

@@ -1,49 +1,134 @@
-//! Pinning each service's `requirements.in` into a `requirements.lock` with
-//! hashes, with the pinned uv; shared by `lock` and `new-service`. The lock
-//! is universal (markers for every platform) and installable by both uv and
-//! pip (`--require-hashes`).
+//! `cargo xtask lock` and `new-service` share this: the uv workspace's lock
+//! (`workspace::lock`, with the pinned uv), the tool pins that live outside
+//! it, and regenerating every file that depends on the lock.
+//!
+//! The OpenAPI fuzzer (`services/fuzz`) is a tool, not a workspace member:
+//! its pins must never hold back a service's, so it keeps its own hashed
+//! lock, pinned with `uv pip compile` (installable by uv and pip).
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::gen::{self, k8s, Mode};
 use crate::util::write_atomic;
-use crate::{manifest, tools};
+use crate::{manifest, tools, workspace};
 
-/// Locks every service that has a `requirements.in` (or only `only`);
-/// `upgrade` drops the current pins, which otherwise stay as preferences.
-/// `python` is the version the lock is resolved for (`stack.yaml`).
-pub fn lock_services(sh: &Shell, root: &Path, python: &str, only: Option<&str>, upgrade: bool) -> Result<()> {
-    let uv = tools::uv(sh, root)?;
-    let mut dirs: Vec<_> = std::fs::read_dir(root.join(manifest::SERVICES_DIR))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("requirements.in").is_file())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if only.is_some_and(|s| s != name) {
-            continue;
-        }
-        let input = dir.join("requirements.in");
-        let tmp = dir.join("requirements.lock.xtask-tmp");
-        let upgrade = upgrade.then_some("--upgrade");
-        let existing = dir.join("requirements.lock");
-        if existing.is_file() && upgrade.is_none() {
-            // Keep current pins as preferences: relocking is stable.
-            std::fs::copy(&existing, &tmp)?;
-        }
-        cmd!(sh, "{uv} pip compile --quiet --universal --python-version {python} --generate-hashes --no-header {upgrade...} --output-file {tmp} {input}")
-            .env("UV_CUSTOM_COMPILE_COMMAND", "cargo xtask lock")
-            .run()
-            .with_context(|| format!("uv could not lock {}", input.display()))?;
-        let body = std::fs::read_to_string(&tmp)?;
-        std::fs::remove_file(&tmp)?;
-        let header = format!("# {name}: pinned by `cargo xtask lock` from requirements.in; do not edit.\n");
-        write_atomic(&existing, &(header + &body))?;
-        println!("locked {}", existing.strip_prefix(root).unwrap_or(&existing).display());
+/// Tool folders with a `requirements.in` pinned into `requirements.lock`.
+pub const TOOL_LOCKS: [&str; 1] = ["services/fuzz"];
+
+/// `uv lock` (keeping every pin unless `upgrade`, or those of `packages`),
+/// then the tool locks; nothing is written when uv cannot resolve.
+pub fn lock(sh: &Shell, root: &Path, upgrade: bool, packages: &[String]) -> Result<()> {
+    workspace::lock(sh, root, upgrade, packages)?;
+    println!("locked {}", workspace::LOCK_FILE);
+    let python = manifest::load_stack_manifest(root)?.python_version;
+    for dir in TOOL_LOCKS {
+        lock_tool(sh, root, dir, &python, upgrade)?;
     }
     Ok(())
+}
+
+/// Pins `dir/requirements.in` (if there is one) into `dir/requirements.lock` with hashes.
+fn lock_tool(sh: &Shell, root: &Path, dir: &str, python: &str, upgrade: bool) -> Result<()> {
+    let input = root.join(dir).join("requirements.in");
+    if !input.is_file() {
+        return Ok(()); // a repository without that tool
+    }
+    let uv = tools::uv(sh)?;
+    let existing = root.join(dir).join("requirements.lock");
+    let tmp = existing.with_extension("lock.xtask-tmp");
+    if existing.is_file() && !upgrade {
+        // Keep current pins as preferences: relocking is stable.
+        std::fs::copy(&existing, &tmp)?;
+    }
+    let upgrade = upgrade.then_some("--upgrade");
+    cmd!(sh, "{uv} pip compile --quiet --universal --python-version {python} --generate-hashes --no-header {upgrade...} --output-file {tmp} {input}")
+        .env("UV_CUSTOM_COMPILE_COMMAND", "cargo xtask lock")
+        .run()
+        .with_context(|| format!("uv could not lock {}", input.display()))?;
+    let body = std::fs::read_to_string(&tmp)?;
+    std::fs::remove_file(&tmp)?;
+    let name = dir.rsplit('/').next().unwrap_or(dir);
+    let header = format!("# {name}: pinned by `cargo xtask lock` from requirements.in; do not edit.\n");
+    write_atomic(&existing, &(header + &body))?;
+    println!("locked {dir}/requirements.lock");
+    Ok(())
+}
+
+/// `cargo xtask gen`: every generated file from the manifests and the
+/// exports of `uv.lock` (a stale lock fails with its fix), written or (check)
+/// compared; the stale ones. Writing also makes the dev overlay's
+/// credentials file once.
+pub fn generate(sh: &Shell, root: &Path, mode: Mode) -> Result<Vec<String>> {
+    let stack = manifest::load(root)?;
+    let exports = workspace::exports(sh, &stack)?;
+    let changed = gen::ensure_files(root, &gen::render_all(&stack, &exports), mode)?;
+    if mode == Mode::Write {
+        k8s::ensure_secret_env(root)?;
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::manifest::tests::{fixture, pyproject, write};
+
+    /// The manifest fixture as a uv workspace (its members have no
+    /// dependencies, so uv locks it without an index), locked and generated.
+    pub(crate) fn workspace_fixture(sh: &Shell) -> PathBuf {
+        let root = fixture();
+        write(
+            &root,
+            "pyproject.toml",
+            "[tool.uv.workspace]\nmembers = [\"services/*\"]\nexclude = [\"services/database\", \"services/shared\"]\n",
+        );
+        workspace::lock(sh, &root, false, &[]).unwrap();
+        generate(sh, &root, Mode::Write).unwrap();
+        root
+    }
+
+    fn read(root: &Path, rel: &str) -> String {
+        std::fs::read_to_string(root.join(rel)).unwrap()
+    }
+
+    #[test]
+    fn a_stale_lock_is_caught_by_gen_check_with_the_fix_and_gen_writes_nothing() {
+        let sh = Shell::new().unwrap();
+        let root = workspace_fixture(&sh);
+        assert!(generate(&sh, &root, Mode::Check).unwrap().is_empty());
+        assert!(read(&root, "docker/worker.requirements.txt").contains("--package worker\n"));
+        // A pyproject changed, uv.lock did not.
+        write(&root, "services/worker/pyproject.toml", &pyproject("worker").replace("0.1.0", "0.2.0"));
+        std::fs::remove_file(root.join("docker/web.Dockerfile")).unwrap();
+        for mode in [Mode::Check, Mode::Write] {
+            let err = format!("{:#}", generate(&sh, &root, mode).unwrap_err());
+            assert!(err.contains("The lockfile at `uv.lock` needs to be updated"), "uv's own message: {err}");
+            assert!(err.contains("uv.lock is stale: run `cargo xtask lock`"), "the fix: {err}");
+        }
+        assert!(!root.join("docker/web.Dockerfile").exists(), "gen wrote nothing with a stale lock");
+        lock(&sh, &root, false, &[]).unwrap();
+        generate(&sh, &root, Mode::Write).unwrap();
+        assert!(generate(&sh, &root, Mode::Check).unwrap().is_empty());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_dependency_that_cannot_resolve_shows_uvs_message_and_changes_nothing() {
+        let sh = Shell::new().unwrap();
+        let root = workspace_fixture(&sh);
+        let before = read(&root, "uv.lock");
+        // A requirement uv cannot find (offline: a path that is not there).
+        let missing = "nothing-here @ file:///nonexistent/nothing-here";
+        write(&root, "services/worker/pyproject.toml", &pyproject("worker").replace("[]", &format!("[{missing:?}]")));
+        let err = format!("{:#}", lock(&sh, &root, false, &[]).unwrap_err());
+        assert!(err.contains("Distribution not found at: file:///nonexistent/nothing-here"), "uv's own message: {err}");
+        assert!(err.contains("uv.lock was not changed"), "{err}");
+        assert_eq!(read(&root, "uv.lock"), before);
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -3,12 +3,13 @@
 //! layers that import only downwards; ARCHITECTURE.md draws them and
 //! `layers::tests` enforces them.
 
-// Layer 1, the inputs: manifests, `.env`, the proxy CA, pinned tools, small helpers.
+// Layer 1, the inputs: manifests, the uv workspace, `.env`, the proxy CA, pinned tools, small helpers.
 mod dotenv;
 mod manifest;
 mod proxy_ca;
 mod tools;
 mod util;
+mod workspace;
 // Layer 2: the Docker engine.
 mod engine;
 // Layer 3: renderers (generated files, build contexts).

@@ -1,6 +1,9 @@
 //! The declarative input: `stack.yaml` at the root and one
-//! `services/<name>/service.yaml` per service. Everything `gen`, `build-images`
-//! and `up` know about the stack comes from here.
+//! `services/<name>/service.yaml` per service, with the PEP 621 metadata of
+//! the service's `pyproject.toml` it needs (`manifest/pyproject.rs`: name,
+//! description, requires-python). Everything `gen`, `build-images` and `up`
+//! know about the stack comes from here; the dependencies are uv's
+//! (`workspace.rs`).
 //!
 //! Invariant: a `Stack` that `load` returns is valid (no unknown keys, no
 //! dependency cycles, no duplicate host ports, every referenced file exists),
@@ -16,6 +19,7 @@ use serde::Deserialize;
 pub const STACK_FILE: &str = "stack.yaml";
 pub const SERVICES_DIR: &str = "services";
 pub const SERVICE_FILE: &str = "service.yaml";
+pub const PYPROJECT_FILE: &str = "pyproject.toml";
 
 /// Names of the infrastructure services a manifest may depend on.
 pub const INFRA: [&str; 2] = ["postgres", "kafka"];
@@ -102,11 +106,10 @@ impl fmt::Display for Installer {
 #[serde(deny_unknown_fields)]
 pub struct ServiceManifest {
     pub kind: Kind,
-    /// One-line description, used for the OCI description label.
-    pub description: String,
     /// Exec-form command run by the image.
     pub command: Vec<String>,
-    /// Python package directories of this service, relative to its folder.
+    /// The service's code the image copies to `/app`: Python package folders
+    /// and (for an adopted flat layout) `.py` modules, relative to its folder.
     pub packages: Vec<String>,
     /// Container port (http services only).
     #[serde(default)]
@@ -281,6 +284,8 @@ pub struct Service {
     /// Repository-relative folder, e.g. `services/api-server`.
     pub dir: String,
     pub manifest: ServiceManifest,
+    /// From its `pyproject.toml`: name, description, requires-python.
+    pub project: Project,
 }
 
 impl Service {
@@ -310,8 +315,13 @@ impl Service {
     pub fn manifest_path(&self) -> String {
         format!("{}/{SERVICE_FILE}", self.dir)
     }
-    pub fn lock_path(&self) -> String {
-        format!("{}/requirements.lock", self.dir)
+    pub fn pyproject_path(&self) -> String {
+        format!("{}/{PYPROJECT_FILE}", self.dir)
+    }
+    /// The service's own locked dependencies with hashes, exported from
+    /// `uv.lock` by `gen`: what its image installs (uv or pip).
+    pub fn requirements_path(&self) -> String {
+        format!("docker/{}.requirements.txt", self.name)
     }
     pub fn dockerfile_path(&self) -> String {
         format!("docker/{}.Dockerfile", self.name)
@@ -324,9 +334,11 @@ impl Service {
         self.name.to_uppercase().replace('-', "_")
     }
     /// Repository paths that go into this image's build context (besides
-    /// the Dockerfile): its lock file, its packages and the shared code.
+    /// the Dockerfile): its exported requirements, its packages and the
+    /// shared code. Never `uv.lock` or a pyproject: a dependency change in
+    /// another service changes nothing here.
     pub fn context_paths(&self, stack: &StackManifest) -> Vec<String> {
-        let mut paths = vec![self.lock_path()];
+        let mut paths = vec![self.requirements_path()];
         paths.extend(stack.shared.iter().map(|s| s.path.clone()));
         paths.extend(self.manifest.packages.iter().map(|p| format!("{}/{p}", self.dir)));
         paths
@@ -364,13 +376,12 @@ fn parse<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T> {
         // serde_yaml appends " at line X column Y"; we print the location first.
         let message = err.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-        InputError {
-            file: file.to_owned(),
-            line,
-            column,
-            message: format!("{message} (see the field list in ARCHITECTURE.md, \"Manifests\")"),
-        }
-        .into()
+        let message = if message.starts_with("unknown field `description`") {
+            format!("`description` moved to the service's {PYPROJECT_FILE} ([project] description): remove it here")
+        } else {
+            format!("{message} (see the field list in ARCHITECTURE.md, \"Manifests\")")
+        };
+        InputError { file: file.to_owned(), line, column, message }.into()
     })
 }
 
@@ -428,11 +439,9 @@ pub fn load(root: &Path) -> Result<Stack> {
         }
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {file}"))?;
         let service_manifest: ServiceManifest = parse(&file, &text)?;
-        let service = Service {
-            name,
-            dir: format!("{SERVICES_DIR}/{}", entry.file_name().to_string_lossy()),
-            manifest: service_manifest,
-        };
+        let dir = format!("{SERVICES_DIR}/{name}");
+        let project = load_project(root, &dir, &name, &manifest, &text)?;
+        let service = Service { name, dir, manifest: service_manifest, project };
         validate_service(root, &service, &text)?;
         services.push(service);
     }
@@ -498,7 +507,7 @@ fn check_duration(value: &str) -> std::result::Result<(), String> {
 }
 
 fn validate_service(root: &Path, s: &Service, text: &str) -> Result<()> {
-    validate::service(root, s, text)?;
+    validate::service(s, text)?;
     let file = s.manifest_path();
     let err = |key: &str, msg: String| input_error(&file, text, key, msg);
     if !valid_name(&s.name) {
@@ -514,15 +523,11 @@ fn validate_service(root: &Path, s: &Service, text: &str) -> Result<()> {
         return Err(err("packages", "packages must list at least one Python package folder".to_owned()));
     }
     for package in &s.manifest.packages {
-        if !root.join(&s.dir).join(package).is_dir() {
-            return Err(err("packages", format!("package folder {}/{package} does not exist", s.dir)));
+        let path = root.join(&s.dir).join(package);
+        let module = package.ends_with(".py") && path.is_file();
+        if !path.is_dir() && !module {
+            return Err(err("packages", format!("package folder (or .py module) {}/{package} does not exist", s.dir)));
         }
-    }
-    if !root.join(s.lock_path()).is_file() {
-        return Err(err(
-            "kind",
-            format!("{} is missing: write {}/requirements.in and run `cargo xtask lock`", s.lock_path(), s.dir),
-        ));
     }
     match s.manifest.kind {
         Kind::Http => {
@@ -568,6 +573,47 @@ fn validate_service(root: &Path, s: &Service, text: &str) -> Result<()> {
     validate_health(s, &err)?;
     validate_resources(&s.manifest.resources, &err)?;
     Ok(())
+}
+
+/// The service's `pyproject.toml`: there, named after the service's folder
+/// (what `uv export --package` is given), for the images' Python.
+fn load_project(root: &Path, dir: &str, name: &str, stack: &StackManifest, manifest_text: &str) -> Result<Project> {
+    let file = format!("{dir}/{PYPROJECT_FILE}");
+    let Ok(text) = std::fs::read_to_string(root.join(&file)) else {
+        return Err(input_error(
+            &format!("{dir}/{SERVICE_FILE}"),
+            manifest_text,
+            "kind",
+            format!(
+                "{file} is missing: every service is a uv workspace member; write one with [project] \
+                 name = \"{name}\", version, description, requires-python = \">={}\" and its dependencies \
+                 (like services/api-server/pyproject.toml), then `cargo xtask lock`",
+                stack.python_version
+            ),
+        ));
+    };
+    let (project, places) = pyproject::parse(&file, &text)?;
+    let at = |key: &str, message: String| {
+        let place =
+            places.iter().find(|(k, _)| k == key).map(|(_, at)| *at).unwrap_or(pyproject::At { line: 1, column: 1 });
+        anyhow::Error::from(InputError { file: file.clone(), line: place.line, column: place.column, message })
+    };
+    if pyproject::normalize(&project.name) != name {
+        return Err(at("name", format!("name {:?} must be the service's folder name, {name:?} (it is what `uv --package` and the image are called)", project.name)));
+    }
+    let wanted = format!(">={}", stack.python_version);
+    if project.requires_python.replace(' ', "") != wanted {
+        return Err(at(
+            "requires-python",
+            format!(
+                "requires-python {:?} must be {wanted:?}: the images run Python {} ({STACK_FILE} python_version), \
+                 and uv.lock must resolve for it",
+                project.requires_python, stack.python_version
+            ),
+        ));
+    }
+    validate::description(&project.description).map_err(|m| at("description", m))?;
+    Ok(project)
 }
 
 fn validate_health(s: &Service, err: &dyn Fn(&str, String) -> anyhow::Error) -> Result<()> {
@@ -725,6 +771,9 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
     None
 }
 
+pub mod pyproject;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod validate;
+
+pub use pyproject::Project;

@@ -4,10 +4,13 @@
 //! 1. [`Repo`]: the repository root and a shell rooted there (always there;
 //!    `down`, `logs` and `status` need nothing more).
 //! 2. [`Repo::stack`]: the manifests, loaded and validated.
-//! 3. [`Repo::engine`]: a connected engine with Compose v2 (on a fresh
+//! 3. [`Repo::exports`]: each service's locked dependencies from `uv.lock`
+//!    (a stale lock stops here, with the fix).
+//! 4. [`Repo::engine`]: a connected engine with Compose v2 (on a fresh
 //!    machine: the checks, and with consent the installs, of `setup`).
-//! 4. [`Prepared`]: the stack, its `.env` and the engine, with the base
-//!    images `.env` selects present (pulled, or built without a registry).
+//! 5. [`Prepared`]: the stack, its exports, its `.env` and the engine, with
+//!    the base images `.env` selects present (pulled, or built without a
+//!    registry).
 //!
 //! Tasks receive a `&Repo` and take the steps they need; what a step loads
 //! is passed down, never loaded again.
@@ -22,6 +25,7 @@ use crate::dotenv::DotEnv;
 use crate::engine;
 use crate::manifest::{self, Stack};
 use crate::provision::{self, base_images, Provision};
+use crate::workspace::{self, Exports};
 
 /// The repository: its root, and one shell rooted there.
 pub struct Repo {
@@ -40,6 +44,8 @@ pub struct Prepared {
     /// The repository's shell (rooted at `stack.root`).
     pub sh: Shell,
     pub stack: Stack,
+    /// What each service's image installs (exported from `uv.lock`).
+    pub exports: Exports,
     pub env: DotEnv,
     pub engine: Engine,
 }
@@ -54,6 +60,12 @@ impl Repo {
     /// The manifests, validated (errors name file, line and column).
     pub fn stack(&self) -> Result<Stack> {
         manifest::load(&self.root)
+    }
+
+    /// Each service's exported requirements (`uv lock --check` first: a
+    /// stale lock fails with `cargo xtask lock`).
+    pub fn exports(&self, stack: &Stack) -> Result<Exports> {
+        workspace::exports(&self.sh, stack)
     }
 
     /// The engine as it is now (honouring `DOCKER_HOST`); nothing is installed.
@@ -81,11 +93,12 @@ impl Repo {
         Ok(Engine { rt, docker })
     }
 
-    /// All steps: manifests, engine, `.env` and base images.
+    /// All steps: manifests, exports, engine, `.env` and base images.
     pub fn prepare(&self) -> Result<Prepared> {
         let stack = self.stack()?;
+        let exports = self.exports(&stack)?;
         let engine = self.engine()?;
-        Prepared::new(self, stack, engine)
+        Prepared::new(self, stack, exports, engine)
     }
 
     /// Fails, with the command that fixes it, when Compose v2 is missing.
@@ -116,7 +129,7 @@ impl Prepared {
     /// The last step: `.env` (created with a random password when missing,
     /// refused next to an existing data volume it cannot open), then the base
     /// images it selects.
-    pub fn new(repo: &Repo, stack: Stack, engine: Engine) -> Result<Prepared> {
+    pub fn new(repo: &Repo, stack: Stack, exports: Exports, engine: Engine) -> Result<Prepared> {
         let mut env = DotEnv::load_or_create(&repo.root)?;
         let volume = format!("{}_postgres-data", stack.manifest.project);
         if env.created && engine.rt.block_on(engine.docker.inspect_volume(&volume)).is_ok() {
@@ -128,7 +141,7 @@ impl Prepared {
             );
         }
         engine.rt.block_on(base_images::ensure_selected(&repo.sh, &repo.root, &engine.docker, &mut env))?;
-        Ok(Prepared { sh: repo.sh.clone(), stack, env, engine })
+        Ok(Prepared { sh: repo.sh.clone(), stack, exports, env, engine })
     }
 
     pub fn docker(&self) -> &Docker {

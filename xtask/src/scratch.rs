@@ -26,7 +26,7 @@ use anyhow::{ensure, Context, Result};
 pub const PREFIX: &str = "pysvct-";
 
 /// The inputs a scratch copy holds: what `gen`, `build-images` and `up` read.
-const INPUTS: [&str; 4] = ["stack.yaml", "services", "docker", ".env.example"];
+const INPUTS: [&str; 6] = ["stack.yaml", "pyproject.toml", "uv.lock", "services", "docker", ".env.example"];
 
 /// A port on 127.0.0.1 that nothing listens on now (and that this process
 /// has not handed out before).

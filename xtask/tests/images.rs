@@ -159,18 +159,26 @@ fn push_reaches_a_real_registry() {
 fn a_failing_step_is_named_with_its_log() {
     let _guard = serial();
     let stack = TestStack::new("broken");
-    // A pin that does not exist: the install step must fail.
-    std::fs::write(
-        stack.dir.join("services/search-worker/requirements.lock"),
-        "six==0.0.0 \\\n    --hash=sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
-    )
-    .unwrap();
+    // Hashes that no file has, in the lock: the install step must fail.
+    let path = stack.dir.join("uv.lock");
+    let lock = std::fs::read_to_string(&path).unwrap();
+    let start = lock.find("\nname = \"psycopg-pool\"\n").expect("psycopg-pool is locked");
+    let end = start + lock[start..].find("\n[[package]]").unwrap();
+    let mut block = lock[start..end].to_owned();
+    let mut from = 0;
+    while let Some(i) = block[from..].find("sha256:") {
+        let at = from + i + "sha256:".len();
+        block.replace_range(at..at + 64, &"0".repeat(64));
+        from = at + 64;
+    }
+    std::fs::write(&path, format!("{}{block}{}", &lock[..start], &lock[end..])).unwrap();
     let out = stack.run(&["build-images", "search-worker"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "the build must fail");
     assert!(err.contains(&format!("building {} failed", stack.image("search-worker"))), "{err}");
     assert!(err.contains("step: [runtime ") && err.contains("uv pip sync"), "the failed step is named: {err}");
-    assert!(err.contains("last log lines:") && err.contains("six"), "the step's log is shown: {err}");
+    // uv's hash mismatch: the hashes planted above, and what the file has.
+    assert!(err.contains("last log lines:") && err.contains(&"0".repeat(64)), "the step's log is shown: {err}");
 }
 
 /// Each image's context is its own: a change in search-worker does not
@@ -203,4 +211,91 @@ fn a_change_rebuilds_only_the_images_that_contain_it() {
     touch("services/shared/pysvc_common/config.py");
     let report = build();
     assert!(built(&report, "search-worker") && built(&report, "api-server"), "{report}");
+}
+
+/// The pinned uv the xtask installs into this checkout's target/tools.
+fn uv() -> std::path::PathBuf {
+    let uv = root().join("target/tools/uv-0.13.9/bin/uv");
+    assert!(uv.is_file(), "the pinned uv is installed by the first xtask command that needs it");
+    uv
+}
+
+/// A dependency added to search-worker the uv way (`uv add --package`,
+/// then `cargo xtask gen`) changes search-worker's image and nothing of
+/// api-server's: same exported requirements, same inputs label, not rebuilt.
+#[test]
+fn a_dependency_added_to_search_worker_rebuilds_only_search_worker() {
+    let _guard = serial();
+    let stack = TestStack::new("deps");
+    let report = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let entry = |r: &serde_json::Value, service: &str| {
+        r.as_array().unwrap().iter().find(|e| e["service"] == service).unwrap().clone()
+    };
+    let inputs = |service: &str| labels(&stack.image(service))["pysvc.inputs"].as_str().unwrap().to_owned();
+    report(stack.run(&["build-images", "--json"]));
+    let (api_before, worker_before) = (inputs("api-server"), inputs("search-worker"));
+    let api_requirements = std::fs::read(stack.dir.join("docker/api-server.requirements.txt")).unwrap();
+
+    let added = std::process::Command::new(uv())
+        .args(["add", "--no-sync", "--package", "search-worker", "six"])
+        .current_dir(&stack.dir)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "uv add: {}", String::from_utf8_lossy(&added.stderr));
+    // The lock changed and the committed exports follow it only after gen.
+    let stale = stack.run(&["gen", "--check"]);
+    assert!(!stale.status.success(), "gen --check must see the export that no longer matches uv.lock");
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("docker/search-worker.requirements.txt"));
+    stack.ok(&["gen"]);
+    let worker_requirements = std::fs::read_to_string(stack.dir.join("docker/search-worker.requirements.txt")).unwrap();
+    assert!(worker_requirements.contains("\nsix=="), "{worker_requirements}");
+    assert_eq!(std::fs::read(stack.dir.join("docker/api-server.requirements.txt")).unwrap(), api_requirements);
+
+    let second = report(stack.run(&["build-images", "--json"]));
+    assert_eq!(entry(&second, "api-server")["built"], false, "api-server rebuilt for search-worker's dependency");
+    assert_eq!(inputs("api-server"), api_before, "api-server's image inputs changed");
+    assert_eq!(entry(&second, "search-worker")["built"], true, "{second}");
+    assert_ne!(inputs("search-worker"), worker_before);
+    // Its image has the new dependency; api-server's has not.
+    let import = |service: &str| {
+        std::process::Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", "python", &stack.image(service), "-c", "import six"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(import("search-worker") && !import("api-server"));
+}
+
+/// `installer: pip` installs the same exported requirements (the design
+/// notes' rollback to pip): the image imports its dependencies, and pip has
+/// left the venv.
+#[test]
+fn pip_installs_the_same_exported_requirements() {
+    let _guard = serial();
+    let stack = TestStack::new("pip");
+    let manifest = stack.dir.join("services/search-worker/service.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}installer: pip\n")).unwrap();
+    stack.ok(&["gen"]);
+    let dockerfile = std::fs::read_to_string(stack.dir.join("docker/search-worker.Dockerfile")).unwrap();
+    assert!(dockerfile.contains("pip install --disable-pip-version-check --require-hashes"), "{dockerfile}");
+    assert!(dockerfile.contains("source=docker/search-worker.requirements.txt"), "{dockerfile}");
+    let out = stack.run(&["build-images", "--json", "search-worker"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let image = stack.image("search-worker");
+    let python = |code: &str| {
+        std::process::Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", "python", &image, "-c", code])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(python("import confluent_kafka, psycopg, psycopg_pool, search_worker.main"), "dependencies missing");
+    assert!(!python("import pip"), "pip must have removed itself");
 }

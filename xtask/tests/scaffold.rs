@@ -36,13 +36,16 @@ fn new_services_build_and_come_up_healthy() {
     ok_in(&dir, &["new-service", "tick", "--kind", "worker"]);
     for file in [
         "services/hello/service.yaml",
-        "services/hello/requirements.lock",
+        "services/hello/pyproject.toml",
+        "docker/hello.requirements.txt",
         "docker/hello.Dockerfile",
         "docker/tick.Dockerfile",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
     assert!(ok_in(&dir, &["gen", "--check"]).contains("up to date"));
+    let lock = std::fs::read_to_string(dir.join("uv.lock")).unwrap();
+    assert!(lock.contains("name = \"hello\"") && lock.contains("name = \"tick\""), "members of the workspace lock");
 
     // Bad names and existing services are refused, and nothing is created.
     for bad in [&["new-service", "Bad_Name"][..], &["new-service", "hello"], &["new-service", "kafka"]] {
@@ -110,4 +113,57 @@ fn a_new_env_next_to_an_old_volume_is_refused_with_the_fix() {
     assert!(err.contains(&format!("the data volume {volume} already exists")), "{err}");
     assert!(err.contains("cargo xtask down --volumes"), "{err}");
     assert!(stack.container("postgres").is_empty(), "nothing may start");
+}
+
+/// A service folder as the design documents start from: a requirements.txt
+/// and a flat app (`uvicorn main:app`, a sibling module imported by name).
+fn legacy_folder(parent: &Path, name: &str, requirements: &str) -> std::path::PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("requirements.txt"), requirements).unwrap();
+    std::fs::write(dir.join("helpers.py"), "def status() -> str:\n    return \"ok\"\n").unwrap();
+    std::fs::write(
+        dir.join("main.py"),
+        "from fastapi import FastAPI\nfrom helpers import status\n\napp = FastAPI()\n\n\n@app.get(\"/health\")\n\
+         def health() -> dict[str, str]:\n    return {\"status\": status()}\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// `new-service --from` adopts such a folder into the uv workspace: it
+/// builds and comes up healthy. A requirement the index does not have is
+/// refused with uv's own message, and nothing is kept.
+#[test]
+fn new_service_from_adopts_a_folder_with_a_requirements_txt() {
+    let _guard = serial();
+    let mut stack = TestStack::new("adopt");
+    let port = stack.reserve_port("legacy-api");
+    let dir = stack.dir.clone();
+    let sources = std::env::temp_dir().join(format!("pysvc-adopt-sources-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&sources);
+    let lock = std::fs::read_to_string(dir.join("uv.lock")).unwrap();
+
+    let bad = legacy_folder(&sources, "legacy-bad", "fastapi\npysvc-no-such-package-4c1d\n");
+    let out = run_in(&dir, &["new-service", "--from", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "an unresolvable requirement must fail");
+    assert!(err.contains("pysvc-no-such-package-4c1d was not found in the package registry"), "uv's message: {err}");
+    assert!(err.contains("nothing was kept"), "{err}");
+    assert!(!dir.join("services/legacy-bad").exists() && !dir.join("docker/legacy-bad.Dockerfile").exists());
+    assert_eq!(std::fs::read_to_string(dir.join("uv.lock")).unwrap(), lock, "uv.lock is as it was");
+
+    let good = legacy_folder(&sources, "legacy-api", "# the app\nfastapi\nuvicorn\n");
+    ok_in(&dir, &["new-service", "--from", good.to_str().unwrap()]);
+    let pyproject = std::fs::read_to_string(dir.join("services/legacy-api/pyproject.toml")).unwrap();
+    assert!(pyproject.contains("dependencies = [\n    \"fastapi\",\n    \"uvicorn\",\n]"), "{pyproject}");
+    assert!(!dir.join("services/legacy-api/requirements.txt").exists(), "pyproject.toml holds the requirements now");
+    assert!(ok_in(&dir, &["gen", "--check"]).contains("up to date"));
+
+    let report = stack.up();
+    assert!(report["time_to_healthy"]["legacy-api"].is_number(), "legacy-api not healthy: {report}");
+    let (status, body) = http_at(&format!("127.0.0.1:{port}"), "GET", "/health", None).unwrap();
+    assert_eq!((status, json(&body)["status"].as_str()), (200, Some("ok")), "{body}");
+    ok_in(&dir, &["down", "--volumes"]);
+    std::fs::remove_dir_all(&sources).unwrap();
 }

@@ -111,7 +111,9 @@ struct Mounts {
 /// The dependency layer: the venv, built from the lock by `installer`.
 fn install_step(stack: &Stack, service: &Service, installer: Installer) -> String {
     let mut d = String::new();
-    d.push_str("# Dependency layer: rebuilt when the lock file changes, never for a code change.\n");
+    let _ = writeln!(d, "# Dependency layer: {} (the service's own dependencies,", service.requirements_path());
+    d.push_str("# exported from uv.lock with hashes); rebuilt when that file changes, never for a code\n");
+    d.push_str("# change nor for another service's dependencies.\n");
     let _ = writeln!(d, "# A TLS-inspecting proxy's CA ({PROXY_CA_FILE}, git-ignored) is mounted for this step");
     d.push_str("# only; it never lands in a layer. Every mount targets a folder the base image has\n");
     d.push_str("# (a new mount point would stay behind in the layer as an empty folder).\n");
@@ -120,7 +122,7 @@ fn install_step(stack: &Stack, service: &Service, installer: Installer) -> Strin
             "--mount=type=cache,id={},sharing=locked,target={CACHE_MOUNT} \\",
             venv_cache_id(stack, service, installer)
         ),
-        lock: format!("    --mount=type=bind,source={},target=/tmp/requirements.lock \\", service.lock_path()),
+        lock: format!("    --mount=type=bind,source={},target={REQUIREMENTS} \\", service.requirements_path()),
         ca: format!("    --mount=type=bind,source={PROXY_CA_DIR},target={CA_MOUNT} \\"),
         ca_file: format!("{CA_MOUNT}/proxy-ca.crt"),
     };
@@ -158,7 +160,7 @@ fn uv_install(service: &Service, mounts: &Mounts) -> String {
     let compile = if m.bytecode { " --compile-bytecode" } else { "" };
     let _ = writeln!(
         d,
-        "    && set -- --no-python-downloads --link-mode hardlink{compile} --require-hashes \\\n        --python {cached}/bin/python /tmp/requirements.lock \\"
+        "    && set -- --no-python-downloads --link-mode hardlink{compile} --require-hashes \\\n        --python {cached}/bin/python {REQUIREMENTS} \\"
     );
     d.push_str("    && { uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"; } \\\n");
     let _ = writeln!(d, "    && cp -a {cached} {VENV}");
@@ -175,7 +177,7 @@ fn pip_install(service: &Service, mounts: &Mounts) -> String {
     let _ = writeln!(d, "    && export PIP_CACHE_DIR={CACHE_MOUNT}/pip \\");
     let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
     let compile = if service.manifest.bytecode { "" } else { " --no-compile" };
-    let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r /tmp/requirements.lock \\");
+    let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r {REQUIREMENTS} \\");
     let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
     d
 }
@@ -227,7 +229,7 @@ fn run_settings(service: &Service) -> String {
         d,
         "LABEL org.opencontainers.image.title=\"{}\" \\\n      org.opencontainers.image.description=\"{}\"",
         service.name,
-        m.description.replace('"', "'")
+        service.project.description.replace('"', "'")
     );
     let _ = writeln!(d, "CMD {}", json_list(&m.command));
     d
@@ -239,6 +241,8 @@ fn run_settings(service: &Service) -> String {
 const CACHE_MOUNT: &str = "/var/cache";
 /// Where the proxy-CA folder is mounted: `/mnt`, for the same reason.
 const CA_MOUNT: &str = "/mnt";
+/// Where the service's exported requirements are mounted for the install step.
+const REQUIREMENTS: &str = "/tmp/requirements.txt";
 
 /// The cache-mount id of a service's install step: per project, service,
 /// Python version and installer, so no two venvs ever share one.

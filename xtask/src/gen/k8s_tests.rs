@@ -304,7 +304,7 @@ fn images_are_named_as_build_images_tags_them() {
 fn no_password_in_any_generated_file_and_the_secret_file_is_git_ignored() {
     let root = fixture();
     let stack = load(&root);
-    for (path, text) in crate::gen::render_all(&stack) {
+    for (path, text) in crate::gen::render_all(&stack, &Default::default()) {
         for line in text.lines() {
             if let Some((_, value)) =
                 line.split_once("POSTGRES_PASSWORD=").or_else(|| line.split_once("POSTGRES_PASSWORD: "))

@@ -1,12 +1,15 @@
-//! The renderers behind `cargo xtask gen`: the Dockerfiles, their `.dockerignore`s,
-//! `compose.yaml` and its dev override `compose.dev.yaml`, `.env.example` and
-//! the kustomize tree under `deploy/k8s/` from the manifests. One renderer per target (`dockerfile`, `dockerignore`,
-//! `compose`, `k8s`); the structured ones serialize typed values with serde,
-//! so quoting and escaping cannot go wrong. What compose and Kubernetes share
-//! (environment, infrastructure, probes) is defined once, here.
+//! The renderers behind `cargo xtask gen`: each service's exported
+//! requirements and SBOM, the Dockerfiles, their `.dockerignore`s,
+//! `compose.yaml` and its dev override `compose.dev.yaml`, `.env.example`,
+//! the CI workflow and the kustomize tree under `deploy/k8s/`, from the
+//! manifests and the exports of `uv.lock`. One renderer per target; the
+//! structured ones serialize typed values with serde, so quoting and escaping
+//! cannot go wrong. What compose and Kubernetes share (environment,
+//! infrastructure, probes) is defined once, here.
 //!
-//! Invariants: rendering is a pure function of the manifests (no clock, no
-//! environment, sorted maps), so the same input gives byte-identical files;
+//! Invariants: rendering is a pure function of the manifests and the exports
+//! (no clock, no environment, sorted maps; uv runs before, in
+//! `workspace::exports`), so the same input gives byte-identical files;
 //! every file is rendered before the first one is written, and each is
 //! written through a temporary file and a rename, so a failure never leaves
 //! a half-written file behind.
@@ -18,12 +21,14 @@ use anyhow::{bail, Result};
 
 use crate::manifest::{Service, Stack, Timing};
 use crate::util::write_atomic;
+use crate::workspace::Exports;
 
 mod compose;
 mod compose_dev;
 mod dockerfile;
 mod dockerignore;
 pub mod k8s;
+mod requirements;
 mod sbom;
 mod workflow;
 
@@ -31,6 +36,7 @@ pub use compose::{compose, env_example};
 pub use compose_dev::{code_dirs, compose_dev, dev_command, DEV_COMPOSE_FILE};
 pub use dockerfile::dockerfile;
 pub use dockerignore::dockerignore;
+pub use requirements::requirements;
 pub use sbom::{parse_requirements, sbom, sbom_in_image, sbom_path, BaseImage, Requirement};
 pub use workflow::{workflow, WORKFLOW_PATH};
 
@@ -53,14 +59,15 @@ pub const APP_UID: u32 = 10001;
 pub const VENV: &str = "/opt/venv";
 
 /// Every generated file, in a fixed order: (repository path, contents).
-pub fn render_all(stack: &Stack) -> Vec<(String, String)> {
+pub fn render_all(stack: &Stack, exports: &Exports) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for service in &stack.services {
+        files.push((service.requirements_path(), requirements(service, exports)));
         files.push((service.dockerfile_path(), dockerfile(stack, service, service.manifest.installer)));
         files.push((service.dockerignore_path(), dockerignore(stack, service)));
         files.push((
             sbom_path(service),
-            sbom(stack, service, &requirements(stack, service), &BaseImage::upstream(stack)),
+            sbom(stack, service, &locked_packages(service, exports), &BaseImage::upstream(stack)),
         ));
     }
     files.push(("compose.yaml".to_owned(), compose(stack)));
@@ -71,13 +78,11 @@ pub fn render_all(stack: &Stack) -> Vec<(String, String)> {
     files
 }
 
-/// The pinned packages a service's image installs, read from its hashed
-/// requirements file (an input, like the manifests). A file that does not
-/// parse gives none here; the SBOM step of `cargo xtask test` and the
-/// build itself fail on it with its line.
-pub fn requirements(stack: &Stack, service: &Service) -> Vec<Requirement> {
-    let text = std::fs::read_to_string(stack.root.join(service.lock_path())).unwrap_or_default();
-    parse_requirements(&text).unwrap_or_default()
+/// The pinned packages a service's image installs: its export of `uv.lock`
+/// (hashed requirements). An export that does not parse gives none here;
+/// the SBOM step of `cargo xtask test` and the build fail on it with its line.
+pub fn locked_packages(service: &Service, exports: &Exports) -> Vec<Requirement> {
+    parse_requirements(exports.get(&service.name)).unwrap_or_default()
 }
 
 /// Writes (or in check mode compares) every file; returns the stale ones.

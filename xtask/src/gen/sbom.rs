@@ -290,11 +290,11 @@ pub fn sbom(stack: &Stack, service: &Service, requirements: &[Requirement], base
                 "type": "container",
                 "bom-ref": "image",
                 "name": service.name,
-                "description": service.manifest.description,
+                "description": service.project.description,
             },
             "tools": {"components": [{"type": "application", "name": "cargo xtask"}]},
             "properties": [
-                {"name": "pysvc:requirements", "value": service.lock_path()},
+                {"name": "pysvc:requirements", "value": service.requirements_path()},
                 {"name": "pysvc:path-in-image", "value": sbom_in_image(service)},
             ],
         },

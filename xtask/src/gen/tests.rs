@@ -2,20 +2,31 @@ use super::*;
 use crate::manifest;
 use crate::manifest::tests::{fixture, write, HTTP, WORKER};
 
+/// The exports a fixture's services get (no uv: a fixture has no lock).
+fn exports() -> Exports {
+    let mut e = Exports::default();
+    e.insert(
+        "web",
+        "six==1.17.0 \\\n    --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n".into(),
+    );
+    e
+}
+
 fn files(root: &Path) -> Vec<(String, String)> {
-    render_all(&manifest::load(root).unwrap())
+    render_all(&manifest::load(root).unwrap(), &exports())
 }
 
 fn file(root: &Path, name: &str) -> String {
     files(root).into_iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("{name} is not generated")).1
 }
 
-/// The write-or-check test: committed generated files match the manifests.
+/// The write-or-check test: committed generated files match the manifests
+/// and uv.lock, and uv.lock matches the pyprojects.
 #[test]
 fn generated_files_are_fresh() {
     let root = crate::project_root();
-    let stack = manifest::load(&root).unwrap();
-    if let Err(err) = ensure_files(&root, &render_all(&stack), Mode::Check) {
+    let sh = xshell::Shell::new().unwrap();
+    if let Err(err) = crate::lockfile::generate(&sh, &root, Mode::Check) {
         panic!("{err:#}");
     }
 }
@@ -30,17 +41,17 @@ fn output_is_deterministic() {
 fn check_fails_after_a_manifest_edit_and_write_fixes_it() {
     let root = fixture();
     let stack = manifest::load(&root).unwrap();
-    ensure_files(&root, &render_all(&stack), Mode::Write).unwrap();
-    assert!(ensure_files(&root, &render_all(&stack), Mode::Check).unwrap().is_empty());
+    ensure_files(&root, &render_all(&stack, &exports()), Mode::Write).unwrap();
+    assert!(ensure_files(&root, &render_all(&stack, &exports()), Mode::Check).unwrap().is_empty());
 
     write(&root, "services/web/service.yaml", &HTTP.replace("port: 8000\n", "port: 8001\n"));
     let stack = manifest::load(&root).unwrap();
-    let err = format!("{:#}", ensure_files(&root, &render_all(&stack), Mode::Check).unwrap_err());
+    let err = format!("{:#}", ensure_files(&root, &render_all(&stack, &exports()), Mode::Check).unwrap_err());
     assert!(err.contains("-EXPOSE 8000") && err.contains("+EXPOSE 8001"), "{err}");
     assert!(err.contains("run `cargo xtask gen`"), "{err}");
-    let written = ensure_files(&root, &render_all(&stack), Mode::Write).unwrap();
+    let written = ensure_files(&root, &render_all(&stack, &exports()), Mode::Write).unwrap();
     assert!(written.contains(&"docker/web.Dockerfile".to_owned()));
-    assert!(ensure_files(&root, &render_all(&stack), Mode::Check).unwrap().is_empty());
+    assert!(ensure_files(&root, &render_all(&stack, &exports()), Mode::Check).unwrap().is_empty());
 }
 
 #[test]
@@ -67,7 +78,7 @@ fn dockerfile_follows_the_uv_recipe() {
         "--link-mode hardlink",
         "--no-python-downloads",
         "--mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv",
-        "--mount=type=bind,source=services/web/requirements.lock,target=/tmp/requirements.lock",
+        "--mount=type=bind,source=docker/web.requirements.txt,target=/tmp/requirements.txt",
         "--mount=type=bind,source=docker/ca,target=/mnt",
         "export SSL_CERT_FILE=/mnt/proxy-ca.crt",
         "--require-hashes",
@@ -84,8 +95,10 @@ fn dockerfile_follows_the_uv_recipe() {
     ] {
         assert!(d.contains(needle), "missing {needle:?} in\n{d}");
     }
-    // Dependencies before code: the lock mount comes before any COPY of code.
-    assert!(d.find("requirements.lock").unwrap() < d.find("COPY services/web").unwrap());
+    // Dependencies before code: the requirements mount comes before any COPY of code.
+    assert!(d.find("requirements.txt").unwrap() < d.find("COPY services/web").unwrap());
+    // The description label comes from the pyproject.
+    assert!(d.contains("org.opencontainers.image.description=\"web\""), "{d}");
     // No runtime packages declared: no apt in the runtime stage.
     assert!(!d.contains("apt-get"));
     // The CA is mounted, never copied.
@@ -101,7 +114,7 @@ fn runtime_packages_are_minimal_and_cleaned() {
     assert!(d.contains("rm -rf /var/lib/apt/lists/*"));
     let runtime = &d[d.find("AS runtime").unwrap()..];
     assert!(runtime.contains("apt-get"), "runtime packages belong to the runtime stage");
-    assert!(runtime.find("apt-get").unwrap() < runtime.find("requirements.lock").unwrap(), "apt layer before the venv");
+    assert!(runtime.find("apt-get").unwrap() < runtime.find("requirements.txt").unwrap(), "apt layer before the venv");
     assert!(d.contains("CMD [\"python\",\"-m\",\"worker_pkg\"]"));
     assert!(d.contains("CMD [\"python\",\"-m\",\"worker_pkg.health\"]"));
     assert!(!d.contains("EXPOSE"));
@@ -112,7 +125,7 @@ fn pip_installer_variant() {
     let root = fixture();
     write(&root, "services/worker/service.yaml", &format!("{WORKER}installer: pip\n"));
     let d = file(&root, "docker/worker.Dockerfile");
-    assert!(!d.contains("uv"), "{d}");
+    assert!(!d.contains("UV_IMAGE") && !d.contains("uv pip") && !d.contains("from=uv"), "no uv: {d}");
     assert!(d.contains("python3 -m venv /opt/venv"));
     assert!(d.contains("export PIP_CERT=/mnt/proxy-ca.crt"));
     assert!(d.contains("--mount=type=cache,id=demo-worker-pip-py3.11,sharing=locked,target=/var/cache"));
@@ -130,7 +143,7 @@ fn dockerignore_is_an_allow_list_of_the_service_alone() {
     let d = file(&fixture(), "docker/web.Dockerfile.dockerignore");
     let lines: Vec<&str> = d.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(lines[0], "*");
-    assert!(lines.contains(&"!services/web/requirements.lock"));
+    assert!(lines.contains(&"!docker/web.requirements.txt"));
     assert!(lines.contains(&"!services/web/web_pkg"));
     assert!(lines.contains(&"!services/shared/common"));
     assert!(lines.contains(&"!docker/ca"));
@@ -299,4 +312,31 @@ fn a_big_diff_is_cut_to_its_first_lines_with_the_count_left_out() {
     let d = diff("f", "", &(0..163).map(|i| format!("{i}\n")).collect::<String>());
     assert_eq!(d.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).count(), DIFF_MAX_LINES, "{d}");
     assert!(d.ends_with("+39\n… 123 more changed lines not shown\n"), "{d}");
+}
+
+#[test]
+fn each_service_gets_its_own_export_under_a_header() {
+    let all = files(&fixture());
+    let web = &all.iter().find(|(p, _)| p == "docker/web.requirements.txt").expect("exported").1;
+    assert!(web.starts_with("# generated by `cargo xtask gen`: do not edit\n"), "{web}");
+    assert!(web.contains("--no-emit-workspace --no-default-groups --package web\n"), "{web}");
+    assert!(
+        web.ends_with(
+            "six==1.17.0 \\\n    --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n"
+        ),
+        "{web}"
+    );
+    let worker = &all.iter().find(|(p, _)| p == "docker/worker.requirements.txt").expect("exported").1;
+    assert!(!worker.contains("six"), "another service's dependencies are not in it: {worker}");
+}
+
+#[test]
+fn a_module_package_is_copied_as_a_file() {
+    let root = fixture();
+    write(&root, "services/web/main.py", "app = None\n");
+    write(&root, "services/web/service.yaml", &HTTP.replace("[web_pkg]", "[main.py, web_pkg]"));
+    let d = file(&root, "docker/web.Dockerfile");
+    assert!(d.contains("COPY services/web/main.py /app/main.py\n"), "{d}");
+    let ignore = file(&root, "docker/web.Dockerfile.dockerignore");
+    assert!(ignore.contains("!services/web/main.py\n"), "{ignore}");
 }

@@ -16,7 +16,6 @@ kafka:
 ";
 
 pub(crate) const HTTP: &str = "kind: http
-description: web
 packages: [web_pkg]
 command: [uvicorn, \"web_pkg.main:app\"]
 port: 8000
@@ -27,7 +26,6 @@ depends_on: [postgres, kafka]
 ";
 
 pub(crate) const WORKER: &str = "kind: worker
-description: worker
 packages: [worker_pkg]
 command: [python, -m, worker_pkg]
 health:
@@ -50,10 +48,18 @@ pub(crate) fn fixture() -> PathBuf {
     write(&root, "services/web/service.yaml", HTTP);
     write(&root, "services/worker/service.yaml", WORKER);
     for s in ["web", "worker"] {
-        write(&root, &format!("services/{s}/requirements.lock"), "six==1.16.0\n");
-        write(&root, &format!("services/{s}/requirements.in"), "six\n");
+        write(&root, &format!("services/{s}/pyproject.toml"), &pyproject(s));
     }
     root
+}
+
+/// A member's pyproject.toml in the fixture: no dependencies, so uv locks it
+/// without an index.
+pub(crate) fn pyproject(name: &str) -> String {
+    format!(
+        "[project]\nname = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"{name}\"\n\
+         requires-python = \">=3.11\"\ndependencies = []\n"
+    )
 }
 
 pub(crate) fn write(root: &Path, rel: &str, text: &str) {
@@ -86,7 +92,7 @@ fn unknown_key_names_file_line_and_column() {
     let err = load_err(&root);
     assert!(err.starts_with("services/web/service.yaml:"), "{err}");
     assert!(err.contains("unknown field `prot`"), "{err}");
-    assert!(err.contains(":6:"), "the line of `prot` is 6: {err}");
+    assert!(err.contains(":5:"), "the line of `prot` is 5: {err}");
 }
 
 #[test]
@@ -105,7 +111,7 @@ fn dependency_cycle_is_rejected() {
     write(&root, "services/worker/service.yaml", &WORKER.replace("[kafka]", "[web]"));
     let err = load_err(&root);
     assert!(err.contains("dependency cycle: web -> worker -> web"), "{err}");
-    assert!(err.contains("services/web/service.yaml:9:"), "{err}");
+    assert!(err.contains("services/web/service.yaml:8:"), "{err}");
 }
 
 #[test]
@@ -113,7 +119,7 @@ fn unknown_dependency_is_rejected() {
     let root = fixture();
     write(&root, "services/worker/service.yaml", &WORKER.replace("[kafka]", "[redis]"));
     let err = load_err(&root);
-    assert!(err.contains("services/worker/service.yaml:7:"), "{err}");
+    assert!(err.contains("services/worker/service.yaml:6:"), "{err}");
     assert!(err.contains("\"redis\""), "{err}");
 }
 
@@ -123,19 +129,21 @@ fn duplicate_host_port_is_rejected() {
     write(&root, "services/web/service.yaml", &HTTP.replace("host_port: 8000", "host_port: 5432"));
     let err = load_err(&root);
     assert!(err.contains("host_port 5432 is already used by stack.yaml"), "{err}");
-    assert!(err.contains("services/web/service.yaml:6:"), "{err}");
+    assert!(err.contains("services/web/service.yaml:5:"), "{err}");
 }
 
 #[test]
 fn missing_files_are_rejected() {
     let root = fixture();
-    std::fs::remove_file(root.join("services/worker/requirements.lock")).unwrap();
-    assert!(load_err(&root).contains("cargo xtask lock"));
+    std::fs::remove_file(root.join("services/worker/pyproject.toml")).unwrap();
+    let e = load_err(&root);
+    assert!(e.starts_with("services/worker/service.yaml:1:1: services/worker/pyproject.toml is missing"), "{e}");
+    assert!(e.contains("name = \"worker\"") && e.contains("requires-python = \">=3.11\""), "{e}");
 
     let root = fixture();
     std::fs::remove_dir_all(root.join("services/web/web_pkg")).unwrap();
     let err = load_err(&root);
-    assert!(err.contains("services/web/service.yaml:3:") && err.contains("does not exist"), "{err}");
+    assert!(err.contains("services/web/service.yaml:2:") && err.contains("does not exist"), "{err}");
 
     let root = fixture();
     std::fs::remove_dir_all(root.join("services/database/init")).unwrap();
@@ -158,7 +166,7 @@ fn secrets_do_not_belong_in_manifests() {
     let root = fixture();
     write(&root, "services/worker/service.yaml", &format!("{WORKER}environment:\n  DB_PASSWORD: hunter2\n"));
     let err = load_err(&root);
-    assert!(err.contains("services/worker/service.yaml:9:") && err.contains(".env"), "{err}");
+    assert!(err.contains("services/worker/service.yaml:8:") && err.contains(".env"), "{err}");
 }
 
 #[test]
@@ -180,11 +188,56 @@ fn partitions_and_replicas_are_checked() {
     write(&root, "stack.yaml", &STACK.replace("topics: [jobs]", "topics: [jobs]\n  partitions: 2"));
     write(&root, "services/worker/service.yaml", &format!("{WORKER}replicas: 3\n"));
     let e = load_err(&root);
-    assert!(e.starts_with("services/worker/service.yaml:8:1: replicas: 3 exceeds kafka.partitions: 2"), "{e}");
+    assert!(e.starts_with("services/worker/service.yaml:7:1: replicas: 3 exceeds kafka.partitions: 2"), "{e}");
     write(&root, "services/worker/service.yaml", &format!("{WORKER}replicas: 2\n"));
     let stack = load(&root).unwrap();
     assert_eq!(stack.manifest.kafka.partitions, 2);
     assert_eq!(stack.services[1].manifest.replicas, 2);
     write(&root, "services/web/service.yaml", &format!("{HTTP}replicas: 2\n"));
     assert!(load_err(&root).contains("cannot share host_port 8000"), "{}", load_err(&root));
+}
+
+#[test]
+fn the_pyproject_names_the_service_and_supports_the_images_python() {
+    let root = fixture();
+    let stack = load(&root).unwrap();
+    assert_eq!(stack.services[0].project.description, "web");
+    write(&root, "services/web/pyproject.toml", &pyproject("Web"));
+    assert!(load(&root).is_ok(), "names compare as uv normalizes them");
+    write(&root, "services/web/pyproject.toml", &pyproject("website"));
+    let e = load_err(&root);
+    assert!(
+        e.starts_with("services/web/pyproject.toml:2:8: name \"website\" must be the service's folder name"),
+        "{e}"
+    );
+    write(&root, "services/web/pyproject.toml", &pyproject("web").replace(">=3.11", ">=3.12"));
+    let e = load_err(&root);
+    assert!(e.starts_with("services/web/pyproject.toml:5:19: requires-python \">=3.12\" must be \">=3.11\""), "{e}");
+    write(
+        &root,
+        "services/web/pyproject.toml",
+        &pyproject("web").replace("description = \"web\"", "description = \"$5\""),
+    );
+    assert!(
+        load_err(&root).starts_with("services/web/pyproject.toml:4:15: description contains '$'"),
+        "{}",
+        load_err(&root)
+    );
+}
+
+#[test]
+fn a_description_in_service_yaml_says_where_it_moved() {
+    let root = fixture();
+    write(&root, "services/web/service.yaml", &format!("description: web\n{HTTP}"));
+    let e = load_err(&root);
+    assert!(e.starts_with("services/web/service.yaml:1:1: `description` moved to the service's pyproject.toml"), "{e}");
+}
+
+#[test]
+fn a_package_may_be_a_module_file() {
+    let root = fixture();
+    write(&root, "services/web/service.yaml", &HTTP.replace("[web_pkg]", "[web_pkg, main.py]"));
+    assert!(load_err(&root).contains("package folder (or .py module) services/web/main.py does not exist"));
+    write(&root, "services/web/main.py", "app = None\n");
+    assert_eq!(load(&root).unwrap().services[0].manifest.packages, ["web_pkg", "main.py"]);
 }

@@ -7,8 +7,6 @@
 //! Each rule is a pure function from the value to `Err(message with the
 //! fix)`; `stack` and `service` apply them and locate the failing key.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use super::{input_error, Service, StackManifest, STACK_FILE};
@@ -268,13 +266,12 @@ pub(super) fn stack(m: &StackManifest, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// One `service.yaml`'s values, and the files its build needs.
-pub(super) fn service(root: &Path, s: &Service, text: &str) -> Result<()> {
+/// One `service.yaml`'s values (its pyproject's are checked as it is read).
+pub(super) fn service(s: &Service, text: &str) -> Result<()> {
     let file = s.manifest_path();
     let at = |key: &str, rule: Rule| rule.map_err(|msg| input_error(&file, text, key, msg));
     let m = &s.manifest;
     at("kind", image_component(&s.name).map_err(|e| format!("service folder name: {e}")))?;
-    at("description", description(&m.description))?;
     for arg in &m.command {
         at("command", command_arg("command", arg))?;
     }
@@ -298,15 +295,6 @@ pub(super) fn service(root: &Path, s: &Service, text: &str) -> Result<()> {
     for (key, value) in &m.environment {
         at(key, env_key(key))?;
         at(key, env_value(key, value))?;
-    }
-    if !root.join(&s.dir).join("requirements.in").is_file() {
-        at(
-            "kind",
-            Err(format!(
-                "{}/requirements.in is missing: list the service's direct dependencies there, then run `cargo xtask lock`",
-                s.dir
-            )),
-        )?;
     }
     Ok(())
 }
@@ -438,18 +426,18 @@ mod tests {
         bad(description("costs $5"), "'$'");
     }
 
-    /// Through `load`: located at the value, and the files a build needs.
+    /// Through `load`: located at the value, and the pyproject a service needs.
     #[test]
-    fn load_locates_a_bad_value_and_a_missing_requirements_in() {
+    fn load_locates_a_bad_value_and_a_missing_pyproject() {
         use crate::manifest::tests::{fixture, write, STACK};
         let root = fixture();
         write(&root, "stack.yaml", &STACK.replace("topics: [jobs]", "topics: [jobs, bad topic]"));
         let err = format!("{:#}", crate::manifest::load(&root).unwrap_err());
         assert!(err.starts_with("stack.yaml:10:18: Kafka topic \"bad topic\" contains ' '"), "{err}");
         write(&root, "stack.yaml", STACK);
-        std::fs::remove_file(root.join("services/web/requirements.in")).unwrap();
+        std::fs::remove_file(root.join("services/web/pyproject.toml")).unwrap();
         let err = format!("{:#}", crate::manifest::load(&root).unwrap_err());
-        assert!(err.starts_with("services/web/service.yaml:1:1: services/web/requirements.in is missing"), "{err}");
+        assert!(err.starts_with("services/web/service.yaml:1:1: services/web/pyproject.toml is missing"), "{err}");
         std::fs::remove_dir_all(root).unwrap();
     }
 

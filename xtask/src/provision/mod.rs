@@ -88,7 +88,7 @@ impl Provision {
                 start_registry(sh, root)?;
             }
         }
-        let hadolint = tools::hadolint(sh, root)?;
+        let hadolint = tools::hadolint(sh)?;
         let engine = engine_version(sh).context("the Docker engine still does not answer; see /var/log/dockerd.log")?;
         let compose =
             compose_version(sh).context("`docker compose version` still fails after installing the plugin")?;

@@ -1,10 +1,12 @@
 //! `cargo xtask bench-build`: the generated Dockerfile (uv and pip) against
 //! the design notes' own Dockerfiles, built in the same run on the same
-//! engine from the same lock file: cold, warm no-op, code-only change and
-//! lock change, each repeated; image size; a fresh container's start-up
-//! (start until the service's modules are imported); and the no-op
-//! `build-images`. Prints a table, `--json` for CI, and writes the build
-//! section of BENCHMARKS.md and its chart (an SVG drawn here).
+//! engine from the same requirements file (the service's export of uv.lock):
+//! cold, warm no-op, code-only change and lock change, each repeated; image
+//! size; a fresh container's start-up (start until the service's modules are
+//! imported); the no-op `build-images`; and whether a dependency added to
+//! another service changes this one's image inputs (it must not). Prints a
+//! table, `--json` for CI, and writes the build section of BENCHMARKS.md and
+//! its chart (an SVG drawn here).
 //!
 //! Speed lives here and in BENCHMARKS.md, never in timed tests.
 
@@ -24,12 +26,13 @@ use crate::bench::http::http_ok;
 use crate::bench::stats::median;
 use crate::context::ContextTar;
 use crate::engine::{self, spinner_style, BuildReport};
-use crate::gen::{BaseImage, PROXY_CA_DIR, PROXY_CA_FILE};
+use crate::gen::{self, BaseImage, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::images::{self, Select};
 use crate::manifest::{Installer, Service, Stack};
 use crate::prepared::{Prepared, Repo};
 use crate::stack;
 use crate::util::{rfc3339_now, write_atomic};
+use crate::workspace::{self, Exports};
 
 /// Build times of the generated Dockerfiles against the design notes' own, with repeats and a chart.
 #[derive(Args, Debug)]
@@ -60,6 +63,10 @@ pub struct BenchBuild {
     /// table and targets but writes nothing.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub variants: Vec<Variant>,
+    /// The dependency the row "a dependency added to <another service>" adds
+    /// (in a copy of the workspace's pyprojects and uv.lock, never the checkout's).
+    #[arg(long, default_value = "six", value_name = "REQUIREMENT")]
+    pub added_dependency: String,
     /// The registry of the fresh-runner rows (`cargo xtask setup --registry`
     /// starts one on 127.0.0.1:5000): each cold image is pushed there as its
     /// build cache, then rebuilt after its image is removed and the build
@@ -210,7 +217,26 @@ struct Results {
     rows: Vec<Row>,
     noop_build_images: Figure,
     edit_to_serving: Option<Figure>,
+    dependency_added: Option<DependencyAdded>,
     targets: Vec<Target>,
+}
+
+/// The row "a dependency added to <other>": `uv add --package <other>
+/// <dependency>` in a copy of the workspace's pyprojects and uv.lock, the
+/// exports of that lock, and the build plan they give against this run's
+/// images (nothing is built or written in the checkout).
+#[derive(Debug, Clone, serde::Serialize)]
+struct DependencyAdded {
+    /// The service the dependency went to.
+    other: String,
+    dependency: String,
+    /// The measured service's inputs hash, before and after.
+    inputs_before: String,
+    inputs_after: String,
+    /// `build-images` would rebuild the measured service.
+    rebuilt: bool,
+    /// The other service's inputs hash changed.
+    other_changed: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -239,6 +265,11 @@ impl BenchBuild {
             VARIANTS.into_iter().filter(|v| self.variants.is_empty() || self.variants.contains(v)).collect();
         let how = How { via: self.via, registry: self.registry.clone(), json: self.json };
         let mut results = p.block_on(measure_all(&p, &service, &variants, self.runs, &how))?;
+        let added = p.block_on(dependency_added(&p, &service, &self.added_dependency))?;
+        if let Some(added) = &added {
+            results.targets.push(dependency_target(&service.name, added));
+        }
+        results.dependency_added = added;
         if self.edit_to_serving {
             let figure = p.block_on(edit_to_serving(&p, &service, self.runs))?;
             results.targets.push(Target {
@@ -283,6 +314,7 @@ struct How {
 struct Plan<'a> {
     stack: &'a Stack,
     service: &'a Service,
+    exports: &'a Exports,
     args: BTreeMap<String, String>,
     ca: Option<Vec<u8>>,
     prefix: String,
@@ -317,11 +349,16 @@ impl Plan<'_> {
         Ok(format!("{}/{package}/_bench_code_change.py", self.service.dir))
     }
 
-    fn lock(&self) -> Result<String> {
-        let path = self.stack.root.join(self.service.lock_path());
-        let mut lock = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    /// The service's exported requirements (what its image installs), as
+    /// committed: the same file every row builds from.
+    fn requirements(&self) -> String {
+        gen::requirements(self.service, self.exports)
+    }
+
+    fn lock(&self) -> String {
+        let mut lock = self.requirements();
         let _ = writeln!(lock, "# lock-file change made by cargo xtask bench-build ({})", self.stamp);
-        Ok(lock)
+        lock
     }
 
     /// The context and Dockerfile path of `v` with `change` applied.
@@ -331,12 +368,13 @@ impl Plan<'_> {
             let installer = if v == Variant::OursPip { Installer::Pip } else { Installer::Uv };
             let mut service = self.service.clone();
             service.manifest.bytecode = v != Variant::OursUvNoBytecode;
-            let mut ctx = images::service_context(self.stack, &service, installer, &self.base, self.ca.as_deref())?;
+            let mut ctx =
+                images::service_context(self.stack, &service, installer, self.exports, &self.base, self.ca.as_deref())?;
             if !matches!(change, Change::None) {
                 ctx.add_bytes(&self.code_file()?, 0o644, code.into_bytes());
             }
             if matches!(change, Change::CodeAndLock) {
-                ctx.replace_bytes(&self.service.lock_path(), 0o644, self.lock()?.into_bytes());
+                ctx.replace_bytes(&self.service.requirements_path(), 0o644, self.lock().into_bytes());
             }
             return Ok((ctx, self.service.dockerfile_path()));
         };
@@ -352,8 +390,8 @@ impl Plan<'_> {
         let mut ctx = ContextTar::default();
         ctx.add_bytes("Dockerfile", 0o644, dockerfile.into_bytes());
         let lock = match change {
-            Change::CodeAndLock => self.lock()?.into_bytes(),
-            _ => std::fs::read(self.stack.root.join(self.service.lock_path()))?,
+            Change::CodeAndLock => self.lock().into_bytes(),
+            _ => self.requirements().into_bytes(),
         };
         ctx.add_bytes(&format!("src/{svc}/requirements.txt"), 0o644, lock);
         let root = &self.stack.root;
@@ -655,6 +693,7 @@ async fn measure_all(p: &Prepared, service: &Service, variants: &[Variant], runs
     let mut plan = Plan {
         stack,
         service,
+        exports: &p.exports,
         args: args.clone(),
         ca: images::proxy_ca(&stack.root),
         prefix: prefix.clone(),
@@ -704,6 +743,7 @@ async fn measure_all(p: &Prepared, service: &Service, variants: &[Variant], runs
         rows,
         noop_build_images: Figure::of(noop),
         edit_to_serving: None,
+        dependency_added: None,
         targets: Vec::new(),
     };
     results.targets = targets(&results);
@@ -806,6 +846,58 @@ async fn noop_build_images(p: &Prepared, service: &Service, runs: usize) -> Resu
         noop.push(started.elapsed().as_secs_f64());
     }
     Ok(noop)
+}
+
+/// "A dependency added to <other>" (see [`DependencyAdded`]); `None` for a
+/// stack of one service. The measured service's image must be current
+/// first (`noop_build_images` builds it).
+async fn dependency_added(p: &Prepared, service: &Service, dependency: &str) -> Result<Option<DependencyAdded>> {
+    let Some(other) = p.stack.services.iter().find(|s| s.name != service.name) else { return Ok(None) };
+    let copy = p.stack.root.join("target/bench-build/dependency-added");
+    workspace::copy_project_files(&p.stack.root, &copy)?;
+    let mut after = p.exports.clone();
+    let changed = workspace::add(&p.sh, &copy, &other.project.name, dependency).and_then(|()| {
+        for s in [service, other] {
+            after.insert(&s.name, workspace::export(&p.sh, &copy, s)?);
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&copy);
+    changed.with_context(|| format!("adding {dependency} to {} in a copy of the workspace failed", other.name))?;
+    let select = Select { services: vec![service.name.clone(), other.name.clone()], quiet: true, ..Default::default() };
+    let (before, after) = (images::plan(p, &select).await?, images::plan_with(p, &after, &select).await?);
+    let job = |plan: &images::Plan, name: &str| {
+        plan.jobs.iter().find(|j| j.service() == name).map(|j| (j.inputs().to_owned(), j.builds())).unwrap_or_default()
+    };
+    let ((inputs_before, _), (inputs_after, rebuilt)) = (job(&before, &service.name), job(&after, &service.name));
+    Ok(Some(DependencyAdded {
+        other: other.name.clone(),
+        dependency: dependency.to_owned(),
+        other_changed: job(&before, &other.name).0 != job(&after, &other.name).0,
+        inputs_before,
+        inputs_after,
+        rebuilt,
+    }))
+}
+
+/// Met when the measured service's inputs stayed the same and it would not
+/// be rebuilt, while the other service's inputs changed.
+fn dependency_target(service: &str, d: &DependencyAdded) -> Target {
+    let same = d.inputs_before == d.inputs_after;
+    let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
+    Target {
+        what: format!("a dependency added to {}: {service}'s image inputs and build", d.other),
+        value: format!(
+            "inputs {} ({}), {}; {}'s inputs {}",
+            if same { "unchanged" } else { "changed" },
+            short(&d.inputs_after),
+            if d.rebuilt { "rebuilt" } else { "not rebuilt" },
+            d.other,
+            if d.other_changed { "changed" } else { "unchanged" }
+        ),
+        goal: "unchanged, not rebuilt".into(),
+        met: same && !d.rebuilt && d.other_changed,
+    }
 }
 
 /// The targets the project holds itself to, judged on this run's medians.
@@ -966,7 +1058,8 @@ const SECTION_END: &str = "<!-- bench-build: end -->";
 const HOW_MEASURED: &str =
     "\nHow it is measured. *Cold* prunes the whole build cache first, so cache mounts (uv's cache, the \
          venv cache) are empty too; *warm no-op* rebuilds the same context; *code-only* adds a Python file to the \
-         service's package; *lock-file change* then also appends a comment line to the lock, which re-runs every \
+         service's package; *lock-file change* then also appends a comment line to the service's exported \
+         requirements (`docker/<service>.requirements.txt`, what its image installs), which re-runs every \
          install step (the notes' `--no-cache` install downloads everything again; ours syncs the cached venv, so \
          only what changed is installed and byte-compiled). Here the package index answers through a fast local \
          proxy, so a full re-download is cheap; on a real network the cached venv wins by far more. *Start-up* is \
@@ -982,7 +1075,8 @@ const HOW_MEASURED: &str =
          behind a TLS-inspecting proxy and without a registry: the install step mounts the proxy CA, and \
          `python:3.11-slim` / `ghcr.io/astral-sh/uv:latest` become the selected base images (a stand-in for the \
          slim image adds pip and drops Debian's PEP 668 marker; uv is the pinned version). Their context is laid \
-         out as they expect (`src/<service>/requirements.txt` is the same hashed lock). The multi-stage note's \
+         out as they expect (`src/<service>/requirements.txt` is the same exported, hashed requirements file). The \
+         multi-stage note's \
          snippet cannot build as printed (it never copies its requirements file): that copy is added.\n";
 
 fn markdown(r: &Results, svg: &Path) -> String {
@@ -991,8 +1085,8 @@ fn markdown(r: &Results, svg: &Path) -> String {
     let _ = writeln!(
         m,
         "`cargo xtask bench-build --service {} --runs {}{}{}`, {}. Machine: {} cores, Docker Engine {} (BuildKit built in), \
-         base image `{}`. Every row builds the same hashed lock file of {} in the same run; each figure is the \
-         median of {} runs (min–max in brackets).\n",
+         base image `{}`. Every row builds the same hashed requirements of {} (exported from uv.lock) in the same \
+         run; each figure is the median of {} runs (min–max in brackets).\n",
         r.service,
         r.runs,
         if r.edit_to_serving.is_some() { " --edit-to-serving" } else { "" },
@@ -1031,6 +1125,9 @@ fn markdown(r: &Results, svg: &Path) -> String {
         r.service,
         r.noop_build_images.cell()
     );
+    if let Some(d) = &r.dependency_added {
+        m.push_str(&dependency_added_line(&r.service, d));
+    }
     if let Some(f) = &r.edit_to_serving {
         let _ = writeln!(
             m,
@@ -1049,6 +1146,19 @@ fn markdown(r: &Results, svg: &Path) -> String {
     }
     m.push_str(HOW_MEASURED);
     format!("{SECTION_START}\n{m}{SECTION_END}\n")
+}
+
+/// The Markdown line of the row "a dependency added to <other>".
+fn dependency_added_line(service: &str, d: &DependencyAdded) -> String {
+    let t = dependency_target(service, d);
+    format!(
+        "A dependency added to {other} (`uv add --package {other} {dep}` in a copy of the workspace's pyprojects and \
+         uv.lock, then the exports of that lock planned against this run's images, as `build-images` would): {service}: \
+         {value}.\n\n",
+        other = d.other,
+        dep = d.dependency,
+        value = t.value
+    )
 }
 
 /// What byte-compiling costs and buys, from this run's medians: the
@@ -1263,6 +1373,7 @@ mod tests {
             rows: VARIANTS.iter().map(|&v| row(v)).collect(),
             noop_build_images: figure.clone(),
             edit_to_serving: None,
+            dependency_added: None,
             targets: Vec::new(),
         };
         let svg = chart(&r);
@@ -1279,5 +1390,33 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(json["rows"][0]["variant"], "ours-uv");
         assert_eq!(json["rows"][2]["figures"]["cold"]["median"], 2.0);
+    }
+
+    #[test]
+    fn a_dependency_added_elsewhere_is_met_only_when_nothing_of_this_service_changes() {
+        let added = |after: &str, rebuilt: bool, other_changed: bool| DependencyAdded {
+            other: "search-worker".into(),
+            dependency: "six".into(),
+            inputs_before: "a".repeat(64),
+            inputs_after: after.to_owned(),
+            rebuilt,
+            other_changed,
+        };
+        let same = "a".repeat(64);
+        let t = dependency_target("api-server", &added(&same, false, true));
+        assert!(t.met, "{t:?}");
+        assert_eq!(t.what, "a dependency added to search-worker: api-server's image inputs and build");
+        assert_eq!(t.value, "inputs unchanged (aaaaaaaaaaaa), not rebuilt; search-worker's inputs changed");
+        assert!(!dependency_target("api-server", &added(&"b".repeat(64), true, true)).met);
+        assert!(!dependency_target("api-server", &added(&same, true, true)).met, "rebuilt with the same inputs");
+        assert!(!dependency_target("api-server", &added(&same, false, false)).met, "the dependency changed nothing");
+        let line = dependency_added_line("api-server", &added(&same, false, true));
+        assert!(
+            line.starts_with("A dependency added to search-worker (`uv add --package search-worker six`"),
+            "{line}"
+        );
+        assert!(line.ends_with(
+            "api-server: inputs unchanged (aaaaaaaaaaaa), not rebuilt; search-worker's inputs changed.\n\n"
+        ));
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
-use xshell::cmd;
+use xshell::{cmd, Shell};
 
 use crate::bench::http::Conn;
 use crate::bench::stats::median;
@@ -28,13 +28,14 @@ use crate::images::{self, Select};
 use crate::prepared::{Prepared, Repo};
 use crate::scratch::Scratch;
 use crate::util::write_atomic;
+use crate::workspace;
 
 const APP_PY: &str = "services/api-server/api_server/app.py";
 const SEARCH_PY: &str = "services/search-worker/search_worker/search.py";
 const MESSAGES_PY: &str = "services/shared/pysvc_common/messages.py";
-/// A small pure-Python wheel, pinned with its hashes, added to and removed
-/// from api-server's lock in turn.
-const ADDED_DEPENDENCY: &str = "iniconfig==2.3.1 \\\n    --hash=sha256:67f4b9c50da0dedf52af349e7749a80a9057a5031199791b906c3bb3ae878960 \\\n    --hash=sha256:9121e2c1fdb355232495be3194c8dfe87ccc2d5dee45947b78e68f499790d7a7\n    # added by cargo xtask bench-dev\n";
+/// A small pure-Python wheel, added to and removed from api-server in turn
+/// (as `uv add --package api-server` leaves its pyproject and uv.lock).
+const ADDED_DEPENDENCY: &str = "iniconfig==2.3.1";
 /// A query two seed documents match.
 const QUERY: &str = "builds";
 const LIMIT: Duration = Duration::from_secs(120);
@@ -147,17 +148,19 @@ impl BenchDev {
         Ok(())
     }
 
-    /// A dependency added to (then removed from) api-server's lock, until
-    /// its new container serves; the worker's container must stay as it was.
+    /// A dependency added to (then removed from) api-server, until its new
+    /// container serves; the worker's container must stay as it was. The
+    /// added state is `uv add`'s own output, made untimed in a copy of the
+    /// workspace files; each run writes the pyproject and uv.lock as `uv add`
+    /// (or undoing it) leaves them, and is timed from that write.
     async fn lock_runs(&self, scratch: &Scratch, api: &str, r: &mut Results) -> Result<()> {
-        let lock = scratch.dir.join("services/api-server/requirements.lock");
-        let original = std::fs::read_to_string(&lock)?;
+        let (original, added) = dependency_states(&scratch.dir)?;
         let worker_before = container_started(scratch, "search-worker");
         for i in 1..=self.edits {
             let before = container_started(scratch, "api-server");
-            let text = if i % 2 == 1 { format!("{original}{ADDED_DEPENDENCY}") } else { original.clone() };
+            let files = if i % 2 == 1 { &added } else { &original };
             let started = Instant::now();
-            std::fs::write(&lock, text)?;
+            write_all(&scratch.dir, files)?;
             let fresh = || {
                 let now = container_started(scratch, "api-server");
                 let before = before.clone();
@@ -167,19 +170,44 @@ impl BenchDev {
             };
             r.lock.0.push(until(started, fresh).await?);
         }
-        std::fs::write(&lock, &original)?;
+        write_all(&scratch.dir, &original)?;
         r.worker_untouched = container_started(scratch, "search-worker") == worker_before;
         eprintln!(
-            "lock change -> api-server rebuilt and serving: {} (worker untouched: {})",
+            "dependency added -> api-server rebuilt and serving: {} (worker untouched: {})",
             r.lock.cell(),
             r.worker_untouched
         );
-        // The last write restored the lock: let that rebuild settle.
+        // The last write restored the files: let that rebuild settle.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let settled = || async { (http_status(api, "/ready").await == Some(200)).then_some(()) };
         until(Instant::now(), settled).await?;
         Ok(())
     }
+}
+
+/// The workspace files `uv add` changes, as (path, text): as they are in
+/// `dir`, and after `uv add --package api-server` of [`ADDED_DEPENDENCY`]
+/// (run in a copy, so the running dev loop sees nothing of it).
+type Files = Vec<(String, String)>;
+
+fn dependency_states(dir: &Path) -> Result<(Files, Files)> {
+    let paths = ["services/api-server/pyproject.toml".to_owned(), workspace::LOCK_FILE.to_owned()];
+    let read = |root: &Path| -> Result<Files> {
+        paths.iter().map(|p| Ok((p.clone(), std::fs::read_to_string(root.join(p))?))).collect()
+    };
+    let copy = dir.with_extension("uv-add");
+    workspace::copy_project_files(dir, &copy)?;
+    let sh = Shell::new()?;
+    let added = workspace::add(&sh, &copy, "api-server", ADDED_DEPENDENCY).and_then(|()| read(&copy));
+    let _ = std::fs::remove_dir_all(&copy);
+    Ok((read(dir)?, added.context("cannot add the benchmark's dependency in a copy of the workspace")?))
+}
+
+fn write_all(dir: &Path, files: &Files) -> Result<()> {
+    for (path, text) in files {
+        std::fs::write(dir.join(path), text).with_context(|| format!("cannot write {path}"))?;
+    }
+    Ok(())
 }
 
 /// `cargo xtask dev` on the scratch stack, its stdout read line by line.
@@ -526,7 +554,7 @@ fn markdown(r: &Results, cmd: &BenchDev) -> String {
         ("api-server code edit -> the new code answers", &r.api, 0.5),
         ("search-worker code edit -> a search sent after it is answered by the new code", &r.worker, 2.0),
         ("shared package edit -> both services serve it", &r.shared, 2.0),
-        ("dependency added to api-server's lock -> rebuilt and serving", &r.lock, 5.0),
+        ("dependency added to api-server (uv add) -> rebuilt and serving", &r.lock, 5.0),
     ];
     for (what, figure, goal) in rows {
         let met = if figure.median() <= goal { "yes" } else { "no" };

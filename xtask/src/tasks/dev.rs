@@ -27,6 +27,7 @@ use crate::images::{self, Select};
 use crate::manifest::{self, Kind, Stack};
 use crate::prepared::{Prepared, Repo};
 use crate::stack;
+use crate::workspace::{self, Exports};
 
 /// How often the watched files are polled, and how long a change may settle.
 const POLL: Duration = Duration::from_millis(25);
@@ -60,7 +61,7 @@ struct Event {
 enum Next {
     Stop,
     /// New manifests (generated files written): the plan is carried out with them.
-    Manifests(Box<Stack>, Plan, Vec<Change>),
+    Manifests(Box<Stack>, Exports, Plan, Vec<Change>),
 }
 
 struct Session {
@@ -78,7 +79,8 @@ struct Session {
 impl Dev {
     pub fn run(self, repo: &Repo) -> Result<()> {
         let stack = repo.stack()?;
-        gen::ensure_files(&repo.root, &gen::render_all(&stack), Mode::Check)
+        let exports = repo.exports(&stack)?;
+        gen::ensure_files(&repo.root, &gen::render_all(&stack, &exports), Mode::Check)
             .context("generated files are stale; `cargo xtask gen` regenerates them")?;
         for name in &self.services {
             if !stack.services.iter().any(|s| &s.name == name) {
@@ -88,13 +90,14 @@ impl Dev {
         }
         let engine = repo.engine()?;
         engine.rt.block_on(stack::refuse_another_checkout(&engine.docker, &stack.manifest.project, &repo.root))?;
-        let mut p = Prepared::new(repo, stack, engine)?;
+        let mut p = Prepared::new(repo, stack, exports, engine)?;
         let mut session = p.block_on(self.start(&p))?;
         loop {
             match p.block_on(session.watch(&p))? {
                 Next::Stop => break,
-                Next::Manifests(stack, plan, changes) => {
+                Next::Manifests(stack, exports, plan, changes) => {
                     p.stack = *stack;
+                    p.exports = exports;
                     session.pending = Some((plan, changes));
                 }
             }
@@ -248,7 +251,13 @@ impl Session {
             let plan = devloop::classify(&p.stack, &paths);
             if plan.regenerate {
                 match regenerate(p, &self.selected, &changes) {
-                    Ok(stack) => return Ok(Next::Manifests(Box::new(stack), plan, changes)),
+                    Ok((stack, exports, affected)) => {
+                        let mut plan = plan;
+                        plan.rebuild.extend(affected);
+                        let rebuilt = plan.rebuild.clone();
+                        plan.reload.retain(|s| !rebuilt.contains(s));
+                        return Ok(Next::Manifests(Box::new(stack), exports, plan, changes));
+                    }
                     Err(e) => println!("{} → not applied: {e:#}", devloop::describe(&changes)),
                 }
                 continue;
@@ -262,17 +271,30 @@ impl Session {
     }
 }
 
-/// The manifests read again and the generated files written from them.
-fn regenerate(p: &Prepared, selected: &[String], changes: &[Change]) -> Result<Stack> {
+/// The manifests read again, the lock brought up to date with the
+/// pyprojects (as `uv run` does), the generated files written from them;
+/// with the services whose build inputs were among the files written.
+fn regenerate(p: &Prepared, selected: &[String], changes: &[Change]) -> Result<(Stack, Exports, BTreeSet<String>)> {
     let stack = manifest::load(&p.stack.root)?;
     if stack.manifest.project != p.stack.manifest.project {
         bail!("the project name changed: stop `cargo xtask dev` (Ctrl-C) and start it again");
     }
-    let written = gen::ensure_files(&stack.root, &gen::render_all(&stack), Mode::Write)?;
+    workspace::lock(&p.sh, &stack.root, false, &[])?;
+    let exports = workspace::exports(&p.sh, &stack)?;
+    let written = gen::ensure_files(&stack.root, &gen::render_all(&stack, &exports), Mode::Write)?;
+    let affected = stack
+        .services
+        .iter()
+        .filter(|s| {
+            let inputs = s.context_paths(&stack.manifest);
+            written.iter().any(|w| *w == s.dockerfile_path() || inputs.contains(w))
+        })
+        .map(|s| s.name.clone())
+        .collect();
     dev_compose_files(&stack, selected)?;
     let what = if written.is_empty() { "no generated file changed".to_owned() } else { written.join(", ") };
     println!("{} → regenerated: {what}", devloop::describe(changes));
-    Ok(stack)
+    Ok((stack, exports, affected))
 }
 
 impl Session {

@@ -1,26 +1,32 @@
-//! `cargo xtask lock`: pins each service's `requirements.in` into a
-//! `requirements.lock` with hashes (`lockfile`).
+//! `cargo xtask lock`: `uv lock` with the pinned uv (the uv the images use),
+//! the tool pins outside the workspace, then `gen` (each service's exported
+//! requirements follow the new lock). After `uv add` or `uv lock` by hand,
+//! `cargo xtask gen` alone is enough.
 
 use anyhow::Result;
 use clap::Args;
 
+use crate::gen::Mode;
+use crate::lockfile;
 use crate::prepared::Repo;
-use crate::{lockfile, manifest};
 
-/// Pin every service's requirements.in into requirements.lock (with hashes).
+/// Lock the uv workspace (uv.lock) with the pinned uv, then regenerate the files that follow it.
 #[derive(Args, Debug)]
 pub struct Lock {
     /// Upgrade every pin to the newest allowed version.
     #[arg(long)]
     pub upgrade: bool,
-    /// Only this service.
-    pub service: Option<String>,
+    /// Upgrade only this package (repeatable), as `uv lock --upgrade-package`.
+    #[arg(long = "upgrade-package", value_name = "PACKAGE")]
+    pub upgrade_packages: Vec<String>,
 }
 
 impl Lock {
     pub fn run(self, repo: &Repo) -> Result<()> {
-        // The stack file alone: a service manifest that does not load yet must not stop locking.
-        let python = manifest::load_stack_manifest(&repo.root)?.python_version;
-        lockfile::lock_services(&repo.sh, &repo.root, &python, self.service.as_deref(), self.upgrade)
+        lockfile::lock(&repo.sh, &repo.root, self.upgrade, &self.upgrade_packages)?;
+        for file in lockfile::generate(&repo.sh, &repo.root, Mode::Write)? {
+            println!("wrote {file}");
+        }
+        Ok(())
     }
 }

@@ -1,155 +1,234 @@
-//! `cargo xtask new-service <name>`: scaffolds a service that builds and
-//! comes up healthy: manifest, requirements, a typed Python package with a
-//! real health signal, a pytest file; then locks it and regenerates.
+//! `cargo xtask new-service <name>`: scaffolds a uv workspace member that
+//! builds and comes up healthy (pyproject, manifest, a typed Python package
+//! with a real health signal, a pytest file); `--from <dir>` adopts an
+//! existing service folder with a requirements.txt instead (its code kept as
+//! it is, its requirements moved into a pyproject). Either way it then adds
+//! the member to `uv.lock` (`uv lock`, every other pin kept) and regenerates.
 //!
-//! All or nothing: the files are written to a scratch folder and moved into
-//! `services/` in one rename; if locking or generation fails, it is removed.
+//! All or nothing: a new folder is assembled beside `services/` and moved in
+//! with one rename (an adopted folder already there only gets new files); if
+//! locking or generating fails (uv's message is shown), those files are
+//! removed and `uv.lock` is put back as it was.
+
+mod adopt;
+mod templates;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use crate::manifest::{self, Kind};
+use crate::gen::Mode;
+use crate::lockfile;
+use crate::manifest;
 use crate::prepared::Repo;
-use crate::{gen, lockfile};
+use crate::util::write_atomic;
+use crate::workspace;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NewKind {
     Http,
     Worker,
 }
 
-/// Add a service (manifest, code, tests, lock) that builds and comes up healthy.
+/// Add a service (pyproject, manifest, code, tests) to the uv workspace that builds and comes up healthy.
 #[derive(Args, Debug)]
 pub struct NewService {
-    /// Service name: lowercase letters, digits and '-'.
-    pub name: String,
+    /// Service name: lowercase letters, digits and '-' (with --from: the folder's name by default).
+    pub name: Option<String>,
     #[arg(long, value_enum, default_value = "http")]
     pub kind: NewKind,
+    /// Adopt this service folder (a requirements.txt and its code, e.g. main.py) instead of scaffolding one.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+}
+
+/// What a new member is made of, before anything is written.
+pub(crate) struct Member {
+    pub name: String,
+    /// Files to create in the service folder (relative paths); none exists yet.
+    pub files: Vec<(String, String)>,
+    /// A folder whose contents are copied in first (adoption from elsewhere).
+    pub copy_from: Option<PathBuf>,
+    /// The service folder is already there (adoption in place).
+    pub in_place: bool,
+    /// What to tell the user at the end.
+    pub notes: Vec<String>,
 }
 
 impl NewService {
     pub fn run(self, repo: &Repo) -> Result<()> {
         let root = &repo.root;
-        let name = self.name.as_str();
-        let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            bail!("service name {name:?} must start with a letter and hold only lowercase letters, digits and '-'");
-        }
-        // It also names the image: no '-' at the end.
-        manifest::validate::image_component(name).map_err(anyhow::Error::msg)?;
-        if manifest::INFRA.contains(&name) {
-            bail!("{name:?} is reserved for infrastructure");
-        }
-        let dir = root.join(manifest::SERVICES_DIR).join(name);
-        if dir.exists() {
-            bail!("{} already exists", dir.display());
-        }
+        let name = match (&self.name, &self.from) {
+            (Some(name), _) => name.clone(),
+            (None, Some(dir)) => dir
+                .canonicalize()
+                .with_context(|| format!("{} does not exist", dir.display()))?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .context("--from needs a folder")?,
+            (None, None) => {
+                bail!("name the service: `cargo xtask new-service <name>` (or adopt one with --from <dir>)")
+            }
+        };
+        check_name(&name)?;
         let stack = repo.stack().context("the current stack must be valid before adding a service")?;
         let host_port = stack.services.iter().filter_map(|s| s.manifest.host_port).max().map_or(8000, |p| p + 1);
-        let package = name.replace('-', "_");
-        let files = match self.kind {
-            NewKind::Http => http_files(name, &package, host_port),
-            NewKind::Worker => worker_files(name, &package),
+        let dir = root.join(manifest::SERVICES_DIR).join(&name);
+        let member = match &self.from {
+            None if dir.exists() => bail!("{} already exists (adopt it with --from {})", dir.display(), dir.display()),
+            None => templates::member(&stack, &name, self.kind, host_port),
+            Some(from) => adopt::member(&stack, from, &name, self.kind, host_port)?,
         };
-        let scratch = root.join(manifest::SERVICES_DIR).join(format!(".{name}.xtask-new"));
-        let _ = std::fs::remove_dir_all(&scratch);
-        for (rel, text) in &files {
-            let path = scratch.join(rel);
-            std::fs::create_dir_all(path.parent().expect("files live in folders"))?;
-            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        place(repo, &member)?;
+        println!("added services/{name} ({:?}) to the uv workspace; uv.lock and generated files updated", self.kind);
+        for note in &member.notes {
+            println!("note: {note}");
         }
-        std::fs::rename(&scratch, &dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let finish = || -> Result<()> {
-            lockfile::lock_services(&repo.sh, root, &stack.manifest.python_version, Some(name), false)?;
-            let stack = repo.stack()?;
-            gen::ensure_files(root, &gen::render_all(&stack), gen::Mode::Write)?;
-            Ok(())
-        };
-        if let Err(err) = finish() {
-            std::fs::remove_dir_all(&dir).ok();
-            return Err(err.context(format!("adding {name} failed; nothing was kept")));
-        }
-        let kind = match self.kind {
-            NewKind::Http => Kind::Http,
-            NewKind::Worker => Kind::Worker,
-        };
-        println!("added services/{name} ({kind:?}); generated files updated");
-        println!("next: edit services/{name}/{package}/, then `cargo xtask up`");
+        println!("next: `uv sync`, `uv run pytest services/{name}`, then `cargo xtask up`");
         Ok(())
     }
 }
 
-fn http_files(name: &str, package: &str, host_port: u16) -> Vec<(String, String)> {
-    vec![
-        (
-            "service.yaml".into(),
-            format!(
-                "# {name}: scaffolded by `cargo xtask new-service`.\nkind: http\ndescription: {name} (FastAPI on uvicorn)\n\
-                 packages: [{package}]\ncommand: [uvicorn, \"{package}.main:app\", --host, 0.0.0.0, --port, \"8000\"]\n\
-                 port: 8000\nhost_port: {host_port}\nhealth:\n  path: /health\ndepends_on: []\n"
-            ),
-        ),
-        ("requirements.in".into(), format!("# Direct dependencies of {name}; `cargo xtask lock` pins them.\nfastapi\nuvicorn\n")),
-        (format!("{package}/__init__.py"), format!("\"\"\"The {name} service.\"\"\"\n")),
-        (
-            format!("{package}/main.py"),
-            format!(
-                "\"\"\"HTTP entry point: `uvicorn {package}.main:app`.\"\"\"\n\nfrom fastapi import FastAPI\n\n\
-                 app = FastAPI(title=\"{name}\")\n\n\n@app.get(\"/health\")\ndef health() -> dict[str, str]:\n    \
-                 return {{\"status\": \"ok\"}}\n"
-            ),
-        ),
-        (
-            "tests/test_main.py".into(),
-            format!(
-                "from fastapi.testclient import TestClient\nfrom {package}.main import app\n\n\n\
-                 def test_health() -> None:\n    assert TestClient(app).get(\"/health\").json() == {{\"status\": \"ok\"}}\n"
-            ),
-        ),
-    ]
+/// A TOML basic string (`"..."`): quotes and backslashes escaped. The
+/// values it gets (names, descriptions, PEP 508 requirements) have no
+/// control characters: they come from validated names and single lines.
+pub(crate) fn toml_string(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn worker_files(name: &str, package: &str) -> Vec<(String, String)> {
-    vec![
-        (
-            "service.yaml".into(),
-            format!(
-                "# {name}: scaffolded by `cargo xtask new-service`.\nkind: worker\ndescription: {name} (background worker)\n\
-                 packages: [{package}]\ncommand: [python, -m, {package}.main]\nhealth:\n  command: [python, -m, {package}.health]\n\
-                 depends_on: []\n"
-            ),
-        ),
-        ("requirements.in".into(), format!("# Direct dependencies of {name}; `cargo xtask lock` pins them.\n")),
-        (format!("{package}/__init__.py"), format!("\"\"\"The {name} worker.\"\"\"\n")),
-        (
-            format!("{package}/health.py"),
-            "\"\"\"Health probe: exit 0 while the work loop's heartbeat file is fresh.\"\"\"\n\nimport sys\nimport time\n\
-             from pathlib import Path\n\nHEARTBEAT = Path(\"/tmp/heartbeat\")\nMAX_AGE_SECONDS = 15.0\n\n\n\
-             def is_fresh(path: Path = HEARTBEAT, max_age: float = MAX_AGE_SECONDS) -> bool:\n    try:\n        \
-             return time.time() - path.stat().st_mtime <= max_age\n    except FileNotFoundError:\n        return False\n\n\n\
-             if __name__ == \"__main__\":\n    sys.exit(0 if is_fresh() else 1)\n"
-                .to_owned(),
-        ),
-        (
-            format!("{package}/main.py"),
-            format!(
-                "\"\"\"Work loop: beats a heartbeat each turn, stops cleanly on SIGTERM.\"\"\"\n\nimport logging\nimport signal\n\
-                 import threading\nfrom types import FrameType\n\nfrom {package}.health import HEARTBEAT\n\n\
-                 log = logging.getLogger(\"{name}\")\n\n\ndef main() -> None:\n    logging.basicConfig(level=logging.INFO)\n    \
-                 stop = threading.Event()\n\n    def on_signal(signum: int, _frame: FrameType | None) -> None:\n        \
-                 stop.set()\n\n    signal.signal(signal.SIGTERM, on_signal)\n    signal.signal(signal.SIGINT, on_signal)\n    \
-                 log.info(\"{name} started\")\n    while not stop.wait(1.0):\n        HEARTBEAT.touch()  # do one unit of work here\n    \
-                 log.info(\"{name} stopped cleanly\")\n\n\nif __name__ == \"__main__\":\n    main()\n"
-            ),
-        ),
-        (
-            "tests/test_health.py".into(),
-            format!(
-                "from pathlib import Path\n\nfrom {package}.health import is_fresh\n\n\n\
-                 def test_heartbeat(tmp_path: Path) -> None:\n    beat = tmp_path / \"hb\"\n    assert not is_fresh(beat)\n    \
-                 beat.touch()\n    assert is_fresh(beat)\n"
-            ),
-        ),
-    ]
+fn check_name(name: &str) -> Result<()> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!("service name {name:?} must start with a letter and hold only lowercase letters, digits and '-'");
+    }
+    // It also names the image: no '-' at the end.
+    manifest::validate::image_component(name).map_err(anyhow::Error::msg)?;
+    if manifest::INFRA.contains(&name) {
+        bail!("{name:?} is reserved for infrastructure");
+    }
+    Ok(())
+}
+
+/// Writes the member, locks it into the workspace and regenerates; on any
+/// failure, undoes all of it.
+fn place(repo: &Repo, member: &Member) -> Result<()> {
+    let root = &repo.root;
+    let dir = root.join(manifest::SERVICES_DIR).join(&member.name);
+    let lock_path = root.join(workspace::LOCK_FILE);
+    let old_lock = std::fs::read_to_string(&lock_path).ok();
+    let finish = || -> Result<()> {
+        write_member(&dir, member)?;
+        workspace::lock(&repo.sh, root, false, &[])?;
+        lockfile::generate(&repo.sh, root, Mode::Write)?;
+        Ok(())
+    };
+    let Err(err) = finish() else { return Ok(()) };
+    if member.in_place {
+        for (rel, _) in &member.files {
+            let _ = std::fs::remove_file(dir.join(rel));
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(scratch_dir(&dir, member));
+    }
+    if let Some(old) = old_lock {
+        if std::fs::read_to_string(&lock_path).ok().as_ref() != Some(&old) {
+            write_atomic(&lock_path, &old)?;
+        }
+    }
+    Err(err.context(format!("adding {} failed; nothing was kept (uv.lock is as it was)", member.name)))
+}
+
+fn scratch_dir(dir: &Path, member: &Member) -> PathBuf {
+    dir.with_file_name(format!(".{}.xtask-new", member.name))
+}
+
+/// The member's folder: assembled beside `services/` and renamed into place,
+/// or (in place) only its new files added.
+fn write_member(dir: &Path, member: &Member) -> Result<()> {
+    let target = if member.in_place {
+        dir.to_owned()
+    } else {
+        let scratch = scratch_dir(dir, member);
+        let _ = std::fs::remove_dir_all(&scratch);
+        if let Some(from) = &member.copy_from {
+            adopt::copy_code(from, &scratch)?;
+        }
+        scratch
+    };
+    for (rel, text) in &member.files {
+        let path = target.join(rel);
+        std::fs::create_dir_all(path.parent().expect("files live in folders"))?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !member.in_place {
+        std::fs::rename(&target, dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lockfile::tests::workspace_fixture;
+
+    /// A folder as the design documents have one: requirements.txt, main.py, a helper package.
+    fn legacy_folder(requirements: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("legacy-{}-{}", std::process::id(), requirements.len()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("helpers")).unwrap();
+        std::fs::write(dir.join("requirements.txt"), requirements).unwrap();
+        std::fs::write(dir.join("main.py"), "from helpers import NAME\n").unwrap();
+        std::fs::write(dir.join("helpers/__init__.py"), "NAME = 'legacy'\n").unwrap();
+        std::fs::write(dir.join("Dockerfile"), "FROM python:3.11-slim\n").unwrap();
+        dir
+    }
+
+    fn adopt(root: &Path, from: &Path) -> Result<()> {
+        let repo = Repo::new(root.to_owned())?;
+        NewService { name: Some("legacy".into()), kind: NewKind::Http, from: Some(from.to_owned()) }.run(&repo)
+    }
+
+    #[test]
+    fn from_adopts_a_folder_into_the_workspace_and_its_generated_files() {
+        let root = workspace_fixture(&xshell::Shell::new().unwrap());
+        let from = legacy_folder("# nothing from an index: the fixture locks offline\n");
+        adopt(&root, &from).unwrap();
+        let dir = root.join("services/legacy");
+        for kept in ["main.py", "helpers/__init__.py", "conftest.py", "pyproject.toml", "service.yaml"] {
+            assert!(dir.join(kept).is_file(), "{kept} missing");
+        }
+        for dropped in ["requirements.txt", "Dockerfile"] {
+            assert!(!dir.join(dropped).exists(), "{dropped} must not be carried over");
+        }
+        let stack = manifest::load(&root).unwrap();
+        let legacy = stack.services.iter().find(|s| s.name == "legacy").unwrap();
+        assert_eq!(legacy.manifest.packages, ["main.py", "helpers"]);
+        assert_eq!(legacy.manifest.command[..2], ["uvicorn", "main:app"]);
+        assert!(std::fs::read_to_string(root.join("uv.lock")).unwrap().contains("name = \"legacy\""));
+        let dockerfile = std::fs::read_to_string(root.join("docker/legacy.Dockerfile")).unwrap();
+        assert!(dockerfile.contains("COPY services/legacy/main.py /app/main.py\n"), "{dockerfile}");
+        assert!(root.join("docker/legacy.requirements.txt").is_file());
+        assert!(crate::lockfile::generate(&xshell::Shell::new().unwrap(), &root, Mode::Check).unwrap().is_empty());
+        assert!(from.join("requirements.txt").is_file(), "the source folder is left as it was");
+        std::fs::remove_dir_all(root).unwrap();
+        std::fs::remove_dir_all(from).unwrap();
+    }
+
+    #[test]
+    fn from_with_a_requirement_uv_cannot_find_keeps_nothing() {
+        let root = workspace_fixture(&xshell::Shell::new().unwrap());
+        let lock = std::fs::read_to_string(root.join("uv.lock")).unwrap();
+        let from = legacy_folder("nothing-here @ file:///nonexistent/nothing-here\n");
+        let err = format!("{:#}", adopt(&root, &from).unwrap_err());
+        assert!(err.contains("adding legacy failed; nothing was kept"), "{err}");
+        assert!(err.contains("Distribution not found at: file:///nonexistent/nothing-here"), "uv's message: {err}");
+        assert!(!root.join("services/legacy").exists());
+        assert!(!root.join("docker/legacy.Dockerfile").exists());
+        assert_eq!(std::fs::read_to_string(root.join("uv.lock")).unwrap(), lock);
+        std::fs::remove_dir_all(root).unwrap();
+        std::fs::remove_dir_all(from).unwrap();
+    }
 }

@@ -10,11 +10,11 @@ use xshell::{cmd, Shell};
 
 use crate::dotenv::DotEnv;
 use crate::gen::{self, Mode};
-use crate::manifest::{self, Installer, Stack};
+use crate::manifest::{Installer, Stack};
 use crate::prepared::{Prepared, Repo};
 use crate::scratch::Scratch;
-use crate::tools;
 use crate::util::write_atomic;
+use crate::{lockfile, tools, workspace};
 
 /// Run every check: formatting, clippy, generated files, hadolint, compose config, Kubernetes manifests (offline), pytest, cargo test.
 #[derive(Args, Debug)]
@@ -51,10 +51,15 @@ impl Test {
             Step::new("clippy", "fix the warnings above (CI denies every clippy warning)", || {
                 Ok(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings").run()?)
             }),
-            Step::new("generated files", "run `cargo xtask gen` and commit the result", || {
-                gen::ensure_files(root, &gen::render_all(stack()?), Mode::Check)?;
-                Ok(())
-            }),
+            Step::new(
+                "uv.lock and generated files",
+                "run `cargo xtask lock` if uv.lock is stale (a pyproject.toml changed), else `cargo xtask gen`; commit the result",
+                || {
+                    stack()?;
+                    lockfile::generate(sh, root, Mode::Check)?;
+                    Ok(())
+                },
+            ),
             Step::new(
                 "hadolint",
                 "fix the Dockerfile generator (xtask/src/gen/dockerfile.rs) or document the ignored rule in .hadolint.yaml",
@@ -81,7 +86,11 @@ impl Test {
                 "fix the SBOM generator (xtask/src/gen/sbom.rs) or the requirements file named above",
                 || sboms(sh, stack()?),
             ),
-            Step::new("pytest and mypy", "fix the Python tests or type errors above", || pytest(sh, stack()?)),
+            Step::new(
+                "pytest and mypy in the workspace environment (uv sync --locked)",
+                "fix the Python tests or type errors above (or `cargo xtask lock` if uv.lock is stale)",
+                || pytest(sh, stack()?),
+            ),
         ];
         if !self.no_cargo_test {
             steps.extend(engine_steps(repo, &loaded));
@@ -115,7 +124,7 @@ fn engine_steps<'a>(repo: &'a Repo, loaded: &'a Result<Stack>) -> Vec<Step<'a>> 
             "engine and base images",
             "run `cargo xtask setup --yes` (base images are then built by this step)",
             move || {
-                Prepared::new(repo, stack()?.clone(), repo.engine()?)?;
+                Prepared::new(repo, stack()?.clone(), repo.exports(stack()?)?, repo.engine()?)?;
                 Ok(())
             },
         ),
@@ -131,7 +140,7 @@ fn engine_steps<'a>(repo: &'a Repo, loaded: &'a Result<Stack>) -> Vec<Step<'a>> 
 
 fn hadolint(sh: &Shell, stack: &Stack) -> Result<()> {
     let root = &stack.root;
-    let hadolint = tools::hadolint(sh, root)?;
+    let hadolint = tools::hadolint(sh)?;
     let mut files: Vec<String> = stack.services.iter().map(|s| s.dockerfile_path()).collect();
     // The other installer's variant (uncommitted; bench-build uses it) too.
     let variants = root.join("target/hadolint");
@@ -159,23 +168,23 @@ fn hadolint(sh: &Shell, stack: &Stack) -> Result<()> {
 /// GitHub's API about pinned commits cannot run here). Both must report 0.
 fn workflow(sh: &Shell, root: &Path) -> Result<()> {
     let file = root.join(gen::WORKFLOW_PATH);
-    let actionlint = tools::actionlint(sh, root)?;
+    let actionlint = tools::actionlint(sh)?;
     cmd!(sh, "{actionlint} -no-color {file}").run()?;
     eprintln!("actionlint: 0 findings in {}", gen::WORKFLOW_PATH);
-    let zizmor = tools::zizmor(sh, root)?;
+    let zizmor = tools::zizmor(sh)?;
     cmd!(sh, "{zizmor} --offline --no-progress --persona pedantic {file}").run()?;
     Ok(())
 }
 
 /// Every service's SBOM as `cargo xtask gen` renders it (pure: from the
-/// manifests and locks, nothing built), plus the ones `build-images` wrote
+/// manifests and the exported requirements, nothing built), plus the ones `build-images` wrote
 /// next to its output, validated against the CycloneDX 1.6 JSON schema.
 fn sboms(sh: &Shell, stack: &Stack) -> Result<()> {
     let root = &stack.root;
     let out = root.join("target/sbom-check");
     let mut files = Vec::new();
     for service in &stack.services {
-        let lock = service.lock_path();
+        let lock = service.requirements_path();
         let text = std::fs::read_to_string(root.join(&lock)).with_context(|| format!("cannot read {lock}"))?;
         let requirements = gen::parse_requirements(&text).map_err(|e| anyhow!("{lock}: {e}"))?;
         anyhow::ensure!(!requirements.is_empty(), "{lock}: no pinned requirement");
@@ -188,7 +197,7 @@ fn sboms(sh: &Shell, stack: &Stack) -> Result<()> {
             built.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".cdx.json")),
         );
     }
-    let python = tools::cyclonedx_python(sh, root)?;
+    let python = tools::cyclonedx_python(sh)?;
     cmd!(sh, "{python} -c {VALIDATE_SBOM} {files...}").run()?;
     Ok(())
 }
@@ -223,9 +232,9 @@ fn kubernetes(sh: &Shell, stack: &Stack) -> Result<()> {
     }
     // A fresh clone has no credentials file yet: the secretGenerator needs one.
     k8s::ensure_secret_env(root)?;
-    let validate = tools::kubernetes_validate(sh, root)?;
+    let validate = tools::kubernetes_validate(sh)?;
     let newest = newest_bundled_schema(&validate)?;
-    let checkov = tools::checkov(sh, root)?;
+    let checkov = tools::checkov(sh)?;
     let out = root.join("target/k8s");
     std::fs::create_dir_all(&out)?;
     let mut targets = vec![("base".to_owned(), false)];
@@ -293,14 +302,12 @@ fn against_isolated_stack(sh: &Shell, stack: &Stack) -> Result<()> {
     eprintln!("starting the isolated stack {} in {}", scratch.project, scratch.dir.display());
     scratch.xtask(&["up"])?;
     let env = DotEnv::load_or_create(&scratch.dir)?;
-    let py = PythonEnv::new(sh, stack)?;
+    let python = workspace::sync(sh, root)?;
     let port = scratch.ports["postgres"].to_string();
     let password = env.get("POSTGRES_PASSWORD").unwrap_or_default();
     let user = env.get("POSTGRES_USER").unwrap_or_else(|| "pysvc".to_owned());
     let db = env.get("POSTGRES_DB").unwrap_or_else(|| "pysvc".to_owned());
-    let (python, dirs) = (&py.python, &py.test_dirs);
-    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}")
-        .env("PYTHONPATH", &py.pythonpath)
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider")
         .env("PYSVC_TEST_POSTGRES", "1")
         .env("POSTGRES_HOST", "127.0.0.1")
         .env("POSTGRES_PORT", &port)
@@ -315,58 +322,33 @@ fn against_isolated_stack(sh: &Shell, stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-/// pytest for every service, in a venv built from the lock files with uv.
+/// The developer's own path: `uv sync --locked` (the root `.venv`), then
+/// pytest over every service as `uv run pytest` runs it (the root
+/// pyproject's settings), then mypy per service: `--strict`, unless the
+/// service's pyproject has a `[tool.mypy]` table of its own (an adopted
+/// service). One mypy run per service, so two services' top-level module
+/// names never meet.
 fn pytest(sh: &Shell, stack: &Stack) -> Result<()> {
     let root = &stack.root;
-    let py = PythonEnv::new(sh, stack)?;
-    let (python, dirs) = (&py.python, &py.test_dirs);
-    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {dirs...}").env("PYTHONPATH", &py.pythonpath).run()?;
-    // The services are typed: mypy --strict over every package.
-    let mut packages: Vec<String> = stack.manifest.shared.iter().map(|s| s.path.clone()).collect();
-    for s in &stack.services {
-        packages.extend(s.manifest.packages.iter().map(|p| format!("{}/{p}", s.dir)));
-    }
+    let python = workspace::sync(sh, root)?;
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider").run()?;
     let cache = root.join("target/mypy-cache");
-    cmd!(sh, "{python} -m mypy --strict --explicit-package-bases --cache-dir {cache} {packages...}")
-        .env("MYPYPATH", &py.pythonpath)
+    let shared: Vec<String> = stack.manifest.shared.iter().map(|s| s.path.clone()).collect();
+    let shared_parents: Vec<String> =
+        shared.iter().map(|p| Path::new(p).parent().map(|p| p.display().to_string()).unwrap_or_default()).collect();
+    cmd!(sh, "{python} -m mypy --strict --explicit-package-bases --cache-dir {cache} {shared...}")
+        .env("MYPYPATH", shared_parents.join(":"))
         .run()?;
-    Ok(())
-}
-
-/// The test venv (built from the lock files with uv), the PYTHONPATH of
-/// every package and the services' test folders.
-struct PythonEnv {
-    python: std::path::PathBuf,
-    pythonpath: String,
-    test_dirs: Vec<String>,
-}
-
-impl PythonEnv {
-    fn new(sh: &Shell, stack: &Stack) -> Result<PythonEnv> {
-        let root = &stack.root;
-        let uv = tools::uv(sh, root)?;
-        let venv = root.join("target/py-venv");
-        let python = venv.join("bin/python");
-        if !python.exists() {
-            cmd!(sh, "{uv} venv --quiet --python python3 {venv}").run()?;
-        }
-        let mut locks: Vec<String> = stack.services.iter().map(|s| s.lock_path()).collect();
-        locks.push("services/dev/requirements.lock".to_owned());
-        let args: Vec<String> = locks.iter().flat_map(|l| ["-r".to_owned(), l.clone()]).collect();
-        cmd!(sh, "{uv} pip install --quiet --python {python} {args...}").run()?;
-        let mut paths: Vec<String> = stack
-            .manifest
-            .shared
-            .iter()
-            .map(|s| Path::new(&s.path).parent().map(|p| p.display().to_string()).unwrap_or_default())
-            .collect();
-        paths.extend(stack.services.iter().map(|s| s.dir.clone()));
-        let mut test_dirs: Vec<String> = std::fs::read_dir(root.join(manifest::SERVICES_DIR))?
-            .filter_map(|e| e.ok())
-            .map(|e| format!("{}/{}/tests", manifest::SERVICES_DIR, e.file_name().to_string_lossy()))
-            .filter(|d| root.join(d).is_dir())
-            .collect();
-        test_dirs.sort();
-        Ok(PythonEnv { python, pythonpath: paths.join(":"), test_dirs })
+    for s in &stack.services {
+        let packages: Vec<String> = s.manifest.packages.iter().map(|p| format!("{}/{p}", s.dir)).collect();
+        let config = match s.project.has_mypy_config {
+            true => vec!["--config-file".to_owned(), s.pyproject_path()],
+            false => vec!["--strict".to_owned()],
+        };
+        let path = std::iter::once(s.dir.clone()).chain(shared_parents.iter().cloned()).collect::<Vec<_>>();
+        cmd!(sh, "{python} -m mypy {config...} --explicit-package-bases --cache-dir {cache} {packages...}")
+            .env("MYPYPATH", path.join(":"))
+            .run()?;
     }
+    Ok(())
 }
