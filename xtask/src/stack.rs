@@ -14,7 +14,9 @@ use indicatif::{MultiProgress, ProgressBar};
 use xshell::{cmd, Shell};
 
 use crate::engine;
+use crate::gen::{self, Mode};
 use crate::manifest::{self, Stack};
+use crate::prepared::{Prepared, Repo};
 
 /// How long a running service may stay unhealthy before `up` gives up on it.
 const UNHEALTHY_GRACE: Duration = Duration::from_secs(15);
@@ -379,6 +381,20 @@ impl Watch {
         })?;
         Some(Err(anyhow::anyhow!("{}", diagnose(docker, failed).await)))
     }
+}
+
+/// What `up` and `dev` do before they start the stack: the manifests and
+/// exports, generated files that must be fresh, the engine (offering
+/// `setup`), no other checkout's stack under this project (checked before
+/// anything is written, not even `.env`), then the prepared context.
+pub fn prepare_to_run(repo: &Repo) -> Result<Prepared> {
+    let stack = repo.stack()?;
+    let exports = repo.exports(&stack)?;
+    gen::ensure_files(&repo.root, &gen::render_all(&stack, &exports), Mode::Check)
+        .context("generated files are stale; `cargo xtask gen` regenerates them")?;
+    let engine = repo.engine()?;
+    engine.rt.block_on(refuse_another_checkout(&engine.docker, &stack.manifest.project, &repo.root))?;
+    Prepared::new(repo, stack, exports, engine)
 }
 
 /// Compose names a stack by its project alone: a second checkout of this

@@ -78,19 +78,13 @@ struct Session {
 
 impl Dev {
     pub fn run(self, repo: &Repo) -> Result<()> {
-        let stack = repo.stack()?;
-        let exports = repo.exports(&stack)?;
-        gen::ensure_files(&repo.root, &gen::render_all(&stack, &exports), Mode::Check)
-            .context("generated files are stale; `cargo xtask gen` regenerates them")?;
+        let mut p = stack::prepare_to_run(repo)?;
         for name in &self.services {
-            if !stack.services.iter().any(|s| &s.name == name) {
-                let known: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
+            if !p.stack.services.iter().any(|s| &s.name == name) {
+                let known: Vec<&str> = p.stack.services.iter().map(|s| s.name.as_str()).collect();
                 bail!("no service named {name:?}; services: {}", known.join(", "));
             }
         }
-        let engine = repo.engine()?;
-        engine.rt.block_on(stack::refuse_another_checkout(&engine.docker, &stack.manifest.project, &repo.root))?;
-        let mut p = Prepared::new(repo, stack, exports, engine)?;
         let mut session = p.block_on(self.start(&p))?;
         loop {
             match p.block_on(session.watch(&p))? {

@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
-use crate::gen::{self, Mode};
 use crate::images::{self, Select};
 use crate::manifest::Kind;
 use crate::prepared::{Prepared, Repo};
@@ -29,14 +28,7 @@ pub struct Up {
 
 impl Up {
     pub fn run(self, repo: &Repo) -> Result<()> {
-        let stack = repo.stack()?;
-        let exports = repo.exports(&stack)?;
-        gen::ensure_files(&repo.root, &gen::render_all(&stack, &exports), Mode::Check)
-            .context("generated files are stale; `cargo xtask gen` regenerates them")?;
-        let engine = repo.engine()?;
-        // Before anything is written (not even `.env`): this checkout's stack only.
-        engine.rt.block_on(stack::refuse_another_checkout(&engine.docker, &stack.manifest.project, &repo.root))?;
-        let p = Prepared::new(repo, stack, exports, engine)?;
+        let p = stack::prepare_to_run(repo)?;
         p.block_on(async {
             if !self.no_build {
                 let results = images::build_all(&p, &Select::default()).await?;
