@@ -49,9 +49,10 @@ pub struct BenchBuild {
     /// The Markdown file whose build section is rewritten.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
-    /// Where the chart goes (linked from the Markdown section).
-    #[arg(long, default_value = "docs/bench-build.svg")]
-    pub svg: PathBuf,
+    /// Where the chart goes (linked from the Markdown section); default
+    /// `docs/bench-build.svg`, or `docs/bench-build-cli.svg` with `--via docker-cli`.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
     /// Also measure edit -> serving on this project's stack: a code file of
     /// an http service changes, `build-images` rebuilds the code layer,
     /// compose recreates that one container, until it answers its health
@@ -285,7 +286,11 @@ impl BenchBuild {
             return Ok(());
         }
         let out = if self.out.is_absolute() { self.out.clone() } else { root.join(&self.out) };
-        let svg = if self.svg.is_absolute() { self.svg.clone() } else { root.join(&self.svg) };
+        let default_svg = match self.via {
+            Via::EngineApi => "docs/bench-build.svg",
+            Via::DockerCli => "docs/bench-build-cli.svg",
+        };
+        let svg = root.join(self.svg.clone().unwrap_or_else(|| PathBuf::from(default_svg)));
         // The chart is linked relative to the Markdown file.
         let link = out.parent().and_then(|dir| svg.strip_prefix(dir).ok()).unwrap_or(&svg).to_path_buf();
         let section = markdown(&results, &link);
@@ -296,7 +301,7 @@ impl BenchBuild {
         }
         let existing = std::fs::read_to_string(&out).unwrap_or_default();
         write_atomic(&svg, &chart(&results))?;
-        write_atomic(&out, &replace_section(&existing, &section))?;
+        write_atomic(&out, &replace_section(&existing, &section, self.via))?;
         println!("\nwritten: {} (build section), {}", out.display(), svg.display());
         Ok(())
     }
@@ -1053,6 +1058,19 @@ async fn edit_to_serving(p: &Prepared, service: &Service, runs: usize) -> Result
 
 const SECTION_START: &str = "<!-- bench-build: start (written by `cargo xtask bench-build`, do not edit) -->";
 const SECTION_END: &str = "<!-- bench-build: end -->";
+/// The `--via docker-cli` run has a section (and a chart) of its own, so
+/// both paths stand side by side.
+const CLI_SECTION_START: &str =
+    "<!-- bench-build --via docker-cli: start (written by `cargo xtask bench-build --via docker-cli`, do not edit) -->";
+const CLI_SECTION_END: &str = "<!-- bench-build --via docker-cli: end -->";
+
+/// The markers of the section a run writes.
+fn markers(via: Via) -> (&'static str, &'static str) {
+    match via {
+        Via::EngineApi => (SECTION_START, SECTION_END),
+        Via::DockerCli => (CLI_SECTION_START, CLI_SECTION_END),
+    }
+}
 
 /// How the figures are taken, under the table.
 const HOW_MEASURED: &str =
@@ -1145,7 +1163,8 @@ fn markdown(r: &Results, svg: &Path) -> String {
         let _ = writeln!(m, "| {} | {} | {} | {} |", t.what, t.value, t.goal, if t.met { "yes" } else { "**no**" });
     }
     m.push_str(HOW_MEASURED);
-    format!("{SECTION_START}\n{m}{SECTION_END}\n")
+    let (start, end) = markers(r.via);
+    format!("{start}\n{m}{end}\n")
 }
 
 /// The Markdown line of the row "a dependency added to <other>".
@@ -1197,9 +1216,10 @@ fn bytecode_floor(r: &Results) -> Option<String> {
 
 /// `existing` with its build section replaced (or appended): the other
 /// sections, written by other commands, stay as they are.
-fn replace_section(existing: &str, section: &str) -> String {
-    if let (Some(a), Some(b)) = (existing.find(SECTION_START), existing.find(SECTION_END)) {
-        let end = b + SECTION_END.len();
+fn replace_section(existing: &str, section: &str, via: Via) -> String {
+    let (start, end_marker) = markers(via);
+    if let (Some(a), Some(b)) = (existing.find(start), existing.find(end_marker)) {
+        let end = b + end_marker.len();
         let rest = existing[end..].strip_prefix('\n').unwrap_or(&existing[end..]);
         return format!("{}{section}{rest}", &existing[..a]);
     }
@@ -1305,12 +1325,12 @@ mod tests {
     #[test]
     fn only_the_build_section_is_replaced() {
         let old = format!("# Benchmarks\n\n## Load\nkept\n\n{SECTION_START}\nold\n{SECTION_END}\n## After\nkept too\n");
-        let new = replace_section(&old, &format!("{SECTION_START}\nnew\n{SECTION_END}\n"));
+        let new = replace_section(&old, &format!("{SECTION_START}\nnew\n{SECTION_END}\n"), Via::EngineApi);
         assert_eq!(
             new,
             format!("# Benchmarks\n\n## Load\nkept\n\n{SECTION_START}\nnew\n{SECTION_END}\n## After\nkept too\n")
         );
-        let appended = replace_section("# Benchmarks\n", "S\n");
+        let appended = replace_section("# Benchmarks\n", "S\n", Via::EngineApi);
         assert_eq!(appended, "# Benchmarks\n\nS\n");
     }
 
