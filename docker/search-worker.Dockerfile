@@ -26,7 +26,7 @@ WORKDIR /app
 # synced to the lock (hard links into uv's cache, both in the mount), so a lock change
 # installs and byte-compiles only what changed; the layer gets a copy with bytecode,
 # so containers start without compiling (`bytecode: false` skips compiling).
-RUN --mount=type=cache,id=pysvc-search-worker-uv-py3.11,sharing=locked,target=/var/cache \
+RUN --mount=type=cache,id=pysvc-venv-search-worker-uv-py3.11,sharing=locked,target=/var/cache \
     --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
     --mount=type=bind,source=docker/search-worker.requirements.txt,target=/tmp/requirements.txt \
     --mount=type=bind,source=docker/ca,target=/mnt \

@@ -244,12 +244,18 @@ const CA_MOUNT: &str = "/mnt";
 /// Where the service's exported requirements are mounted for the install step.
 const REQUIREMENTS: &str = "/tmp/requirements.txt";
 
-/// The cache-mount id of a service's install step: per project, service,
-/// Python version and installer, so no two venvs ever share one.
+/// The cache-mount id of a service's install step: per service, installer,
+/// bytecode setting and Python version, and not per compose project, so every
+/// checkout and scratch copy of a service on one engine reuses the same
+/// downloads and venv (each build first syncs the venv to its own
+/// requirements; `sharing=locked` lets one build at a time use it).
 pub fn venv_cache_id(stack: &Stack, service: &Service, installer: Installer) -> String {
     let bytecode = if service.manifest.bytecode { "" } else { "-nobytecode" };
-    format!("{}-{}-{installer}{bytecode}-py{}", stack.manifest.project, service.name, stack.manifest.python_version)
+    format!("{CACHE_ID_PREFIX}-{}-{installer}{bytecode}-py{}", service.name, stack.manifest.python_version)
 }
+
+/// What every venv cache-mount id starts with (the tool's name, not a project's).
+const CACHE_ID_PREFIX: &str = "pysvc-venv";
 
 fn last_component(path: &str) -> &str {
     path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)

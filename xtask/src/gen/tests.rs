@@ -128,7 +128,7 @@ fn pip_installer_variant() {
     assert!(!d.contains("UV_IMAGE") && !d.contains("uv pip") && !d.contains("from=uv"), "no uv: {d}");
     assert!(d.contains("python3 -m venv /opt/venv"));
     assert!(d.contains("export PIP_CERT=/mnt/proxy-ca.crt"));
-    assert!(d.contains("--mount=type=cache,id=demo-worker-pip-py3.11,sharing=locked,target=/var/cache"));
+    assert!(d.contains("--mount=type=cache,id=pysvc-venv-worker-pip-py3.11,sharing=locked,target=/var/cache"));
     assert!(d.contains("export PIP_CACHE_DIR=/var/cache/pip"));
     assert!(d.contains("pip install --disable-pip-version-check --require-hashes"));
     assert!(d.contains("pip uninstall --disable-pip-version-check --yes pip setuptools"), "no installer at run time");
@@ -238,7 +238,7 @@ fn uv_dockerfile_is_one_stage_with_uv_only_mounted() {
 fn uv_venv_is_synced_in_a_cache_mount_per_service_and_copied_into_the_layer() {
     let d = file(&fixture(), "docker/web.Dockerfile");
     for needle in [
-        "--mount=type=cache,id=demo-web-uv-py3.11,sharing=locked,target=/var/cache",
+        "--mount=type=cache,id=pysvc-venv-web-uv-py3.11,sharing=locked,target=/var/cache",
         "export UV_CACHE_DIR=/var/cache/uv",
         "uv venv --no-python-downloads --relocatable --python python3 /var/cache/venv",
         "uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"",
@@ -248,7 +248,7 @@ fn uv_venv_is_synced_in_a_cache_mount_per_service_and_copied_into_the_layer() {
         assert!(d.contains(needle), "missing {needle:?} in\n{d}");
     }
     let worker = file(&fixture(), "docker/worker.Dockerfile");
-    assert!(worker.contains("id=demo-worker-uv-py3.11"), "each service has its own venv cache");
+    assert!(worker.contains("id=pysvc-venv-worker-uv-py3.11"), "each service has its own venv cache");
     // Mounts target folders every Debian-based image has: no empty mount
     // points (named like the cache or the CA) stay behind in the layer.
     assert!(!d.contains("target=/root/.cache") && !d.contains("target=/tmp/proxy-ca"), "{d}");
@@ -263,7 +263,7 @@ fn bytecode_false_skips_compiling_with_its_own_venv_cache() {
     let d = file(&root, "docker/worker.Dockerfile");
     assert!(!d.contains("--compile-bytecode"), "{d}");
     // A venv synced without bytecode never feeds an image that expects it.
-    assert!(d.contains("id=demo-worker-uv-nobytecode-py3.11"), "{d}");
+    assert!(d.contains("id=pysvc-venv-worker-uv-nobytecode-py3.11"), "{d}");
     write(&root, "services/worker/service.yaml", &format!("{WORKER}bytecode: false\ninstaller: pip\n"));
     let pip = file(&root, "docker/worker.Dockerfile");
     assert!(pip.contains("--no-deps --no-compile -r"), "{pip}");
