@@ -159,7 +159,15 @@ fn push_reaches_a_real_registry() {
 fn a_failing_step_is_named_with_its_log() {
     let _guard = serial();
     let stack = TestStack::new("broken");
-    // Hashes that no file has, in the lock: the install step must fail.
+    // Hashes that no file has, in the lock: the install step must fail. uv
+    // checks hashes of what it downloads, not of what a warm venv cache
+    // already holds, and the venv cache of a service is shared by every
+    // checkout on the engine; `bytecode: false` gives this build a venv
+    // cache of its own, which never gets psycopg-pool (a failed sync
+    // installs nothing), so the download happens on every run.
+    let manifest = stack.dir.join("services/search-worker/service.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}bytecode: false\n")).unwrap();
     let path = stack.dir.join("uv.lock");
     let lock = std::fs::read_to_string(&path).unwrap();
     let start = lock.find("\nname = \"psycopg-pool\"\n").expect("psycopg-pool is locked");
