@@ -1099,7 +1099,13 @@ const HOW_MEASURED: &str =
 
 fn markdown(r: &Results, svg: &Path) -> String {
     let mut m = String::new();
-    let _ = writeln!(m, "## Builds: generated Dockerfile vs the design notes' (`cargo xtask bench-build`)\n");
+    let title = match r.via {
+        Via::EngineApi => "## Builds: generated Dockerfile vs the design notes' (`cargo xtask bench-build`)",
+        Via::DockerCli => {
+            "## Builds through the docker CLI: the same rows as `docker build` runs them (`cargo xtask bench-build --via docker-cli`)"
+        }
+    };
+    let _ = writeln!(m, "{title}\n");
     let _ = writeln!(
         m,
         "`cargo xtask bench-build --service {} --runs {}{}{}`, {}. Machine: {} cores, Docker Engine {} (BuildKit built in), \
