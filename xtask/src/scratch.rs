@@ -133,7 +133,8 @@ fn docker_quiet(args: &[&str]) -> String {
 
 /// Removes everything the engine holds for a scratch project: containers,
 /// volumes, networks, and the images named after it (`<project>/…`, also
-/// when pushed as `<registry>/<project>/…`). Never fails; refuses (does
+/// when pushed as `<registry>/<project>/…`, and the registry build cache
+/// tags `<registry>/<project>-cache/…`). Never fails; refuses (does
 /// nothing) for a project that is not a scratch one.
 pub fn remove_project(project: &str) {
     if !project.starts_with(PREFIX) {
@@ -155,7 +156,11 @@ pub fn remove_project(project: &str) {
     let images = docker_quiet(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
     let ours: Vec<&str> = images
         .lines()
-        .filter(|i| i.starts_with(&format!("{project}/")) || i.contains(&format!("/{project}/")))
+        .filter(|i| {
+            i.starts_with(&format!("{project}/"))
+                || i.contains(&format!("/{project}/"))
+                || i.contains(&format!("/{project}-cache/"))
+        })
         .collect();
     if !ours.is_empty() {
         docker_quiet(&[&["rmi"][..], &ours].concat());
@@ -176,7 +181,12 @@ fn alive(pid: u32) -> bool {
 fn reap_orphans() {
     let projects = docker_quiet(&["ps", "-a", "--format", "{{.Label \"com.docker.compose.project\"}}"]);
     let volumes = docker_quiet(&["volume", "ls", "--format", "{{.Label \"com.docker.compose.project\"}}"]);
-    let mut seen: Vec<&str> = projects.lines().chain(volumes.lines()).collect();
+    // Images outlive their containers (a test killed after it built or
+    // pushed): their repository names the project (`<project>/…`,
+    // `<registry>/<project>-cache/…`).
+    let images = docker_quiet(&["image", "ls", "--format", "{{.Repository}}"]);
+    let named = images.lines().flat_map(|repo| repo.split('/')).map(|s| s.strip_suffix("-cache").unwrap_or(s));
+    let mut seen: Vec<&str> = projects.lines().chain(volumes.lines()).chain(named).collect();
     seen.sort();
     seen.dedup();
     for project in seen {

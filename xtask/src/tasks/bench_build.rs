@@ -1209,6 +1209,22 @@ fn bytecode_floor(r: &Results) -> Option<String> {
         bare_start - start,
         start / notes_start,
     );
+    let fresh = |v: Variant| {
+        r.rows
+            .iter()
+            .find(|row| row.variant == v)
+            .and_then(|row| row.figures.get("fresh_lock_change"))
+            .map(|f| f.median)
+    };
+    if let (Some(changed), Some(bare_changed)) = (fresh(Variant::OursUv), fresh(Variant::OursUvNoBytecode)) {
+        let _ = write!(
+            text,
+            " A fresh runner whose lock changed installs cold as well (cache mounts are never part of a registry \
+             cache): {changed:.2} s with bytecode ({:.2}x the ADR's cold build), {bare_changed:.2} s without ({:.2}x).",
+            changed / notes_cold,
+            bare_changed / notes_cold,
+        );
+    }
     if cold / notes_cold > 1.25 && bare_cold / notes_cold <= 1.25 {
         text.push_str(
             " Compiling is CPU work on the build machine's cores: here a cold build cannot both ship bytecode \
