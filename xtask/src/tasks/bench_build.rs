@@ -1216,13 +1216,17 @@ fn bytecode_floor(r: &Results) -> Option<String> {
             .and_then(|row| row.figures.get("fresh_lock_change"))
             .map(|f| f.median)
     };
-    if let (Some(changed), Some(bare_changed)) = (fresh(Variant::OursUv), fresh(Variant::OursUvNoBytecode)) {
+    if let (Some(changed), Some(bare_changed), Some(notes_changed)) =
+        (fresh(Variant::OursUv), fresh(Variant::OursUvNoBytecode), fresh(Variant::NotesUv))
+    {
         let _ = write!(
             text,
             " A fresh runner whose lock changed installs cold as well (cache mounts are never part of a registry \
-             cache): {changed:.2} s with bytecode ({:.2}x the ADR's cold build), {bare_changed:.2} s without ({:.2}x).",
+             cache): {changed:.2} s with bytecode ({:.2}x the ADR's cold build), {bare_changed:.2} s without ({:.2}x); \
+             the ADR's file on the same fresh runner, a cold install too, took {notes_changed:.2} s (ours {:.2}x that).",
             changed / notes_cold,
             bare_changed / notes_cold,
+            changed / notes_changed,
         );
     }
     if cold / notes_cold > 1.25 && bare_cold / notes_cold <= 1.25 {
