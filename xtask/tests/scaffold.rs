@@ -167,3 +167,28 @@ fn new_service_from_adopts_a_folder_with_a_requirements_txt() {
     ok_in(&dir, &["down", "--volumes"]);
     std::fs::remove_dir_all(&sources).unwrap();
 }
+
+#[test]
+fn down_logs_and_status_work_with_a_broken_manifest_and_no_env() {
+    let stack = TestStack::new("broken");
+    let dir = stack.dir.clone();
+    let manifest = dir.join("services/api-server/service.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\nports: [unclosed\n")).unwrap();
+    std::fs::remove_file(dir.join(".env")).unwrap();
+
+    // What loads the manifests refuses, naming the file.
+    let out = run_in(&dir, &["gen", "--check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("services/api-server/service.yaml"), "{err}");
+
+    // What only reads the running stack still works: it falls back to the
+    // compose project named by stack.yaml or compose.yaml.
+    let out = run_in(&dir, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status: {err}");
+    assert!(err.contains(&stack.project), "status names the project it shows: {err}");
+    ok_in(&dir, &["logs", "--no-follow"]);
+    ok_in(&dir, &["down", "--volumes"]);
+    assert!(!dir.join(".env").exists(), "none of them writes .env");
+}
