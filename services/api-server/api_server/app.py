@@ -14,18 +14,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from pysvc_common.db import Unavailable
-from pysvc_common.messages import MAX_QUERY_LEN, SearchRequested
+from pysvc_common.messages import MAX_QUERY_LEN, SearchRequested, blank
 from starlette.exceptions import HTTPException
 
 from api_server.publisher import Publisher, PublishError
-from api_server.store import Store
+from api_server.store import Conflict, Store
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,16 @@ PROBE_PATHS = ("/health", "/ready")
 # least one character that is not white space. (Lone surrogates cannot be
 # written in a pattern; the validator below refuses them too.)
 QUERY_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# A header is a string or absent, never JSON null: the schema says so.
+IdempotencyKey = Annotated[
+    uuid.UUID | None,
+    WithJsonSchema({"type": "string", "format": "uuid"}),
+    Header(
+        alias="Idempotency-Key",
+        description="A UUID the client makes for this search; it becomes the search's id, so a retry "
+        "(after a timeout or a 503) is stored once and answered with the same id.",
+    ),
+]
 
 
 class SearchIn(BaseModel):
@@ -55,7 +65,7 @@ class SearchIn(BaseModel):
             raise ValueError("must not contain NUL (\\u0000) characters")
         if any("\ud800" <= c <= "\udfff" for c in value):
             raise ValueError("must not contain unpaired UTF-16 surrogates")
-        if not value.strip():
+        if blank(value):
             raise ValueError("must contain a character that is not white space")
         return value
 
@@ -65,18 +75,18 @@ class ErrorOut(BaseModel):
     details: list[str] | None = None
 
 
+SearchStatus = Literal["pending", "queued", "done"]
+
+
 class AcceptedOut(BaseModel):
     id: uuid.UUID
-    status: Literal["pending"]
+    status: SearchStatus = Field(description="`pending` when just stored; a retry answers the status it has now")
 
 
 class ResultOut(BaseModel):
     document_id: int
     title: str
     rank: float
-
-
-SearchStatus = Literal["pending", "queued", "done"]
 
 
 class SearchOut(BaseModel):
@@ -101,6 +111,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
         400: "The body could not be read (not UTF-8 JSON)",
         404: "No search with that id",
+        409: "The Idempotency-Key is the id of a search for another query",
         413: f"Body larger than {MAX_BODY_BYTES} bytes",
         422: "Invalid input; `details` names each field and what is wrong",
         503: "PostgreSQL is unavailable; try again",
@@ -241,20 +252,26 @@ def create_app(store: Store, publisher: Publisher, background: bool = True) -> F
         "/searches",
         status_code=202,
         response_model=AcceptedOut,
-        responses=_errors(400, 413, 422, 503),
+        responses=_errors(400, 409, 413, 422, 503),
     )
-    def create_search(body: SearchIn) -> AcceptedOut:
+    def create_search(body: SearchIn, idempotency_key: IdempotencyKey = None) -> AcceptedOut | JSONResponse:
         """Accept a search. A 202 means it is stored in PostgreSQL; it is
-        queued for the worker asynchronously and answered at least once."""
-        search_id = uuid.uuid4()
-        store.create(search_id, body.query)
+        queued for the worker asynchronously and answered at least once.
+        With an `Idempotency-Key` (a UUID the client makes, which becomes
+        the search's id) a retry stores nothing twice and gets the same id."""
+        search_id = idempotency_key or uuid.uuid4()
         try:
-            publisher.publish(SearchRequested(search_id, body.query))
-        except PublishError as err:
-            # Accepted all the same: the row is the source of truth and the
-            # relay publishes it again.
-            log.debug("%s", err)
-        return AcceptedOut(id=search_id, status="pending")
+            stored = store.create(search_id, body.query)
+        except Conflict:
+            return error(409, f"Idempotency-Key {search_id} is the id of a search for another query")
+        if stored.new:
+            try:
+                publisher.publish(SearchRequested(search_id, body.query))
+            except PublishError as err:
+                # Accepted all the same: the row is the source of truth and
+                # the relay publishes it again.
+                log.debug("%s", err)
+        return AcceptedOut(id=search_id, status=cast(SearchStatus, stored.status))
 
     @app.get("/searches/{search_id}", response_model=SearchOut, responses=_errors(404, 422, 503))
     def get_search(search_id: uuid.UUID) -> SearchOut | JSONResponse:

@@ -22,8 +22,11 @@ INSERT_BATCH = 256
 INSERT_MANY = (
     "INSERT INTO searches (id, query, status) "
     "SELECT id, query, 'pending' FROM unnest(%s::uuid[], %s::text[]) AS t(id, query) "
-    "ON CONFLICT (id) DO NOTHING"
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+# Read back in the same transaction: what each id holds now (this batch's
+# rows, or rows an earlier request stored under the same id).
+STORED = "SELECT id, query, status FROM searches WHERE id = ANY(%s)"
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,23 @@ class Search:
     completed_at: datetime | None = None
 
 
+class Conflict(Exception):
+    """The id already holds a search for another query."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What `create` left in the database: `new` when this call stored the
+    row, false when a search with the same id and query was already there
+    (a client's retry); `status` is the row's status now."""
+
+    new: bool
+    status: str
+
+
 class Store(Protocol):
     def ping(self) -> None: ...
-    def create(self, search_id: uuid.UUID, query: str) -> None: ...
+    def create(self, search_id: uuid.UUID, query: str) -> Stored: ...
     def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None: ...
     def get(self, search_id: uuid.UUID) -> Search | None: ...
     def unfinished(self, older_than_seconds: float) -> list[tuple[uuid.UUID, str]]: ...
@@ -58,6 +75,7 @@ class _Insert:
     query: str
     done: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None
+    stored: Stored | None = None
 
 
 class PostgresStore:
@@ -65,7 +83,8 @@ class PostgresStore:
     connection error within `DB_RETRY_SECONDS` (a database restart), and is
     safe to repeat.
 
-    `create` returns once the row is committed. The rows of concurrent
+    `create` returns once the row is committed, or raises `Conflict` when
+    its id already holds another query. The rows of concurrent
     requests are written together: one writer thread inserts whatever has
     queued up while its previous statement ran, in one idempotent statement
     and one commit, so a request that ends in an error has stored nothing,
@@ -104,11 +123,25 @@ class PostgresStore:
                 return
 
     def _insert(self, batch: list[_Insert]) -> None:
-        def insert(conn: Connection) -> None:
-            conn.execute(INSERT_MANY, ([b.search_id for b in batch], [b.query for b in batch]))
+        ids = [b.search_id for b in batch]
+
+        def insert(conn: Connection) -> tuple[set[uuid.UUID], dict[uuid.UUID, tuple[str, str]]]:
+            new = {r[0] for r in conn.execute(INSERT_MANY, (ids, [b.query for b in batch])).fetchall()}
+            rows = conn.execute(STORED, (ids,)).fetchall()
+            return new, {r[0]: (str(r[1]), str(r[2])) for r in rows}
 
         try:
-            with_retry(self._pool, self._budget, insert)
+            new, rows = with_retry(self._pool, self._budget, insert)
+            for item in batch:
+                query, status = rows[item.search_id]
+                if query != item.query:
+                    item.error = Conflict(f"search {item.search_id} exists with another query")
+                else:
+                    # Two requests with one id in one batch: both see it new,
+                    # and publishing it twice is harmless (the worker skips
+                    # what is done). A retry after a lost commit sees it old:
+                    # the relay publishes what was never published.
+                    item.stored = Stored(item.search_id in new, status)
         except psycopg.Error as err:
             # Not a connection problem: a row the database refuses. Alone,
             # each row gets its own answer instead of failing the others.
@@ -129,15 +162,18 @@ class PostgresStore:
         with self._pool.connection(timeout=2.0) as conn:
             conn.execute("SELECT 1")
 
-    def create(self, search_id: uuid.UUID, query: str) -> None:
+    def create(self, search_id: uuid.UUID, query: str) -> Stored:
         item = _Insert(search_id, query)
         self._inserts.put(item)
         if not item.done.wait(self._budget + 2.0):
             raise Unavailable(f"PostgreSQL did not store search {search_id} in time")
         if isinstance(item.error, Unavailable):
             raise Unavailable(str(item.error)) from item.error
-        if item.error is not None:
+        if isinstance(item.error, Conflict):
+            raise Conflict(str(item.error)) from item.error
+        if item.error is not None or item.stored is None:
             raise RuntimeError(f"storing search {search_id} failed: {item.error}") from item.error
+        return item.stored
 
     def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None:
         def update(conn: Connection) -> None:

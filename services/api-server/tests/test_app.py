@@ -6,7 +6,7 @@ import uuid
 import pytest
 from api_server.app import MAX_BODY_BYTES, ProbeLogFilter, create_app, republish_unfinished
 from api_server.publisher import PublishError
-from api_server.store import Search, SearchResult
+from api_server.store import Conflict, Search, SearchResult, Stored
 from fastapi.testclient import TestClient
 from pysvc_common.db import Unavailable
 from pysvc_common.messages import SearchRequested
@@ -21,9 +21,15 @@ class MemoryStore:
         if self.down:
             raise Unavailable("postgres down")
 
-    def create(self, search_id: uuid.UUID, query: str) -> None:
+    def create(self, search_id: uuid.UUID, query: str) -> Stored:
         self.ping()
+        found = self.rows.get(search_id)
+        if found is not None:
+            if found.query != query:
+                raise Conflict(f"search {search_id} exists with another query")
+            return Stored(False, found.status)
         self.rows[search_id] = Search(search_id, query, "pending")
+        return Stored(True, "pending")
 
     def mark_published(self, search_ids: list[uuid.UUID]) -> None:
         for search_id in search_ids:
@@ -93,6 +99,37 @@ def test_accepted_while_broker_down_then_republished() -> None:
     assert [r.status for r in store.rows.values()] == ["pending"]
 
 
+def test_a_retry_with_the_same_idempotency_key_is_stored_and_published_once() -> None:
+    store, pub = MemoryStore(), MemoryPublisher()
+    c = client(store, pub)
+    key = str(uuid.uuid4())
+    first = c.post("/searches", json={"query": "kafka"}, headers={"Idempotency-Key": key})
+    assert first.status_code == 202 and first.json() == {"id": key, "status": "pending"}
+    sid = uuid.UUID(key)
+    store.rows[sid] = Search(sid, "kafka", "done")
+    again = c.post("/searches", json={"query": "kafka"}, headers={"Idempotency-Key": key})
+    assert again.status_code == 202 and again.json() == {"id": key, "status": "done"}
+    assert len(store.rows) == 1 and [m.search_id for m in pub.sent] == [sid]
+
+    other = c.post("/searches", json={"query": "cache"}, headers={"Idempotency-Key": key})
+    assert other.status_code == 409 and key in other.json()["error"]
+    assert store.rows[sid].query == "kafka" and len(pub.sent) == 1
+
+
+def test_a_query_the_schema_calls_valid_is_accepted() -> None:
+    # U+001C is not white space to the schema's `\s`, though str.isspace says so.
+    r = client(MemoryStore(), MemoryPublisher()).post("/searches", json={"query": "\x1c"})
+    assert r.status_code == 202, r.json()
+
+
+def test_an_idempotency_key_that_is_not_a_uuid_is_422_naming_the_header() -> None:
+    store, pub = MemoryStore(), MemoryPublisher()
+    r = client(store, pub).post("/searches", json={"query": "q"}, headers={"Idempotency-Key": "retry-1"})
+    assert r.status_code == 422
+    assert any("Idempotency-Key" in d for d in r.json()["details"]), r.json()
+    assert not store.rows and not pub.sent
+
+
 BAD_BODIES = [
     b"{not json",
     b"{}",
@@ -157,7 +194,7 @@ def test_database_down_is_503_and_a_bug_is_not() -> None:
     assert "error" in r.json()
 
     class Broken(MemoryStore):
-        def create(self, search_id: uuid.UUID, query: str) -> None:
+        def create(self, search_id: uuid.UUID, query: str) -> Stored:
             raise KeyError("a bug")
 
     r = client(Broken(), MemoryPublisher()).post("/searches", json={"query": "q"})
@@ -169,7 +206,7 @@ def test_every_status_is_declared_with_a_body_schema() -> None:
     declared = {
         (path, method): set(op["responses"]) for path, ops in doc["paths"].items() for method, op in ops.items()
     }
-    assert declared[("/searches", "post")] == {"202", "400", "413", "422", "503"}
+    assert declared[("/searches", "post")] == {"202", "400", "409", "413", "422", "503"}
     assert declared[("/searches/{search_id}", "get")] == {"200", "404", "422", "503"}
     assert declared[("/ready", "get")] == {"200", "503"}
     for (path, method), statuses in declared.items():

@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from api_server.store import PostgresStore
+from api_server.store import Conflict, PostgresStore, Stored
 from pysvc_common.config import Settings
 
 pytestmark = pytest.mark.skipif(
@@ -18,10 +18,14 @@ def test_create_is_idempotent_and_get_reads_it_back() -> None:
     store = PostgresStore(Settings.from_env())
     try:
         search_id = uuid.uuid4()
-        store.create(search_id, "kafka")
-        store.create(search_id, "kafka")  # a retry after a lost answer
+        assert store.create(search_id, "kafka") == Stored(True, "pending")
+        # A retry (after a lost answer, or with the client's Idempotency-Key).
+        assert store.create(search_id, "kafka") == Stored(False, "pending")
+        with pytest.raises(Conflict):
+            store.create(search_id, "another query")
         found = store.get(search_id)
         assert found is not None and found.status == "pending" and found.created_at is not None
+        assert found.query == "kafka"
         assert store.get(uuid.uuid4()) is None
         store.ping()
     finally:
@@ -50,5 +54,34 @@ def test_concurrent_creates_are_written_together_and_each_one_is_stored() -> Non
         for t in threads:
             t.join()
         assert all(store.get(i) is not None for i in ids)
+    finally:
+        store.close()
+
+
+def test_one_id_twice_in_one_batch_is_stored_once_and_another_query_conflicts() -> None:
+    store = PostgresStore(Settings.from_env())
+    search_id = uuid.uuid4()
+    outcomes: list[object] = []
+
+    def create(query: str) -> None:
+        try:
+            outcomes.append(store.create(search_id, query))
+        except Conflict as err:
+            outcomes.append(err)
+
+    try:
+        threads = [threading.Thread(target=create, args=(q,)) for q in ["kafka", "kafka", "cache", "kafka"]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        found = store.get(search_id)
+        assert found is not None
+        conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+        stored = [o for o in outcomes if isinstance(o, Stored)]
+        # Whichever query was stored first holds the id; every other query conflicts.
+        expected_conflicts = 1 if found.query == "kafka" else 3
+        assert len(conflicts) == expected_conflicts and len(stored) == 4 - expected_conflicts, outcomes
+        assert any(s.new for s in stored)
     finally:
         store.close()

@@ -7,6 +7,18 @@ import uuid
 from dataclasses import dataclass
 
 MAX_QUERY_LEN = 200
+# White space as the API's schema means it (`\s` of the JSON Schema / ECMA
+# pattern): narrower than `str.isspace`, which also counts the ASCII
+# separators U+001C-U+001F and U+0085. The API and the worker agree on it.
+SCHEMA_SPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def blank(query: str) -> bool:
+    """True when `query` holds nothing but schema white space."""
+    return not query.strip(SCHEMA_SPACE)
 
 
 class MessageError(ValueError):
@@ -33,7 +45,7 @@ class SearchRequested:
         if not isinstance(body, dict):
             raise MessageError("message is not a JSON object")
         query = body.get("query")
-        if not isinstance(query, str) or not query.strip():
+        if not isinstance(query, str) or blank(query):
             raise MessageError("'query' must be a non-empty string")
         if len(query) > MAX_QUERY_LEN:
             raise MessageError(f"'query' is longer than {MAX_QUERY_LEN}")

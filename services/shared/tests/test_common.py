@@ -2,7 +2,7 @@ import uuid
 
 import pytest
 from pysvc_common.config import ConfigError, Settings
-from pysvc_common.messages import MAX_QUERY_LEN, MessageError, SearchRequested
+from pysvc_common.messages import MAX_QUERY_LEN, MessageError, SearchRequested, blank
 
 ENV = {"POSTGRES_PASSWORD": "pw", "POSTGRES_PORT": "5433", "KAFKA_BOOTSTRAP": "k:1"}
 
@@ -47,3 +47,11 @@ def test_load_settings_have_defaults_and_are_checked() -> None:
     assert (s.kafka_partitions, s.db_pool_size, s.db_retry_seconds) == (6, 4, 3.0)
     with pytest.raises(ConfigError, match="KAFKA_PARTITIONS"):
         Settings.from_env(ENV | {"KAFKA_PARTITIONS": "0"})
+
+
+def test_blank_is_the_schema_pattern_s_not_str_isspace() -> None:
+    # The API's schema pattern (`\s`, ECMA semantics) and its validator must
+    # agree: a query the schema calls valid is accepted (the fuzzer checks it).
+    assert blank("") and blank(" \t\n\u3000\ufeff")
+    assert not blank("\x1c") and not blank("\x85") and not blank(" kafka ")
+    assert SearchRequested.decode(b'{"id": "8c0f5a56-8e0b-4ad2-9d2b-1b3f4b7d0a11", "query": "\\u001c"}').query == "\x1c"
