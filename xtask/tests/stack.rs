@@ -58,6 +58,26 @@ fn a_search_flows_through_broker_and_worker_and_survives_down_up() {
     assert!(!results.is_empty(), "{done}");
     assert_eq!(results[0]["title"], "Healthchecks that fail");
 
+    // A client's retry with an Idempotency-Key: one search, the same id on
+    // every attempt; the key reused for another query is refused.
+    let key = "6f1d0c55-3b8e-4b8e-9b55-6a6f1c2e9d01";
+    let post = |query: &str| {
+        let body = format!("{{\"query\": \"{query}\"}}");
+        http_with_headers(&stack.api(), "POST", "/searches", &[("Idempotency-Key", key)], Some(body.as_bytes()))
+            .unwrap()
+    };
+    for attempt in 0..2 {
+        let (status, body) = post("kafka");
+        assert_eq!(status, 202, "attempt {attempt}: {body}");
+        assert_eq!(json(&body)["id"], key, "attempt {attempt}: {body}");
+    }
+    let retried = stack.answered(key, Duration::from_secs(60));
+    assert_eq!(retried["query"], "kafka", "{retried}");
+    let (status, body) = post("cache");
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = post("kafka");
+    assert!(status == 202 && json(&body)["status"] == "done", "a retry answers the status it has now: {body}");
+
     // Persistence: `down` keeps the volume, the next `up` finds the data.
     stack.ok(&["down"]);
     assert!(stack.container("postgres").is_empty());
