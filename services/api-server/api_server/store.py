@@ -19,13 +19,18 @@ log = logging.getLogger(__name__)
 
 REPUBLISH_BATCH = 500
 INSERT_BATCH = 256
+# One statement per batch: insert what is new, and say for each id whether
+# this statement stored it and what the id holds now (an earlier request's
+# row, seen in the statement's snapshot, or the row just inserted).
 INSERT_MANY = (
-    "INSERT INTO searches (id, query, status) "
-    "SELECT id, query, 'pending' FROM unnest(%s::uuid[], %s::text[]) AS t(id, query) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
+    "WITH batch AS (SELECT * FROM unnest(%s::uuid[], %s::text[]) AS t(id, query)), "
+    "inserted AS (INSERT INTO searches (id, query, status) SELECT id, query, 'pending' FROM batch "
+    "ON CONFLICT (id) DO NOTHING RETURNING id, query) "
+    "SELECT DISTINCT b.id, i.id IS NOT NULL, coalesce(i.query, s.query), coalesce(s.status, 'pending') "
+    "FROM batch b LEFT JOIN inserted i ON i.id = b.id LEFT JOIN searches s ON s.id = b.id"
 )
-# Read back in the same transaction: what each id holds now (this batch's
-# rows, or rows an earlier request stored under the same id).
+# An id another transaction inserted after that snapshot (the same key sent
+# to two API processes at once) is read again by a statement of its own.
 STORED = "SELECT id, query, status FROM searches WHERE id = ANY(%s)"
 
 
@@ -125,15 +130,19 @@ class PostgresStore:
     def _insert(self, batch: list[_Insert]) -> None:
         ids = [b.search_id for b in batch]
 
-        def insert(conn: Connection) -> tuple[set[uuid.UUID], dict[uuid.UUID, tuple[str, str]]]:
-            new = {r[0] for r in conn.execute(INSERT_MANY, (ids, [b.query for b in batch])).fetchall()}
-            rows = conn.execute(STORED, (ids,)).fetchall()
-            return new, {r[0]: (str(r[1]), str(r[2])) for r in rows}
+        def insert(conn: Connection) -> dict[uuid.UUID, tuple[bool, str | None, str]]:
+            rows = conn.execute(INSERT_MANY, (ids, [b.query for b in batch])).fetchall()
+            held = {r[0]: (bool(r[1]), r[2], str(r[3])) for r in rows}
+            unseen = [i for i, (_, query, _) in held.items() if query is None]
+            if unseen:
+                for r in conn.execute(STORED, (unseen,)).fetchall():
+                    held[r[0]] = (False, str(r[1]), str(r[2]))
+            return held
 
         try:
-            new, rows = with_retry(self._pool, self._budget, insert)
+            held = with_retry(self._pool, self._budget, insert)
             for item in batch:
-                query, status = rows[item.search_id]
+                new, query, status = held[item.search_id]
                 if query != item.query:
                     item.error = Conflict(f"search {item.search_id} exists with another query")
                 else:
@@ -141,7 +150,7 @@ class PostgresStore:
                     # and publishing it twice is harmless (the worker skips
                     # what is done). A retry after a lost commit sees it old:
                     # the relay publishes what was never published.
-                    item.stored = Stored(item.search_id in new, status)
+                    item.stored = Stored(new, status)
         except psycopg.Error as err:
             # Not a connection problem: a row the database refuses. Alone,
             # each row gets its own answer instead of failing the others.

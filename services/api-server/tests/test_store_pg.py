@@ -85,3 +85,28 @@ def test_one_id_twice_in_one_batch_is_stored_once_and_another_query_conflicts() 
         assert any(s.new for s in stored)
     finally:
         store.close()
+
+
+def test_one_key_sent_to_two_api_processes_at_once_is_stored_once() -> None:
+    # Two stores, two pools: two API processes. The loser's statement waits
+    # for the winner's commit and does not see the row in its snapshot; it
+    # reads it again.
+    stores = [PostgresStore(Settings.from_env()) for _ in range(2)]
+    try:
+        for _ in range(30):
+            search_id = uuid.uuid4()
+            outcomes: list[Stored] = []
+
+            def create(store: PostgresStore, search_id: uuid.UUID = search_id) -> None:
+                outcomes.append(store.create(search_id, "kafka"))
+
+            threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(o.new for o in outcomes) == [False, True], outcomes
+            assert all(o.status == "pending" for o in outcomes)
+    finally:
+        for s in stores:
+            s.close()
