@@ -133,6 +133,9 @@ pub struct Backlog {
     /// the database's clock, which a local engine shares with this one).
     pub drain_seconds: f64,
     pub lost: usize,
+    /// Searches whose answer was stored before the workers were resumed:
+    /// 0 unless the pause did not hold them (then the time means little).
+    pub answered_before_resume: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -237,8 +240,8 @@ impl BenchLoad {
                 let b = self.backlog(stack, n, partitions).await?;
                 if !self.json {
                     eprintln!(
-                        "backlog: {n} worker(s) joined in {:.1}s, answered {} in {:.2}s",
-                        b.join_seconds, b.searches, b.drain_seconds
+                        "backlog: {n} worker(s) joined in {:.1}s, answered {} in {:.2}s ({} before the resume)",
+                        b.join_seconds, b.searches, b.drain_seconds, b.answered_before_resume
                     );
                 }
                 runs.push(b);
@@ -251,6 +254,7 @@ impl BenchLoad {
                 join_seconds: median(|b| b.join_seconds),
                 drain_seconds: median(|b| b.drain_seconds),
                 lost: runs.iter().map(|b| b.lost).sum(),
+                answered_before_resume: runs.iter().map(|b| b.answered_before_resume).sum(),
             });
         }
         // Back to one worker, as the stack was.
@@ -353,6 +357,7 @@ impl BenchLoad {
             join_seconds,
             drain_seconds: answers.last_completed.map(|last| last - resumed).unwrap_or(f64::NAN),
             lost: answers.pending,
+            answered_before_resume: answers.completed.iter().filter(|c| **c < resumed).count(),
         })
     }
 }
@@ -409,17 +414,18 @@ pub fn render(r: &Report) -> String {
             10 + r.documents
         ));
         out.push_str(
-            "\n| workers | runs | joining the group | queued searches per run | resume to last answer | lost |\n\
-             |---|---|---|---|---|---|\n",
+            "\n| workers | runs | joining the group | queued searches per run | resume to last answer | answered before the resume | lost |\n\
+             |---|---|---|---|---|---|---|\n",
         );
         for b in &r.backlog {
             out.push_str(&format!(
-                "| {} | {} | {:.1} s | {} | {:.2} s | {} |\n",
+                "| {} | {} | {:.1} s | {} | {:.2} s | {} | {} |\n",
                 b.workers,
                 b.runs,
                 b.join_seconds,
                 b.searches / b.runs.max(1),
                 b.drain_seconds,
+                b.answered_before_resume,
                 b.lost
             ));
         }
@@ -721,13 +727,15 @@ struct Answers {
     pending: usize,
     last_completed: Option<f64>,
     last_created: Option<f64>,
+    /// Every answered search's `completed_at`.
+    completed: Vec<f64>,
 }
 
 /// Polls every id until it is answered or `timeout` passes.
 async fn answers(addr: &str, ids: &[String], timeout: Duration) -> Answers {
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<String> = ids.to_vec();
-    let mut done = Answers { pending: 0, last_completed: None, last_created: None };
+    let mut done = Answers { pending: 0, last_completed: None, last_created: None, completed: Vec::new() };
     let stamps = RefCell::new(Vec::<(f64, f64)>::new());
     while !pending.is_empty() && Instant::now() < deadline {
         let queue = RefCell::new(std::mem::take(&mut pending));
@@ -762,6 +770,7 @@ async fn answers(addr: &str, ids: &[String], timeout: Duration) -> Answers {
     done.pending = pending.len();
     done.last_completed = stamps.iter().map(|s| s.1).reduce(f64::max);
     done.last_created = stamps.iter().map(|s| s.0).reduce(f64::max);
+    done.completed = stamps.iter().map(|s| s.1).collect();
     done
 }
 
