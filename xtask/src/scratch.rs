@@ -156,15 +156,19 @@ pub fn remove_project(project: &str) {
     let images = docker_quiet(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
     let ours: Vec<&str> = images
         .lines()
-        .filter(|i| {
-            i.starts_with(&format!("{project}/"))
-                || i.contains(&format!("/{project}/"))
-                || i.contains(&format!("/{project}-cache/"))
-        })
+        .filter(|i| i.rsplit_once(':').is_some_and(|(repo, _)| image_projects(repo).any(|p| p == project)))
         .collect();
     if !ours.is_empty() {
         docker_quiet(&[&["rmi"][..], &ours].concat());
     }
+}
+
+/// The projects an image repository may belong to: each folder of its path
+/// (`<project>/<service>`, `<registry>/<project>/<service>`), a cache
+/// repository's without its suffix (`<registry>/<project>-cache/<service>`).
+fn image_projects(repo: &str) -> impl Iterator<Item = &str> {
+    let folders = repo.rsplit_once('/').map_or("", |(folders, _)| folders);
+    folders.split('/').filter(|f| !f.is_empty()).map(|f| f.strip_suffix("-cache").unwrap_or(f))
 }
 
 /// The process id in a scratch name (`pysvct-<name>-<pid>-<n>`).
@@ -185,7 +189,7 @@ fn reap_orphans() {
     // pushed): their repository names the project (`<project>/…`,
     // `<registry>/<project>-cache/…`).
     let images = docker_quiet(&["image", "ls", "--format", "{{.Repository}}"]);
-    let named = images.lines().flat_map(|repo| repo.split('/')).map(|s| s.strip_suffix("-cache").unwrap_or(s));
+    let named = images.lines().flat_map(image_projects);
     let mut seen: Vec<&str> = projects.lines().chain(volumes.lines()).chain(named).collect();
     seen.sort();
     seen.dedup();
@@ -318,5 +322,15 @@ mod tests {
         assert_eq!(super::owner_pid("pysvct-second-checkout-77-copy"), Some(77));
         assert_eq!(super::owner_pid("pysvc"), None);
         assert_eq!(super::owner_pid("pysvct-x"), None);
+    }
+
+    #[test]
+    fn an_image_repository_names_its_project() {
+        let projects = |repo| super::image_projects(repo).collect::<Vec<_>>();
+        assert_eq!(projects("pysvct-a-1-0/api-server"), ["pysvct-a-1-0"]);
+        assert_eq!(projects("127.0.0.1:5000/pysvct-a-1-0/api-server"), ["127.0.0.1:5000", "pysvct-a-1-0"]);
+        assert_eq!(projects("127.0.0.1:5000/pysvct-a-1-0-cache/api-server"), ["127.0.0.1:5000", "pysvct-a-1-0"]);
+        assert!(projects("pysvct-a-1-0").is_empty(), "a bare name is a service, not a project");
+        assert!(projects("<none>").is_empty());
     }
 }

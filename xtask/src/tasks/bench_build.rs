@@ -907,7 +907,9 @@ fn dependency_target(service: &str, d: &DependencyAdded) -> Target {
 
 /// The targets the project holds itself to, judged on this run's medians.
 fn targets(r: &Results) -> Vec<Target> {
-    let fig = |v: Variant, s: &str| r.rows.iter().find(|row| row.variant == v).map(|row| row.figures[s].median);
+    let fig = |v: Variant, s: &str| {
+        r.rows.iter().find(|row| row.variant == v).and_then(|row| row.figures.get(s)).map(|f| f.median)
+    };
     let size = |v: Variant| r.rows.iter().find(|row| row.variant == v).map(|row| row.size_bytes).unwrap_or(0);
     let (Some(cold), Some(notes_cold)) = (fig(Variant::OursUv, "cold"), fig(Variant::NotesUv, "cold")) else {
         return Vec::new();
@@ -1209,13 +1211,7 @@ fn bytecode_floor(r: &Results) -> Option<String> {
         bare_start - start,
         start / notes_start,
     );
-    let fresh = |v: Variant| {
-        r.rows
-            .iter()
-            .find(|row| row.variant == v)
-            .and_then(|row| row.figures.get("fresh_lock_change"))
-            .map(|f| f.median)
-    };
+    let fresh = |v: Variant| fig(v, "fresh_lock_change");
     if let (Some(changed), Some(bare_changed), Some(notes_changed)) =
         (fresh(Variant::OursUv), fresh(Variant::OursUvNoBytecode), fresh(Variant::NotesUv))
     {

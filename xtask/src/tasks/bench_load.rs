@@ -320,7 +320,7 @@ impl BenchLoad {
             accepted: post.ids.len(),
             rejected: post.statuses.into_iter().filter(|(s, _)| *s != 202).collect(),
             failed: post.failed,
-            drain_seconds: answers.last_completed.zip(answers.last_created).map(|(done, created)| done - created),
+            drain_seconds: answers.last_completed().zip(answers.last_created).map(|(done, created)| done - created),
             lost: answers.pending,
             stored_but_rejected: before.zip(after).map(|(b, a)| a - b - post.ids.len() as i64),
             fault: self.fault,
@@ -355,7 +355,7 @@ impl BenchLoad {
             runs: 1,
             searches: post.ids.len(),
             join_seconds,
-            drain_seconds: answers.last_completed.map(|last| last - resumed).unwrap_or(f64::NAN),
+            drain_seconds: answers.last_completed().map(|last| last - resumed).unwrap_or(f64::NAN),
             lost: answers.pending,
             answered_before_resume: answers.completed.iter().filter(|c| **c < resumed).count(),
         })
@@ -725,17 +725,22 @@ async fn client(addr: &str, kind: Kind, total: usize, next: Rc<Cell<usize>>, run
 
 struct Answers {
     pending: usize,
-    last_completed: Option<f64>,
     last_created: Option<f64>,
     /// Every answered search's `completed_at`.
     completed: Vec<f64>,
+}
+
+impl Answers {
+    fn last_completed(&self) -> Option<f64> {
+        self.completed.iter().copied().reduce(f64::max)
+    }
 }
 
 /// Polls every id until it is answered or `timeout` passes.
 async fn answers(addr: &str, ids: &[String], timeout: Duration) -> Answers {
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<String> = ids.to_vec();
-    let mut done = Answers { pending: 0, last_completed: None, last_created: None, completed: Vec::new() };
+    let mut done = Answers { pending: 0, last_created: None, completed: Vec::new() };
     let stamps = RefCell::new(Vec::<(f64, f64)>::new());
     while !pending.is_empty() && Instant::now() < deadline {
         let queue = RefCell::new(std::mem::take(&mut pending));
@@ -768,7 +773,6 @@ async fn answers(addr: &str, ids: &[String], timeout: Duration) -> Answers {
     }
     let stamps = stamps.into_inner();
     done.pending = pending.len();
-    done.last_completed = stamps.iter().map(|s| s.1).reduce(f64::max);
     done.last_created = stamps.iter().map(|s| s.0).reduce(f64::max);
     done.completed = stamps.iter().map(|s| s.1).collect();
     done
