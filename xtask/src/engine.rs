@@ -10,8 +10,13 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod buildx;
+pub mod caps;
 mod http;
+mod textprogress;
 mod trace;
+
+pub use caps::Capabilities;
 
 pub const ENGINE_HELP: &str =
     "start it with `cargo xtask setup --yes` (installs and starts Docker Engine on Debian/Ubuntu), \
@@ -84,6 +89,8 @@ struct BuildLine {
     #[serde(rename = "errorDetail")]
     error_detail: Option<ErrorDetail>,
     error: Option<String>,
+    /// Plain text: buildah's steps behind Podman's `/build`.
+    stream: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -91,15 +98,32 @@ struct ErrorDetail {
     message: Option<String>,
 }
 
-/// Builds through the engine's BuildKit; `bar` shows the current step.
+/// Builds `spec` on the engine; `bar` shows the current step.
 ///
-/// The request is the Engine API's `POST /build?version=2` with the context
-/// as the tar body, sent directly: BuildKit needs no client session for a
-/// tar context, cache and bind mounts, only a session id no other build has
-/// used. Its progress comes back as protobuf traces ([`trace`]).
+/// Where the engine takes a tar body (Docker with a graph-driver store,
+/// Podman), the request is the Engine API's `POST /build?version=2` with the
+/// context as the body, sent directly: BuildKit needs no client session for
+/// a tar context, cache and bind mounts, only a session id no other build
+/// has used; its progress comes back as protobuf traces ([`trace`]), or as
+/// buildah's text on Podman. Docker's containerd image store cannot take a
+/// tar body, so there the build goes through `docker buildx build`
+/// ([`buildx`]). Either way the same [`BuildTrace`] judges it.
 pub async fn build(docker: &Docker, mut spec: BuildSpec, bar: &ProgressBar) -> Result<BuildReport> {
     let started = Instant::now();
-    let query = build_query(&spec)?;
+    let (trace, stream_error) = if caps::of(docker).await?.builds_from_tar() {
+        tar_body(&mut spec, bar).await?
+    } else {
+        buildx::build(&spec, session_id(), bar.clone()).await?
+    };
+    if let Some(message) = trace.failure_message(&spec.tag) {
+        bail!(message);
+    }
+    finish(docker, &spec, &trace, stream_error, started).await
+}
+
+/// `POST /build?version=2` with the context as the body.
+async fn tar_body(spec: &mut BuildSpec, bar: &ProgressBar) -> Result<(BuildTrace, Option<String>)> {
+    let query = build_query(spec)?;
     let mut lines = http::post_lines("/build", &query, std::mem::take(&mut spec.context)).await?;
     let mut trace = BuildTrace::default();
     let stream_error = loop {
@@ -109,10 +133,7 @@ pub async fn build(docker: &Docker, mut spec: BuildSpec, bar: &ProgressBar) -> R
             Err(e) => break Some(format!("{e:#}")),
         }
     };
-    if let Some(message) = trace.failure_message(&spec.tag) {
-        bail!(message);
-    }
-    finish(docker, &spec, &trace, stream_error, started).await
+    Ok((trace, stream_error))
 }
 
 /// A fresh session id per build: BuildKit silently drops a reused one.
@@ -151,13 +172,22 @@ struct BuildTrace {
     steps: BTreeMap<String, Step>,
     order: Vec<String>,
     failure: Option<String>,
+    buildah: textprogress::Buildah,
 }
 
 impl BuildTrace {
     /// Takes one line of the answer; a line that is not JSON is skipped.
     fn read_line(&mut self, line: &[u8], bar: &ProgressBar) -> Result<()> {
         let Ok(line) = serde_json::from_slice::<BuildLine>(line) else { return Ok(()) };
+        for text in line.stream.as_deref().unwrap_or_default().lines() {
+            if let Some(status) = self.buildah.line(text) {
+                self.record(status, bar);
+            }
+        }
         if let Some(detail) = line.error_detail.and_then(|d| d.message).or(line.error) {
+            if let Some(status) = self.buildah.fail(&detail) {
+                self.record(status, bar);
+            }
             self.failure = Some(detail);
         }
         let aux = line.aux.as_ref().and_then(|a| a.as_str());
