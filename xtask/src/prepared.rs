@@ -23,6 +23,7 @@ use xshell::Shell;
 
 use crate::dotenv::DotEnv;
 use crate::engine;
+use crate::gen;
 use crate::manifest::{self, Stack};
 use crate::provision::{self, base_images, Provision};
 use crate::workspace::{self, Exports};
@@ -37,6 +38,8 @@ pub struct Repo {
 pub struct Engine {
     pub rt: tokio::runtime::Runtime,
     pub docker: Docker,
+    /// What the engine is and can do (`engine::caps`).
+    pub caps: engine::Capabilities,
 }
 
 /// Everything a command that builds or runs the stack needs, loaded once.
@@ -72,7 +75,8 @@ impl Repo {
     pub fn connect(&self) -> Result<Engine> {
         let rt = engine::runtime()?;
         let docker = rt.block_on(engine::connect())?;
-        Ok(Engine { rt, docker })
+        let caps = rt.block_on(engine::caps::of(&docker))?;
+        Ok(Engine { rt, docker, caps })
     }
 
     /// The engine and Compose v2; on a machine without them, `setup`'s checks
@@ -90,7 +94,8 @@ impl Repo {
                 rt.block_on(engine::connect())?
             }
         };
-        Ok(Engine { rt, docker })
+        let caps = rt.block_on(engine::caps::of(&docker))?;
+        Ok(Engine { rt, docker, caps })
     }
 
     /// All steps: manifests, exports, engine, `.env` and base images.
@@ -141,6 +146,13 @@ impl Prepared {
             );
         }
         engine.rt.block_on(base_images::ensure_selected(&repo.sh, &repo.root, &engine.docker, &mut env))?;
+        // The compose files this engine takes, for the xtask and for a
+        // plain `docker compose` in the checkout alike.
+        let files = gen::compose_files(engine.caps.start_interval(), None);
+        if env.get("COMPOSE_FILE").as_deref() != Some(files.as_str()) {
+            env.set("COMPOSE_FILE", &files);
+            env.save()?;
+        }
         Ok(Prepared { sh: repo.sh.clone(), stack, exports, env, engine })
     }
 

@@ -173,13 +173,15 @@ pub async fn start_and_wait(
 ) -> Result<BTreeMap<String, f64>> {
     let started = Instant::now();
     let names = service_names(stack);
-    let mut watch = Watch::new(spawn_compose_up(sh), started);
+    let mut prober = Prober::new(docker).await?;
+    let mut watch = Watch::new(spawn_compose_up(sh)?, started);
     let bars = Bars::new(&names, quiet);
     let deadline = started + Duration::from_secs(timeout);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let verdict: Result<()> = loop {
         watch.poll_compose().await?;
+        prober.tick(docker, &stack.manifest.project).await;
         let current = states(docker, &stack.manifest.project).await?;
         watch.observe(&names, &current);
         bars.show(&names, &current, &watch.healthy_at);
@@ -192,26 +194,47 @@ pub async fn start_and_wait(
         }
     };
     bars.finish();
+    if let Some(compose) = watch.compose.take() {
+        // The deadline passed while compose still waits on a dependency:
+        // stop it, so `--timeout` bounds compose's own wait too.
+        compose.stop().await;
+    }
     if let Err(e) = verdict {
         bail!("{e:#}\n\nthe containers are left running for inspection: `cargo xtask status`, `cargo xtask logs <service>`; `cargo xtask down` removes them");
     }
     Ok(watch.healthy_at)
 }
 
-type ComposeUp = tokio::task::JoinHandle<xshell::Result<std::process::Output>>;
+/// `docker compose up` running in the background: its task and process id.
+struct ComposeUp {
+    handle: tokio::task::JoinHandle<std::io::Result<std::process::Output>>,
+    pid: u32,
+}
+
+impl ComposeUp {
+    /// Stops compose (SIGTERM) and waits, at most 30 s, for it to return.
+    async fn stop(self) {
+        let _ = std::process::Command::new("kill").arg(self.pid.to_string()).status();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
+    }
+}
 
 /// `docker compose up` in the background. compose waits for
 /// `service_healthy` dependencies before starting dependants, but returns as
 /// soon as containers are started: the watch tells healthy from running.
-fn spawn_compose_up(sh: &Shell) -> ComposeUp {
+fn spawn_compose_up(sh: &Shell) -> Result<ComposeUp> {
     eprintln!("$ docker compose up --detach --no-build --pull never --remove-orphans");
-    let sh = sh.clone();
-    tokio::task::spawn_blocking(move || {
-        cmd!(sh, "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull")
-            .quiet()
-            .ignore_status()
-            .output()
-    })
+    let mut command = std::process::Command::from(cmd!(
+        sh,
+        "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull"
+    ));
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().context("cannot run `docker compose`")?;
+    let pid = child.id();
+    Ok(ComposeUp { handle: tokio::task::spawn_blocking(move || child.wait_with_output()), pid })
 }
 
 /// Ctrl-C while `up` waits: stop the stack (keeping the containers), exit 130.
@@ -220,11 +243,50 @@ async fn interrupted(sh: &Shell, bars: &Bars, compose: Option<ComposeUp>) -> ! {
     eprintln!("interrupted: stopping the stack (containers are kept; `cargo xtask down` removes them)");
     // Let a running `compose up` return first, or it could start a
     // container after the stop below.
-    if let Some(handle) = compose {
-        let _ = tokio::time::timeout(Duration::from_secs(60), handle).await;
+    if let Some(compose) = compose {
+        compose.stop().await;
     }
     let _ = cmd!(sh, "docker compose stop").quiet().ignore_stderr().run();
     std::process::exit(130);
+}
+
+/// On an engine that runs no healthchecks itself (Podman without systemd),
+/// runs them: a container not yet healthy every second, a healthy one
+/// every ten. The engine records each result, so Compose's
+/// `service_healthy` and `status` see the truth. Does nothing elsewhere.
+pub struct Prober {
+    active: bool,
+    /// Per container: when it was last probed and what the probe said
+    /// (`None`: the container has no healthcheck).
+    last: BTreeMap<String, (Instant, Option<String>)>,
+}
+
+impl Prober {
+    pub async fn new(docker: &Docker) -> Result<Prober> {
+        Ok(Prober { active: !engine::caps::of(docker).await?.runs_healthchecks(), last: BTreeMap::new() })
+    }
+
+    /// Probes each running container of `project` that is due.
+    pub async fn tick(&mut self, docker: &Docker, project: &str) {
+        if !self.active {
+            return;
+        }
+        let Ok(containers) = project_containers(docker, project).await else { return };
+        for id in containers.into_iter().filter(|c| c.state.as_ref().is_some_and(|s| s.to_string() == "running")) {
+            let id = id.id.unwrap_or_default();
+            let due = match self.last.get(&id) {
+                None => true,
+                Some((_, None)) => false,
+                Some((at, Some(status))) => {
+                    at.elapsed() >= Duration::from_secs(if status == "healthy" { 10 } else { 1 })
+                }
+            };
+            if due {
+                let status = engine::run_healthcheck(&id).await.ok();
+                self.last.insert(id, (Instant::now(), status));
+            }
+        }
+    }
 }
 
 /// One live progress line per service.
@@ -294,8 +356,8 @@ impl Watch {
 
     /// Collects compose's result once it has returned.
     async fn poll_compose(&mut self) -> Result<()> {
-        if let Some(handle) = self.compose.take_if(|h| h.is_finished()) {
-            let output = handle.await.context("compose task failed")?.context("cannot run `docker compose`")?;
+        if let Some(compose) = self.compose.take_if(|c| c.handle.is_finished()) {
+            let output = compose.handle.await.context("compose task failed")?.context("cannot run `docker compose`")?;
             if !output.status.success() {
                 self.compose_failure = Some(String::from_utf8_lossy(&output.stderr).trim().to_owned());
             }

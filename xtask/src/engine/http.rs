@@ -58,34 +58,57 @@ pub fn query_string(query: &[(&str, String)]) -> String {
 /// socket) and returns the answer's lines; a non-2xx answer is an error
 /// carrying the engine's message.
 pub async fn post_lines(path: &str, query: &[(&str, String)], tar: Vec<u8>) -> Result<Lines> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
     let request = hyper::Request::post(format!("{path}?{}", query_string(query)))
         .header("Host", "docker")
         .header("Content-Type", "application/x-tar")
         .body(Full::new(Bytes::from(tar)))?;
+    let (status, mut lines) = exchange(request).await?;
+    if !status.is_success() {
+        bail!("the engine refused the build ({status}): {}", lines.message().await?);
+    }
+    Ok(lines)
+}
+
+/// GETs `path` and parses the answer as JSON; a non-2xx answer is an error
+/// carrying the engine's message.
+pub async fn get_json(path: &str) -> Result<serde_json::Value> {
+    let request = hyper::Request::get(path).header("Host", "docker").body(Full::new(Bytes::new()))?;
+    let (status, mut lines) = exchange(request).await?;
+    let text = lines.message().await?;
+    if !status.is_success() {
+        bail!("GET {path} failed ({status}): {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON: {text}"))
+}
+
+impl Lines {
+    /// The rest of the answer as text: the `message` of a JSON error, or the text.
+    async fn message(&mut self) -> Result<String> {
+        let mut text = Vec::new();
+        while let Some(line) = self.next_line().await? {
+            text.extend(line);
+        }
+        let text = String::from_utf8_lossy(&text).into_owned();
+        Ok(serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| text.trim().to_owned()))
+    }
+}
+
+/// Sends `request` to the engine of DOCKER_HOST over one connection.
+async fn exchange(request: hyper::Request<Full<Bytes>>) -> Result<(hyper::StatusCode, Lines)> {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
     let cannot = |e: std::io::Error| anyhow!("cannot reach the Docker engine at {host} ({e}): {}", super::ENGINE_HELP);
     let (response, connection) = if let Some(socket) = host.strip_prefix("unix://") {
         send(tokio::net::UnixStream::connect(socket).await.map_err(cannot)?, request).await?
     } else if let Some(address) = host.strip_prefix("tcp://") {
         send(tokio::net::TcpStream::connect(address).await.map_err(cannot)?, request).await?
     } else {
-        bail!("DOCKER_HOST={host}: builds go through unix:// or tcp:// engines only");
+        bail!("DOCKER_HOST={host}: the xtask talks to unix:// or tcp:// engines only");
     };
     let status = response.status();
-    let mut lines = Lines { body: response.into_body(), buf: Vec::new(), done: false, _connection: connection };
-    if !status.is_success() {
-        let mut text = Vec::new();
-        while let Some(line) = lines.next_line().await? {
-            text.extend(line);
-        }
-        let text = String::from_utf8_lossy(&text);
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| text.trim().to_owned());
-        bail!("the engine refused the build ({status}): {message}");
-    }
-    Ok(lines)
+    Ok((status, Lines { body: response.into_body(), buf: Vec::new(), done: false, _connection: connection }))
 }
 
 async fn send<S>(
@@ -100,7 +123,7 @@ where
     let connection = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let response = sender.send_request(request).await.context("sending the build to the engine")?;
+    let response = sender.send_request(request).await.context("sending a request to the engine")?;
     Ok((response, connection))
 }
 

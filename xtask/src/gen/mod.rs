@@ -25,6 +25,7 @@ use crate::workspace::Exports;
 
 mod compose;
 mod compose_dev;
+mod compose_probes;
 mod dockerfile;
 mod dockerignore;
 pub mod k8s;
@@ -34,6 +35,7 @@ mod workflow;
 
 pub use compose::{compose, env_example};
 pub use compose_dev::{code_dirs, compose_dev, dev_command, DEV_COMPOSE_FILE};
+pub use compose_probes::{compose_files, compose_probes, PROBES_COMPOSE_FILE};
 pub use dockerfile::dockerfile;
 pub use dockerignore::dockerignore;
 pub use requirements::requirements;
@@ -72,6 +74,7 @@ pub fn render_all(stack: &Stack, exports: &Exports) -> Vec<(String, String)> {
     }
     files.push(("compose.yaml".to_owned(), compose(stack)));
     files.push((DEV_COMPOSE_FILE.to_owned(), compose_dev(stack, &[])));
+    files.push((PROBES_COMPOSE_FILE.to_owned(), compose_probes(stack)));
     files.push((".env.example".to_owned(), env_example(stack)));
     files.push((WORKFLOW_PATH.to_owned(), workflow(stack)));
     files.extend(k8s::render(stack));

@@ -107,7 +107,7 @@ impl Dev {
             images::print_table(&results);
         }
         let dev_sh = p.sh.clone();
-        dev_sh.set_var("COMPOSE_FILE", dev_compose_files(&p.stack, &self.services)?);
+        dev_sh.set_var("COMPOSE_FILE", dev_compose_files(&p.stack, p.engine.caps.start_interval(), &self.services)?);
         stack::start_and_wait(&dev_sh, p.docker(), &p.stack, self.timeout, false).await?;
         let (tx, rx) = mpsc::channel();
         let stop_signals = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
@@ -153,14 +153,14 @@ impl Dev {
 /// `COMPOSE_FILE` for dev mode: the committed override, or for a subset of
 /// the services one written under target/ (paths in it are relative to the
 /// project folder, the first file's).
-fn dev_compose_files(stack: &Stack, selected: &[String]) -> Result<String> {
+fn dev_compose_files(stack: &Stack, start_interval: bool, selected: &[String]) -> Result<String> {
     if selected.is_empty() {
-        return Ok(format!("compose.yaml:{}", gen::DEV_COMPOSE_FILE));
+        return Ok(gen::compose_files(start_interval, Some(gen::DEV_COMPOSE_FILE)));
     }
     let path = stack.root.join(SUBSET_OVERRIDE);
     std::fs::create_dir_all(path.parent().expect("has a folder"))?;
     crate::util::write_atomic(&path, &gen::compose_dev(stack, selected))?;
-    Ok(format!("compose.yaml:{SUBSET_OVERRIDE}"))
+    Ok(gen::compose_files(start_interval, Some(SUBSET_OVERRIDE)))
 }
 
 /// Ids of the running containers of a compose service.
@@ -285,7 +285,7 @@ fn regenerate(p: &Prepared, selected: &[String], changes: &[Change]) -> Result<(
         })
         .map(|s| s.name.clone())
         .collect();
-    dev_compose_files(&stack, selected)?;
+    dev_compose_files(&stack, false, selected)?; // rewrites the subset override; the list is not needed here
     let what = if written.is_empty() { "no generated file changed".to_owned() } else { written.join(", ") };
     println!("{} → regenerated: {what}", devloop::describe(changes));
     Ok((stack, exports, affected))

@@ -24,7 +24,11 @@ impl Status {
             }
         };
         let engine = repo.connect()?;
-        let current = engine.rt.block_on(stack::states(&engine.docker, &project))?;
+        let current = engine.rt.block_on(async {
+            // Where the engine runs no healthchecks itself, one probe each now.
+            stack::Prober::new(&engine.docker).await?.tick(&engine.docker, &project).await;
+            stack::states(&engine.docker, &project).await
+        })?;
         if names.is_empty() {
             names = current.keys().cloned().collect();
         }
