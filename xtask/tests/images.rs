@@ -84,20 +84,10 @@ fn proxy_ca_and_secrets_never_land_in_a_layer() {
     // No secret either: the random database password `.env` holds.
     let password = stack.env_value("POSTGRES_PASSWORD");
     assert!(password.len() >= 16, "a real password to look for");
-    let saved = std::process::Command::new("docker").args(["save", &stack.image("api-server")]).output().unwrap();
-    assert!(saved.status.success());
-    let mut outer = tar::Archive::new(saved.stdout.as_slice());
     let mut layers = 0;
     let mut files = 0;
-    for entry in outer.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        if !path.ends_with("layer.tar") {
-            continue;
-        }
+    for data in common::image_layers(&stack.image("api-server")) {
         layers += 1;
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
         let mut layer = tar::Archive::new(data.as_slice());
         for file in layer.entries().unwrap() {
             let mut file = file.unwrap();
@@ -123,6 +113,46 @@ fn proxy_ca_and_secrets_never_land_in_a_layer() {
     }
     assert!(layers >= 3 && files > 1000, "scanned {layers} layers, {files} files");
     std::fs::remove_file(ca).ok();
+}
+
+/// The layer reader follows manifest.json in both `docker save` formats
+/// (classic `<id>/layer.tar`; OCI layout with a gzip blob) and refuses an
+/// archive that names no layer, so the scan above cannot pass on nothing.
+#[test]
+fn layer_reader_reads_both_save_formats() {
+    fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data.as_slice()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+    let layer = tar_of(&[("etc/hello", b"hi".to_vec())]);
+    let classic = tar_of(&[
+        ("manifest.json", br#"[{"Layers":["abc/layer.tar"]}]"#.to_vec()),
+        ("abc/layer.tar", layer.clone()),
+    ]);
+    assert_eq!(layers_of_archive(&classic), [layer.clone()]);
+    let mut gzip = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut gzip.stdin.take().unwrap(), &layer).unwrap();
+    let gz = gzip.wait_with_output().unwrap().stdout;
+    let oci = tar_of(&[
+        ("index.json", b"{}".to_vec()),
+        ("manifest.json", br#"[{"Layers":["blobs/sha256/1234"]}]"#.to_vec()),
+        ("blobs/sha256/1234", gz),
+    ]);
+    assert_eq!(layers_of_archive(&oci), [layer]);
+    let empty = tar_of(&[("manifest.json", br#"[{"Layers":[]}]"#.to_vec())]);
+    assert!(std::panic::catch_unwind(|| layers_of_archive(&empty)).is_err(), "no layer must fail");
 }
 
 #[test]

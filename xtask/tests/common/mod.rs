@@ -470,3 +470,62 @@ impl FileLock {
         FileLock(file)
     }
 }
+
+/// Every layer of `image` as an uncompressed tar, read from `docker save`
+/// in either of its formats: Docker's classic archive (`<id>/layer.tar`)
+/// and the OCI image layout of Engine 25+ and Podman (`blobs/sha256/<digest>`,
+/// possibly gzip-compressed). Both carry a `manifest.json` whose `Layers`
+/// name the layer files in order; that is what is followed. Panics when the
+/// archive names no layer or a named layer is missing.
+pub fn image_layers(image: &str) -> Vec<Vec<u8>> {
+    let saved = Command::new("docker").args(["save", image]).output().unwrap();
+    assert!(saved.status.success(), "docker save {image}: {}", String::from_utf8_lossy(&saved.stderr));
+    layers_of_archive(&saved.stdout)
+}
+
+pub fn layers_of_archive(archive: &[u8]) -> Vec<Vec<u8>> {
+    let mut entries = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(archive).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        entries.insert(path, data);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(entries.get("manifest.json").expect("the saved image has a manifest.json")).unwrap();
+    let names: Vec<String> = manifest[0]["Layers"]
+        .as_array()
+        .expect("manifest.json lists Layers")
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!names.is_empty(), "manifest.json names no layer");
+    names
+        .iter()
+        .map(|n| uncompressed(entries.get(n).unwrap_or_else(|| panic!("layer {n} is not in the archive"))))
+        .collect()
+}
+
+/// A layer as a plain tar: gzip and zstd layers are decompressed (by the
+/// system's `gzip`/`zstd`), a plain one is returned as is.
+fn uncompressed(data: &[u8]) -> Vec<u8> {
+    let tool = match data {
+        [0x1f, 0x8b, ..] => "gzip",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd",
+        _ => return data.to_vec(),
+    };
+    let mut child = Command::new(tool)
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool} is needed to read a compressed layer: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{tool} -dc failed on a layer");
+    out.stdout
+}
