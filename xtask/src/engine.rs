@@ -453,6 +453,15 @@ pub async fn pull(docker: &Docker, image: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs a container's healthcheck once on Podman (its libpod API; the
+/// health state it records is what `inspect` and Compose then see) and
+/// returns the status it reports (`healthy`, `unhealthy`, `starting`).
+/// For engines without health timers (`Capabilities::runs_healthchecks`).
+pub async fn run_healthcheck(container: &str) -> Result<String> {
+    let answer = http::get_json(&format!("/v4.0.0/libpod/containers/{container}/healthcheck")).await?;
+    Ok(answer.get("Status").and_then(|s| s.as_str()).unwrap_or_default().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::trace::{Log, Status, Vertex};
@@ -527,13 +536,4 @@ mod tests {
         let query = build_query(&spec).unwrap();
         assert!(query.contains(&("cachefrom", r#"["r:5000/a:cache"]"#.to_owned())), "{query:?}");
     }
-}
-
-/// Runs a container's healthcheck once on Podman (its libpod API; the
-/// health state it records is what `inspect` and Compose then see) and
-/// returns the status it reports (`healthy`, `unhealthy`, `starting`).
-/// For engines without health timers (`Capabilities::runs_healthchecks`).
-pub async fn run_healthcheck(container: &str) -> Result<String> {
-    let answer = http::get_json(&format!("/v4.0.0/libpod/containers/{container}/healthcheck")).await?;
-    Ok(answer.get("Status").and_then(|s| s.as_str()).unwrap_or_default().to_owned())
 }

@@ -90,7 +90,7 @@ impl Repo {
         let docker = match connected {
             Some(docker) => docker,
             None => {
-                Provision { yes: false, registry: false }.run(&self.sh, &self.root)?;
+                Provision { yes: false, registry: false, engine: None }.run(&self.sh, &self.root)?;
                 rt.block_on(engine::connect())?
             }
         };

@@ -48,6 +48,13 @@ pub async fn of(docker: &Docker) -> Result<Capabilities> {
     if let Some(c) = PROBED.get() {
         return Ok(c.clone());
     }
+    let caps = probe(docker).await?;
+    let _ = PROBED.set(caps.clone());
+    Ok(caps)
+}
+
+/// The engine's capabilities, asked now (`setup`, which may switch engines).
+pub async fn probe(docker: &Docker) -> Result<Capabilities> {
     let version = docker.version().await.context("the engine did not say its version")?;
     let info = docker.info().await.context("the engine did not answer `info`")?;
     let components: Vec<String> = version.components.unwrap_or_default().into_iter().map(|c| c.name).collect();
@@ -60,7 +67,6 @@ pub async fn of(docker: &Docker) -> Result<Capabilities> {
         driver_status,
         systemd: std::path::Path::new("/run/systemd/system").exists(),
     });
-    let _ = PROBED.set(caps.clone());
     Ok(caps)
 }
 

