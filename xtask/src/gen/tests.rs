@@ -375,8 +375,10 @@ fn build_packages_get_a_builder_stage_and_stay_out_of_the_runtime_stage() {
     assert!(runtime.contains("apt-get install -y --no-install-recommends libpq5 \\"), "{runtime}");
     assert!(!runtime.contains("gcc") && !runtime.contains("libpq-dev"), "no build package at run time: {runtime}");
     assert!(!runtime.contains("--mount") && !runtime.contains("uv pip"), "nothing is installed at run time");
-    let order = ["apt-get", "COPY --from=builder /opt/venv /opt/venv\n", "COPY docker/worker.cdx.json", "COPY services/"];
-    let places: Vec<usize> = order.iter().map(|n| runtime.find(n).unwrap_or_else(|| panic!("{n}: {runtime}"))).collect();
+    let order =
+        ["apt-get", "COPY --from=builder /opt/venv /opt/venv\n", "COPY docker/worker.cdx.json", "COPY services/"];
+    let places: Vec<usize> =
+        order.iter().map(|n| runtime.find(n).unwrap_or_else(|| panic!("{n}: {runtime}"))).collect();
     assert!(places.windows(2).all(|w| w[0] < w[1]), "{runtime}");
     assert!(runtime.contains("USER 10001:10001") && runtime.contains("CMD [\"python\",\"-m\",\"worker_pkg\"]"));
     assert_eq!(d.matches("COPY --from").count(), 1, "{d}");
@@ -397,7 +399,9 @@ fn build_packages_with_pip_build_the_venv_in_the_builder() {
     let (builder, runtime) = (&d[..runtime_at], &d[runtime_at..]);
     assert!(builder.contains("FROM ${BASE_IMAGE} AS builder\n"), "{d}");
     assert!(builder.contains("apt-get install -y --no-install-recommends gcc \\"), "{builder}");
-    assert!(builder.contains("--mount=type=cache,id=pysvc-venv-worker-pip-build-py3.11,sharing=locked,target=/var/cache"));
+    assert!(
+        builder.contains("--mount=type=cache,id=pysvc-venv-worker-pip-build-py3.11,sharing=locked,target=/var/cache")
+    );
     assert!(builder.contains("python3 -m venv /opt/venv"));
     assert!(builder.contains("pip uninstall --disable-pip-version-check --yes pip setuptools"), "no installer copied");
     assert!(!runtime.contains("apt-get") && !runtime.contains("pip"), "no runtime packages, no installer: {runtime}");

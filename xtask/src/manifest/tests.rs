@@ -255,7 +255,10 @@ fn build_packages_are_read_and_checked_like_runtime_packages() {
 
     write(&root, "services/worker/service.yaml", &format!("{WORKER}build_packages: [gcc, \"libpq-dev;rm\"]\n"));
     let err = load_err(&root);
-    assert!(err.starts_with("services/worker/service.yaml:7:1: \"libpq-dev;rm\" is not a Debian package name"), "{err}");
+    assert!(
+        err.starts_with("services/worker/service.yaml:7:1: \"libpq-dev;rm\" is not a Debian package name"),
+        "{err}"
+    );
     assert!(err.contains("like \"libpq5\""), "the fix: {err}");
     write(&root, "services/worker/service.yaml", &format!("{WORKER}build_packages: gcc\n"));
     let err = load_err(&root);
