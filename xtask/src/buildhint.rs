@@ -57,7 +57,8 @@ const WHEELS: [(&str, &str); 1] = [("psycopg2", "psycopg2-binary (or psycopg[bin
 /// Reads a failed build's message; `None` when nothing in it says a
 /// dependency was being compiled.
 pub fn recognize(log: &str) -> Option<Hint> {
-    let mut hint = Hint { package: failed_package(log), ..Hint::default() };
+    let package = failed_package(log).or_else(|| suggested_package(log));
+    let mut hint = Hint { package, ..Hint::default() };
     let mut add = |missing: &str, packages: &[&str]| {
         if !hint.missing.iter().any(|m| m == missing) {
             hint.missing.push(missing.to_owned());
@@ -71,7 +72,8 @@ pub fn recognize(log: &str) -> Option<Hint> {
     if compiler_missing(log) {
         add("a C compiler (gcc)", &COMPILER);
     }
-    if log.contains("pg_config executable not found") || log.contains("pg_config is required") {
+    let pg_config = ["pg_config executable not found", "pg_config is required", "containing pg_config", "--pg-config"];
+    if pg_config.iter().any(|p| log.contains(p)) {
         add("pg_config", &["libpq-dev"]);
     }
     for header in missing_headers(log) {
@@ -89,9 +91,6 @@ pub fn recognize(log: &str) -> Option<Hint> {
     }
     if hint.package.is_none() && hint.missing.is_empty() {
         return None;
-    }
-    if hint.package.is_none() {
-        hint.package = suggested_package(log);
     }
     if !hint.build_packages.is_empty() && !hint.build_packages.iter().any(|p| p == "gcc") {
         // A header or pg_config is missing: the compiler is the next thing the build needs.
@@ -258,6 +257,41 @@ hint: Build failures usually indicate a problem with the package or the build en
   ERROR: Failed building wheel for fastcrc
 Failed to build fastcrc
 ERROR: Could not build wheels for fastcrc, which is required to install pyproject.toml-based projects";
+
+    /// The engine's message for the failed install step of a service that
+    /// depends on psycopg2 on the local base image (uv 0.13.9, the step's last
+    /// 15 log lines as the engine keeps them), then the same cut shorter.
+    const ENGINE_MESSAGE: &str = "building pysvct-x/pgnobuild:latest failed
+step: [runtime 4/7] RUN --mount=type=cache,id=pysvc-venv-pgnobuild-uv-py3.11,target=/var/cache uv pip sync \"$@\"
+error: process \"/bin/sh -c uv pip sync\" did not complete successfully: exit code: 1
+last log lines:
+  |          pg_config is required to build psycopg2 from source.  Please add the directory
+  |          containing pg_config to the $PATH or specify the full executable path with the
+  |          option:
+  | 
+  |              python setup.py build_ext --pg-config /path/to/pg_config build ...
+  | 
+  |          or with the pg_config option in 'setup.cfg'.
+  | 
+  |          If you prefer to avoid building psycopg2 from source, please install the PyPI
+  |          'psycopg2-binary' package instead.
+  | 
+  |          For further information please check the 'doc/src/install.rst' file (also at
+  |          <https://www.psycopg.org/docs/install.html>).
+  | 
+  | hint: Build failures usually indicate a problem with the package or the build environment";
+
+    #[test]
+    fn the_engines_message_for_psycopg2_gets_the_hint_even_cut_short() {
+        let cut = ENGINE_MESSAGE.replace("pg_config is required to build psycopg2 from source.", "");
+        for message in [ENGINE_MESSAGE, cut.as_str()] {
+            let hint = recognize(message).expect("recognised");
+            assert_eq!(hint.package.as_deref(), Some("psycopg2"), "{message}");
+            assert_eq!(hint.build_packages, ["gcc", "libc6-dev", "libpq-dev"]);
+            assert_eq!(hint.runtime_packages, ["libpq5"]);
+            assert!(hint.wheel.is_some());
+        }
+    }
 
     #[test]
     fn pg_config_names_psycopg2_libpq_and_the_binary_wheel() {
