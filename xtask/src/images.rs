@@ -14,12 +14,14 @@ use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar};
 use xshell::{cmd, Shell};
 
+use crate::buildhint;
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
 use crate::engine::{self, spinner_style};
 use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
-use crate::manifest::{Installer, Service, Stack};
+use crate::manifest::{self, Installer, Service, Stack};
 use crate::prepared::Prepared;
+use crate::provision;
 use crate::util::rfc3339_now;
 use crate::workspace::Exports;
 
@@ -423,6 +425,7 @@ async fn build_one(
     bar: ProgressBar,
     quiet: bool,
 ) -> Result<ImageResult> {
+    let debian_python = spec.build_args.get("BASE_IMAGE").is_some_and(|b| b == provision::base_images::PYTHON_IMAGE);
     let report = engine::build(docker, spec, &bar).await;
     for warning in report.iter().flat_map(|r| &r.warnings) {
         let line = format!("warning: {service}: {warning}: built without that cache");
@@ -436,7 +439,7 @@ async fn build_one(
         Ok(r) => bar.finish_with_message(format!("built in {:.1}s, {}/{} steps cached", r.seconds, r.cached, r.steps)),
         Err(_) => bar.finish_with_message("failed"),
     }
-    let r = report?;
+    let r = report.map_err(|e| with_build_hint(e, &service, debian_python))?;
     Ok(ImageResult {
         service,
         tags,
@@ -449,6 +452,21 @@ async fn build_one(
         sbom: String::new(),
         sbom_in_image: String::new(),
     })
+}
+
+/// A failed build whose log says a dependency had to be compiled gets the
+/// hint of `buildhint` under it: the package, `build_packages` in the
+/// service's manifest, the wheel alternative. `debian_python`: built on the
+/// local Python base image (Debian's python3, no headers).
+fn with_build_hint(error: anyhow::Error, service: &str, debian_python: bool) -> anyhow::Error {
+    let text = format!("{error:#}");
+    match buildhint::recognize(&text) {
+        Some(hint) => {
+            let manifest = format!("{}/{service}/{}", manifest::SERVICES_DIR, manifest::SERVICE_FILE);
+            anyhow::anyhow!("{text}\n{}", hint.message(&manifest, debian_python))
+        }
+        None => error,
+    }
 }
 
 pub fn print_table(results: &[ImageResult]) {

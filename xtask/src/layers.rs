@@ -9,13 +9,14 @@ use std::path::Path;
 
 /// Each top-level module and its layer, lowest first (ARCHITECTURE.md
 /// explains them). `tasks::*` modules are layer 7, one module per task.
-const LAYERS: [(&str, u8); 19] = [
+const LAYERS: [(&str, u8); 20] = [
     ("dotenv", 1),
     ("manifest", 1),
     ("proxy_ca", 1),
     ("tools", 1),
     ("util", 1),
     ("workspace", 1),
+    ("buildhint", 2),
     ("engine", 2),
     ("context", 3),
     ("gen", 3),

@@ -10,7 +10,8 @@ mod proxy_ca;
 mod tools;
 mod util;
 mod workspace;
-// Layer 2: the Docker engine.
+// Layer 2: the Docker engine, and what a failed build's log means.
+mod buildhint;
 mod engine;
 // Layer 3: renderers (generated files, build contexts).
 mod context;

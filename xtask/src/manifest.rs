@@ -123,6 +123,12 @@ pub struct ServiceManifest {
     /// Debian packages the runtime stage needs (e.g. `libpq5`).
     #[serde(default)]
     pub runtime_packages: Vec<String>,
+    /// Debian packages needed only to build the dependencies (e.g. `gcc`,
+    /// `libpq-dev`): when there are any, the Dockerfile gets a builder stage
+    /// that installs them and builds the venv, and the runtime stage copies
+    /// the venv without them.
+    #[serde(default)]
+    pub build_packages: Vec<String>,
     /// Extra environment, fixed values only: secrets come from `.env`.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,

@@ -335,3 +335,77 @@ fn pip_installs_the_same_exported_requirements() {
     assert!(python("import confluent_kafka, psycopg, psycopg_pool, search_worker.main"), "dependencies missing");
     assert!(!python("import pip"), "pip must have removed itself");
 }
+
+/// A worker service `name` in the scratch copy that depends on psycopg2,
+/// which has no Linux wheel and builds from source (it needs `pg_config`,
+/// a C compiler and Python's headers), with `manifest_lines` appended to its
+/// `service.yaml`; its files generated.
+fn psycopg2_service(stack: &TestStack, name: &str, manifest_lines: &str) {
+    stack.ok(&["new-service", name, "--kind", "worker"]);
+    let added = std::process::Command::new(uv())
+        .args(["add", "--no-sync", "--package", name, "psycopg2==2.9.10"])
+        .current_dir(&stack.dir)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "uv add: {}", String::from_utf8_lossy(&added.stderr));
+    let manifest = stack.dir.join(format!("services/{name}/service.yaml"));
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}{manifest_lines}")).unwrap();
+    stack.ok(&["gen"]);
+    let requirements = std::fs::read_to_string(stack.dir.join(format!("docker/{name}.requirements.txt"))).unwrap();
+    assert!(requirements.contains("\npsycopg2==2.9.10"), "{requirements}");
+}
+
+/// `build_packages`: a builder stage compiles psycopg2 with them; the
+/// runtime image imports it, with only the runtime library (libpq5), and
+/// has no compiler and no headers.
+#[test]
+fn build_packages_compile_a_dependency_and_stay_out_of_the_runtime_image() {
+    let _guard = serial();
+    let stack = TestStack::new("buildpkgs");
+    let packages = "build_packages: [gcc, libc6-dev, libpq-dev, python3-dev]\nruntime_packages: [libpq5]\n";
+    psycopg2_service(&stack, "pgsrc", packages);
+    let dockerfile = std::fs::read_to_string(stack.dir.join("docker/pgsrc.Dockerfile")).unwrap();
+    assert!(dockerfile.contains("AS builder") && dockerfile.contains("COPY --from=builder /opt/venv"), "{dockerfile}");
+    let out = stack.run(&["build-images", "--json", "pgsrc"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let image = stack.image("pgsrc");
+    let run = |entrypoint: &str, args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", entrypoint, &image])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let (ok, libpq) = run("python", &["-c", "import psycopg2, pgsrc; print(psycopg2.__libpq_version__)"]);
+    assert!(ok && libpq.parse::<u32>().is_ok_and(|v| v >= 150000), "psycopg2 imports against libpq 15: {libpq}");
+    let (found, compilers) = run("sh", &["-c", "command -v gcc cc x86_64-linux-gnu-gcc cpp"]);
+    assert!(!found && compilers.is_empty(), "a compiler in the runtime image: {compilers}");
+    let (_, headers) = run(
+        "sh",
+        &["-c", "find / -xdev \\( -name Python.h -o -name libpq-fe.h -o -name stdio.h \\) -print; ls -d /usr/include/postgresql"],
+    );
+    assert!(headers.is_empty(), "headers in the runtime image: {headers}");
+    let (installed, _) = run("dpkg-query", &["-W", "-f", "${Status}", "libpq5"]);
+    assert!(installed, "the runtime package is installed");
+    let (dev, _) = run("dpkg-query", &["-W", "-f", "${Status}", "libpq-dev"]);
+    assert!(!dev, "a build package is in the runtime image");
+}
+
+/// The same service without `build_packages`: the build fails, and the
+/// error says which package and what to declare (and the wheel instead).
+#[test]
+fn without_build_packages_a_compiled_dependency_fails_with_a_hint() {
+    let _guard = serial();
+    let stack = TestStack::new("nobuildpkgs");
+    psycopg2_service(&stack, "pgnobuild", "runtime_packages: [libpq5]\n");
+    let out = stack.run(&["build-images", "pgnobuild"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the build must fail");
+    assert!(err.contains(&format!("building {} failed", stack.image("pgnobuild"))), "{err}");
+    assert!(err.contains("hint: psycopg2 is built from source"), "the package is named: {err}");
+    assert!(err.contains("services/pgnobuild/service.yaml, then `cargo xtask gen`"), "{err}");
+    assert!(err.contains("build_packages: [gcc, libc6-dev, libpq-dev"), "{err}");
+    assert!(err.contains("Or depend on a wheel instead: psycopg2-binary"), "{err}");
+}

@@ -1,5 +1,8 @@
 //! The Dockerfile of a service: one stage that builds the venv with uv (or
 //! pip) from the hashed lock, then copies the code and runs as a non-root user.
+//! A service with `build_packages` gets two: a builder stage that installs
+//! them and builds the venv the same way, and the runtime stage, which copies
+//! the venv and installs only the runtime packages.
 
 use std::fmt::Write as _;
 
@@ -28,18 +31,41 @@ pub fn health_command(service: &Service) -> Vec<String> {
     }
 }
 
-/// The Dockerfile of a service whose venv `installer` builds.
+/// The Dockerfile of a service whose venv `installer` builds: one stage, or
+/// a builder and a runtime stage when the service declares `build_packages`.
 pub fn dockerfile(stack: &Stack, service: &Service, installer: Installer) -> String {
+    if !has_builder(service) {
+        return [
+            header(stack, service, installer),
+            stages(stack, installer),
+            runtime_setup(service),
+            install_step(stack, service, installer),
+            copy_sbom(service),
+            copy_code(stack, service),
+            run_settings(service),
+        ]
+        .concat();
+    }
     [
         header(stack, service, installer),
-        stages(stack, installer),
+        image_args(stack, installer),
+        builder_stage(stack, service, installer),
+        "\n# Runtime stage: the runtime packages and the builder's venv; no compiler, no headers.\n".to_owned(),
+        "FROM ${BASE_IMAGE} AS runtime\n".to_owned(),
         runtime_setup(service),
-        install_step(stack, service, installer),
+        format!("COPY --from=builder {VENV} {VENV}\n"),
         copy_sbom(service),
         copy_code(stack, service),
         run_settings(service),
     ]
     .concat()
+}
+
+/// Whether the Dockerfile has a builder stage: the service needs Debian
+/// packages to build its dependencies (a compiler, headers), which must not
+/// reach the image.
+fn has_builder(service: &Service) -> bool {
+    !service.manifest.build_packages.is_empty()
 }
 
 /// The comment block on top: what generated the file, and from what.
@@ -53,13 +79,15 @@ fn header(stack: &Stack, service: &Service, installer: Installer) -> String {
     let _ = writeln!(d, "# source: {} and {}", service.manifest_path(), manifest::STACK_FILE);
     let _ = writeln!(d, "# build context: the repository root, filtered by {}", service.dockerignore_path());
     let _ = writeln!(d, "# installer: {installer}");
+    if has_builder(service) {
+        let _ = writeln!(d, "# stages: builder (build_packages), then runtime (runtime_packages and the venv)");
+    }
     d.push('\n');
     d
 }
 
-/// The image arguments and the `FROM` lines: the runtime stage, and (uv)
-/// the stage uv is mounted from.
-fn stages(stack: &Stack, installer: Installer) -> String {
+/// The image arguments and (uv) the stage uv is mounted from.
+fn image_args(stack: &Stack, installer: Installer) -> String {
     let mut d = String::new();
     let _ = writeln!(d, "ARG BASE_IMAGE={}", upstream_python_image(stack));
     if installer == Installer::Uv {
@@ -67,34 +95,59 @@ fn stages(stack: &Stack, installer: Installer) -> String {
         d.push_str("\n# uv is bind-mounted from its image for the install step only: it is never in a layer.\n");
         d.push_str("FROM ${UV_IMAGE} AS uv\n");
     }
+    d
+}
+
+/// The image arguments and the `FROM` lines of the one-stage file: the
+/// runtime stage, and (uv) the stage uv is mounted from.
+fn stages(stack: &Stack, installer: Installer) -> String {
+    let mut d = image_args(stack, installer);
     d.push_str("\n# One stage: the venv is built where it runs, so nothing is copied between stages.\n");
     d.push_str("FROM ${BASE_IMAGE} AS runtime\n");
+    d
+}
+
+/// The builder stage: the build packages, then the same install step as the
+/// one-stage file (same mounts, a cache of its own), ending with the venv at
+/// its final path for the runtime stage to copy.
+fn builder_stage(stack: &Stack, service: &Service, installer: Installer) -> String {
+    let mut d = String::new();
+    d.push_str("\n# Builder stage: the build packages (compilers, headers) and the venv. Only the venv\n");
+    d.push_str("# reaches the image: the runtime stage copies it.\n");
+    d.push_str("FROM ${BASE_IMAGE} AS builder\n");
+    d.push_str(&apt_install(&service.manifest.build_packages));
+    d.push_str(&install_step(stack, service, installer));
     d
 }
 
 /// The runtime stage before the venv: system packages, environment, workdir.
 fn runtime_setup(service: &Service) -> String {
     let m = &service.manifest;
-    let mut d = String::new();
-    if !m.runtime_packages.is_empty() {
-        let mut packages = m.runtime_packages.clone();
-        packages.sort();
-        packages.dedup();
-        // DL3008 (pin apt versions) is ignored on purpose: Debian drops old
-        // versions from its mirrors with every security update, so pins break
-        // builds; the base image tag pins the release instead.
-        let _ = writeln!(
-            d,
-            "# hadolint ignore=DL3008\nRUN apt-get update \\\n    && apt-get install -y --no-install-recommends {} \\\n    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
-            packages.join(" ")
-        );
-    }
+    let mut d = apt_install(&m.runtime_packages);
     let _ = writeln!(
         d,
         "ENV PATH={VENV}/bin:$PATH \\\n    PYTHONPATH=/app \\\n    PYTHONUNBUFFERED=1 \\\n    PYTHONDONTWRITEBYTECODE=1"
     );
     d.push_str("WORKDIR /app\n");
     d
+}
+
+/// One layer of Debian packages (sorted, each once, no recommends, no apt
+/// lists left behind); nothing when there are none.
+fn apt_install(packages: &[String]) -> String {
+    if packages.is_empty() {
+        return String::new();
+    }
+    let mut packages = packages.to_vec();
+    packages.sort();
+    packages.dedup();
+    // DL3008 (pin apt versions) is ignored on purpose: Debian drops old
+    // versions from its mirrors with every security update, so pins break
+    // builds; the base image tag pins the release instead.
+    format!(
+        "# hadolint ignore=DL3008\nRUN apt-get update \\\n    && apt-get install -y --no-install-recommends {} \\\n    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n",
+        packages.join(" ")
+    )
 }
 
 /// What the install step mounts: its `--mount` lines (each ending in a line
@@ -249,9 +302,14 @@ const REQUIREMENTS: &str = "/tmp/requirements.txt";
 /// checkout and scratch copy of a service on one engine reuses the same
 /// downloads and venv (each build first syncs the venv to its own
 /// requirements; `sharing=locked` lets one build at a time use it).
+///
+/// A builder stage's cache is its own (`-build`): wheels compiled there with
+/// the build packages never let a build without them pass on this engine
+/// alone.
 pub fn venv_cache_id(stack: &Stack, service: &Service, installer: Installer) -> String {
     let bytecode = if service.manifest.bytecode { "" } else { "-nobytecode" };
-    format!("{CACHE_ID_PREFIX}-{}-{installer}{bytecode}-py{}", service.name, stack.manifest.python_version)
+    let build = if has_builder(service) { "-build" } else { "" };
+    format!("{CACHE_ID_PREFIX}-{}-{installer}{bytecode}{build}-py{}", service.name, stack.manifest.python_version)
 }
 
 /// What every venv cache-mount id starts with (the tool's name, not a project's).

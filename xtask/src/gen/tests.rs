@@ -340,3 +340,80 @@ fn a_module_package_is_copied_as_a_file() {
     let ignore = file(&root, "docker/web.Dockerfile.dockerignore");
     assert!(ignore.contains("!services/web/main.py\n"), "{ignore}");
 }
+
+/// A service with build packages: a builder stage installs them and builds
+/// the venv (same mounts, a cache of its own); the runtime stage installs
+/// only the runtime packages and copies the venv.
+#[test]
+fn build_packages_get_a_builder_stage_and_stay_out_of_the_runtime_stage() {
+    let root = fixture();
+    let packages = "build_packages: [libpq-dev, gcc, libpq-dev]\nruntime_packages: [libpq5]\n";
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}{packages}"));
+    let d = file(&root, "docker/worker.Dockerfile");
+    assert_eq!(files(&root), files(&root), "deterministic");
+    assert!(d.contains("# stages: builder (build_packages), then runtime"), "{d}");
+    let builder_at = d.find("FROM ${BASE_IMAGE} AS builder\n").expect("a builder stage");
+    let runtime_at = d.find("FROM ${BASE_IMAGE} AS runtime\n").expect("a runtime stage");
+    assert!(d.find("FROM ${UV_IMAGE} AS uv").unwrap() < builder_at && builder_at < runtime_at, "{d}");
+    let (builder, runtime) = (&d[builder_at..runtime_at], &d[runtime_at..]);
+    // The builder: build packages (sorted, once), then the usual install step.
+    assert!(builder.contains("apt-get install -y --no-install-recommends gcc libpq-dev \\"), "{builder}");
+    assert!(!builder.contains("libpq5"), "runtime packages belong to the runtime stage: {builder}");
+    for needle in [
+        "--mount=type=cache,id=pysvc-venv-worker-uv-build-py3.11,sharing=locked,target=/var/cache",
+        "--mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv",
+        "--mount=type=bind,source=docker/worker.requirements.txt,target=/tmp/requirements.txt",
+        "--mount=type=bind,source=docker/ca,target=/mnt",
+        "uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"",
+        "--compile-bytecode",
+        "cp -a /var/cache/venv /opt/venv",
+    ] {
+        assert!(builder.contains(needle), "missing {needle:?} in the builder:\n{builder}");
+    }
+    assert!(builder.find("apt-get").unwrap() < builder.find("uv pip sync").unwrap());
+    // The runtime: runtime packages, the venv, the SBOM, then the code.
+    assert!(runtime.contains("apt-get install -y --no-install-recommends libpq5 \\"), "{runtime}");
+    assert!(!runtime.contains("gcc") && !runtime.contains("libpq-dev"), "no build package at run time: {runtime}");
+    assert!(!runtime.contains("--mount") && !runtime.contains("uv pip"), "nothing is installed at run time");
+    let order =
+        ["apt-get", "COPY --from=builder /opt/venv /opt/venv\n", "COPY docker/worker.cdx.json", "COPY services/"];
+    let places: Vec<usize> =
+        order.iter().map(|n| runtime.find(n).unwrap_or_else(|| panic!("{n}: {runtime}"))).collect();
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "{runtime}");
+    assert!(runtime.contains("USER 10001:10001") && runtime.contains("CMD [\"python\",\"-m\",\"worker_pkg\"]"));
+    assert_eq!(d.matches("COPY --from").count(), 1, "{d}");
+    // The SBOM lists what the image holds: the runtime packages, not the build ones.
+    let sbom = file(&root, "docker/worker.cdx.json");
+    assert!(sbom.contains("pkg:deb/debian/libpq5?distro=bookworm"), "{sbom}");
+    assert!(!sbom.contains("gcc") && !sbom.contains("libpq-dev"), "{sbom}");
+}
+
+#[test]
+fn build_packages_with_pip_build_the_venv_in_the_builder() {
+    let root = fixture();
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}installer: pip\nbuild_packages: [gcc]\n"));
+    let d = file(&root, "docker/worker.Dockerfile");
+    assert!(!d.contains("UV_IMAGE") && !d.contains("from=uv"), "no uv: {d}");
+    assert_eq!(d.matches("\nFROM ").count(), 2, "builder and runtime: {d}");
+    let runtime_at = d.find("FROM ${BASE_IMAGE} AS runtime\n").unwrap();
+    let (builder, runtime) = (&d[..runtime_at], &d[runtime_at..]);
+    assert!(builder.contains("FROM ${BASE_IMAGE} AS builder\n"), "{d}");
+    assert!(builder.contains("apt-get install -y --no-install-recommends gcc \\"), "{builder}");
+    assert!(
+        builder.contains("--mount=type=cache,id=pysvc-venv-worker-pip-build-py3.11,sharing=locked,target=/var/cache")
+    );
+    assert!(builder.contains("python3 -m venv /opt/venv"));
+    assert!(builder.contains("pip uninstall --disable-pip-version-check --yes pip setuptools"), "no installer copied");
+    assert!(!runtime.contains("apt-get") && !runtime.contains("pip"), "no runtime packages, no installer: {runtime}");
+    assert!(runtime.contains("COPY --from=builder /opt/venv /opt/venv\n"), "{runtime}");
+}
+
+/// Without build packages (absent or empty) the one-stage file is unchanged.
+#[test]
+fn no_build_packages_keeps_the_one_stage_file() {
+    let root = fixture();
+    let before = file(&root, "docker/worker.Dockerfile");
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}build_packages: []\n"));
+    assert_eq!(file(&root, "docker/worker.Dockerfile"), before);
+    assert!(!before.contains("AS builder") && !before.contains("stages:") && !before.contains("-build-"));
+}

@@ -241,3 +241,26 @@ fn a_package_may_be_a_module_file() {
     write(&root, "services/web/main.py", "app = None\n");
     assert_eq!(load(&root).unwrap().services[0].manifest.packages, ["web_pkg", "main.py"]);
 }
+
+#[test]
+fn build_packages_are_read_and_checked_like_runtime_packages() {
+    let root = fixture();
+    let text = format!("{WORKER}build_packages: [gcc, libpq-dev]\nruntime_packages: [libpq5]\n");
+    write(&root, "services/worker/service.yaml", &text);
+    let stack = load(&root).unwrap();
+    let worker = &stack.services[1].manifest;
+    assert_eq!(worker.build_packages, ["gcc", "libpq-dev"]);
+    assert_eq!(worker.runtime_packages, ["libpq5"]);
+    assert!(stack.services[0].manifest.build_packages.is_empty(), "none by default");
+
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}build_packages: [gcc, \"libpq-dev;rm\"]\n"));
+    let err = load_err(&root);
+    assert!(
+        err.starts_with("services/worker/service.yaml:7:1: \"libpq-dev;rm\" is not a Debian package name"),
+        "{err}"
+    );
+    assert!(err.contains("like \"libpq5\""), "the fix: {err}");
+    write(&root, "services/worker/service.yaml", &format!("{WORKER}build_packages: gcc\n"));
+    let err = load_err(&root);
+    assert!(err.starts_with("services/worker/service.yaml:7:") && err.contains("a sequence"), "{err}");
+}

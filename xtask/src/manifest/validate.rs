@@ -292,6 +292,9 @@ pub(super) fn service(s: &Service, text: &str) -> Result<()> {
     for pkg in &m.runtime_packages {
         at("runtime_packages", debian_package(pkg))?;
     }
+    for pkg in &m.build_packages {
+        at("build_packages", debian_package(pkg))?;
+    }
     for (key, value) in &m.environment {
         at(key, env_key(key))?;
         at(key, env_value(key, value))?;

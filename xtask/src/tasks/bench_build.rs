@@ -60,7 +60,7 @@ pub struct BenchBuild {
     #[arg(long)]
     pub edit_to_serving: bool,
     /// Only these Dockerfiles (comma-separated keys: ours-uv, ours-pip,
-    /// notes-uv, notes-pip, notes-multistage-pip). A partial run prints its
+    /// ours-uv-build-packages, notes-uv, notes-pip, notes-multistage-pip). A partial run prints its
     /// table and targets but writes nothing.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub variants: Vec<Variant>,
@@ -92,6 +92,11 @@ pub enum Via {
 
 /// The design notes' Dockerfiles, as written there (see each file's header
 /// for the two adaptations a machine without a registry needs).
+/// What the build-packages row adds to the measured service's
+/// `build_packages` (when it has none of its own): the compiler and C headers
+/// a C extension needs, so the builder stage installs a real toolchain.
+const BENCH_BUILD_PACKAGES: [&str; 2] = ["gcc", "libc6-dev"];
+
 const NOTES_UV: &str = include_str!("../../../docker/bench/notes-uv.Dockerfile");
 const NOTES_PIP: &str = include_str!("../../../docker/bench/notes-pip.Dockerfile");
 const NOTES_MULTISTAGE_PIP: &str = include_str!("../../../docker/bench/notes-multistage-pip.Dockerfile");
@@ -103,15 +108,19 @@ pub enum Variant {
     OursUv,
     OursUvNoBytecode,
     OursPip,
+    /// The generated file of the service with `build_packages`: the builder
+    /// stage and the runtime stage that copies the venv.
+    OursUvBuildPackages,
     NotesUv,
     NotesPip,
     NotesMultistagePip,
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 7] = [
     Variant::OursUv,
     Variant::OursUvNoBytecode,
     Variant::OursPip,
+    Variant::OursUvBuildPackages,
     Variant::NotesUv,
     Variant::NotesPip,
     Variant::NotesMultistagePip,
@@ -123,6 +132,7 @@ impl Variant {
             Variant::OursUv => "ours-uv",
             Variant::OursUvNoBytecode => "ours-uv-no-bytecode",
             Variant::OursPip => "ours-pip",
+            Variant::OursUvBuildPackages => "ours-uv-build-packages",
             Variant::NotesUv => "notes-uv",
             Variant::NotesPip => "notes-pip",
             Variant::NotesMultistagePip => "notes-multistage-pip",
@@ -134,6 +144,7 @@ impl Variant {
             Variant::OursUv => "generated, uv",
             Variant::OursUvNoBytecode => "generated, uv, `bytecode: false`",
             Variant::OursPip => "generated, pip (`installer: pip`)",
+            Variant::OursUvBuildPackages => "generated, uv, `build_packages` (builder stage)",
             Variant::NotesUv => "design notes' ADR (uv --system --no-cache)",
             Variant::NotesPip => "design notes' pip rollback",
             Variant::NotesMultistagePip => "design notes' multi-stage pip",
@@ -145,7 +156,7 @@ impl Variant {
             Variant::NotesUv => Some(NOTES_UV),
             Variant::NotesPip => Some(NOTES_PIP),
             Variant::NotesMultistagePip => Some(NOTES_MULTISTAGE_PIP),
-            Variant::OursUv | Variant::OursUvNoBytecode | Variant::OursPip => None,
+            Variant::OursUv | Variant::OursUvNoBytecode | Variant::OursPip | Variant::OursUvBuildPackages => None,
         }
     }
 }
@@ -373,6 +384,9 @@ impl Plan<'_> {
             let installer = if v == Variant::OursPip { Installer::Pip } else { Installer::Uv };
             let mut service = self.service.clone();
             service.manifest.bytecode = v != Variant::OursUvNoBytecode;
+            if v == Variant::OursUvBuildPackages {
+                service.manifest.build_packages.extend(BENCH_BUILD_PACKAGES.map(str::to_owned));
+            }
             let mut ctx =
                 images::service_context(self.stack, &service, installer, self.exports, &self.base, self.ca.as_deref())?;
             if !matches!(change, Change::None) {
@@ -969,7 +983,36 @@ fn targets(r: &Results) -> Vec<Target> {
     ]
     .into_iter()
     .chain(fresh_targets(r, notes_cold))
+    .chain(build_packages_targets(r))
     .collect()
+}
+
+/// The build-packages row against the generated one-stage file (the image
+/// must not grow: no build package reaches it) and the notes' multi-stage
+/// file (a lock change), when those rows were measured.
+fn build_packages_targets(r: &Results) -> Vec<Target> {
+    let row = |v: Variant| r.rows.iter().find(|row| row.variant == v);
+    let (Some(ours), Some(one_stage), Some(notes)) =
+        (row(Variant::OursUvBuildPackages), row(Variant::OursUv), row(Variant::NotesMultistagePip))
+    else {
+        return Vec::new();
+    };
+    let lock = |row: &Row| row.figures.get("lock_change").map(|f| f.median).unwrap_or(f64::NAN);
+    let ratio = lock(notes) / lock(ours);
+    vec![
+        Target {
+            what: "image size, generated uv with `build_packages` vs without".into(),
+            value: format!("{} vs {}", engine::human_size(ours.size_bytes), engine::human_size(one_stage.size_bytes)),
+            goal: "≤ (+1 MB)".into(),
+            met: ours.size_bytes <= one_stage.size_bytes + 1_000_000,
+        },
+        Target {
+            what: "lock-file change, notes' multi-stage pip / generated uv with `build_packages`".into(),
+            value: format!("{ratio:.2}x"),
+            goal: "≥ 1.2x".into(),
+            met: ratio >= 1.2,
+        },
+    ]
 }
 
 /// The fresh-runner rows against the notes' cold build (their file has no
@@ -1253,7 +1296,7 @@ fn replace_section(existing: &str, section: &str, via: Via) -> String {
     out
 }
 
-const COLORS: [&str; 5] = ["#1f77b4", "#6baed6", "#d62728", "#ff9896", "#9467bd"];
+const COLORS: [&str; 7] = ["#1f77b4", "#6baed6", "#d62728", "#2ca02c", "#ff9896", "#9467bd", "#8c564b"];
 
 /// A bar chart, one panel per scenario, one bar per Dockerfile (median) with
 /// a min–max whisker. Plain SVG 1.1: renders in browsers and on GitHub.
@@ -1424,9 +1467,11 @@ mod tests {
         assert_eq!(svg.matches("<rect").count(), 1 + 4 * VARIANTS.len());
         assert!(!svg.contains('`') && svg.contains("design notes' ADR"), "labels are plain text: {svg}");
         let t = targets(&r);
-        assert_eq!(t.len(), 8, "the fresh-runner targets are there when measured");
+        assert_eq!(t.len(), 10, "the fresh-runner and build-packages targets are there when measured");
         assert!(t[6].what.starts_with("fresh runner, lock unchanged") && t[6].value == "1.00x" && !t[6].met);
         assert!(t[7].goal == "≤ 1.25x" && t[7].met);
+        assert!(t[8].what.contains("with `build_packages` vs without") && t[8].met, "same size: {:?}", t[8]);
+        assert!(t[9].what.starts_with("lock-file change, notes' multi-stage") && t[9].value == "1.00x" && !t[9].met);
         let section = markdown(&r, Path::new("docs/bench-build.svg"));
         assert!(section.contains("| fresh runner, lock unchanged | fresh runner, lock changed |"), "{section}");
         let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();

@@ -158,6 +158,13 @@ fn hadolint(sh: &Shell, stack: &Stack) -> Result<()> {
         let path = variants.join(format!("{}.runtime-packages.Dockerfile", s.name));
         write_atomic(&path, &gen::dockerfile(stack, &with_packages, s.manifest.installer))?;
         files.push(path.display().to_string());
+        // And the two-stage shape of build packages, with either installer.
+        with_packages.manifest.build_packages = vec!["gcc".to_owned(), "libpq-dev".to_owned()];
+        for installer in [Installer::Uv, Installer::Pip] {
+            let path = variants.join(format!("{}.build-packages.{installer}.Dockerfile", s.name));
+            write_atomic(&path, &gen::dockerfile(stack, &with_packages, installer))?;
+            files.push(path.display().to_string());
+        }
     }
     cmd!(sh, "{hadolint} --failure-threshold warning {files...}").run()?;
     Ok(())
