@@ -24,13 +24,32 @@ pub struct BenchUp {
     /// Where the Markdown report goes.
     #[arg(long, default_value = "target/bench-up.md")]
     pub out: PathBuf,
+    /// Seconds of an idle, healthy stack over which each setting's probe
+    /// count and the engine's CPU time are measured (0: skip).
+    #[arg(long, default_value_t = 60)]
+    pub idle: u64,
+}
+
+/// What a healthy, idle stack costs the engine over the measured window.
+#[derive(Default, Clone, Copy)]
+struct Idle {
+    probes_per_minute: f64,
+    engine_cpu_per_minute: f64,
 }
 
 /// (label, environment) of each compared setting; the generated compose
-/// file reads both variables.
-const HEALTH_SETTINGS: [(&str, &[(&str, &str)]); 2] = [
-    ("generated (interval 1 s, start period 60 s)", &[]),
-    ("design notes (interval 10 s, start period 30 s)", &[("HEALTH_INTERVAL", "10s"), ("HEALTH_START_PERIOD", "30s")]),
+/// files read these variables. The first needs an engine with
+/// `start_interval` (Docker 25+) and is skipped elsewhere.
+const HEALTH_SETTINGS: [(&str, &[(&str, &str)]); 3] = [
+    (
+        "generated + compose.probes.yaml (start_interval 1-2 s, idle 10 s)",
+        &[("COMPOSE_FILE", "compose.yaml:compose.probes.yaml")],
+    ),
+    ("generated, compose.yaml alone (interval 1-2 s throughout)", &[("COMPOSE_FILE", "compose.yaml")]),
+    (
+        "design notes (interval 10 s, start period 30 s)",
+        &[("COMPOSE_FILE", "compose.yaml"), ("HEALTH_INTERVAL", "10s"), ("HEALTH_START_PERIOD", "30s")],
+    ),
 ];
 
 /// Seconds each start may take to become healthy.
@@ -42,13 +61,14 @@ impl BenchUp {
         let p = repo.prepare()?;
         let (sh, docker, stack) = (&p.sh, p.docker(), &p.stack);
         let names = stack::service_names(stack);
-        let mut rows: Vec<(String, Vec<std::collections::BTreeMap<String, f64>>)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        let start_interval = p.engine.caps.start_interval();
         p.block_on(async {
             // Images must exist: build what is stale once, outside the timings.
             images::build_all(&p, &Select::default()).await?;
-            for (label, vars) in HEALTH_SETTINGS {
+            for (label, vars) in HEALTH_SETTINGS.iter().filter(|(_, v)| start_interval || !v[0].1.contains("probes")) {
                 let shell = sh.clone();
-                for (k, v) in vars {
+                for (k, v) in vars.iter() {
                     shell.set_var(k, v);
                 }
                 let mut runs = Vec::new();
@@ -60,42 +80,117 @@ impl BenchUp {
                     println!("{label}: run {} all healthy in {all:.1}s", i + 1);
                     runs.push(healthy);
                 }
-                rows.push((label.to_owned(), runs));
+                let idle = idle_cost(docker, &stack.manifest.project, self.idle).await?;
+                rows.push(Row { label: label.to_string(), runs, idle });
             }
-            // Leave the stack as `cargo xtask up` would: generated settings.
+            // Leave the stack as `cargo xtask up` would.
             xshell::cmd!(sh, "docker compose down --remove-orphans").quiet().ignore_stderr().run()?;
             stack::start_and_wait(sh, docker, stack, TIMEOUT, false).await?;
             anyhow::Ok(())
         })?;
-        let mut r = format!(
-            "# Time to healthy\n\nMeasured by `cargo xtask bench-up` on {}: `docker compose up` (images built, data volume kept) \
-             until the engine reports every container healthy; {} runs per setting, in one run of the command.\n\n| setting |",
-            rfc3339_now(),
-            self.runs
-        );
-        for n in &names {
-            let _ = write!(r, " {n} |");
-        }
-        r.push_str(" all healthy |\n|---|");
-        for _ in 0..=names.len() {
-            r.push_str("---|");
-        }
-        r.push('\n');
-        for (label, runs) in &rows {
-            let _ = write!(r, "| {label} |");
-            for n in &names {
-                let ts: Vec<String> =
-                    runs.iter().map(|m| format!("{:.1}", m.get(n).copied().unwrap_or(f64::NAN))).collect();
-                let _ = write!(r, " {} s |", ts.join(" / "));
-            }
-            let all: Vec<String> =
-                runs.iter().map(|m| format!("{:.1}", m.values().cloned().fold(0.0, f64::max))).collect();
-            let _ = writeln!(r, " **{} s** |", all.join(" / "));
-        }
+        let r = report(&names, &rows, &self, &p.engine.caps.describe());
         let out = if self.out.is_absolute() { self.out.clone() } else { repo.root.join(&self.out) };
         write_atomic(&out, &r)?;
         print!("{r}");
         println!("\nreport written to {}", out.display());
         Ok(())
     }
+}
+
+struct Row {
+    label: String,
+    runs: Vec<std::collections::BTreeMap<String, f64>>,
+    idle: Idle,
+}
+
+fn report(names: &[String], rows: &[Row], bench: &BenchUp, engine: &str) -> String {
+    let mut r = format!(
+        "# Time to healthy\n\nMeasured by `cargo xtask bench-up` on {} ({engine}): `docker compose up` (images built, data \
+         volume kept) until the engine reports every container healthy; {} runs per setting, in one run of the command. \
+         Then the healthy stack idles {} s: healthcheck probes the engine ran (its `exec_start` events) and the CPU time \
+         of dockerd, containerd and the container shims, both per minute.\n\n| setting |",
+        rfc3339_now(),
+        bench.runs,
+        bench.idle
+    );
+    for n in names {
+        let _ = write!(r, " {n} |");
+    }
+    r.push_str(" all healthy | idle probes/min | idle engine CPU s/min |\n|---|");
+    for _ in 0..names.len() + 3 {
+        r.push_str("---|");
+    }
+    r.push('\n');
+    for row in rows {
+        let _ = write!(r, "| {} |", row.label);
+        for n in names {
+            let ts: Vec<String> =
+                row.runs.iter().map(|m| format!("{:.1}", m.get(n).copied().unwrap_or(f64::NAN))).collect();
+            let _ = write!(r, " {} s |", ts.join(" / "));
+        }
+        let all: Vec<String> =
+            row.runs.iter().map(|m| format!("{:.1}", m.values().cloned().fold(0.0, f64::max))).collect();
+        let _ = writeln!(
+            r,
+            " **{} s** | {:.0} | {:.2} |",
+            all.join(" / "),
+            row.idle.probes_per_minute,
+            row.idle.engine_cpu_per_minute
+        );
+    }
+    r
+}
+
+/// Probes per minute (the engine's `exec_start` events of the project's
+/// containers) and dockerd + containerd CPU seconds per minute, over
+/// `seconds` of an idle, healthy stack.
+async fn idle_cost(docker: &bollard::Docker, project: &str, seconds: u64) -> Result<Idle> {
+    if seconds == 0 {
+        return Ok(Idle::default());
+    }
+    let since = unix_now();
+    let cpu_before = engine_cpu_seconds();
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    let cpu = engine_cpu_seconds() - cpu_before;
+    let until = unix_now();
+    let filters = std::collections::HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        ("label".to_owned(), vec![format!("com.docker.compose.project={project}")]),
+    ]);
+    let options = bollard::query_parameters::EventsOptionsBuilder::default()
+        .since(&since.to_string())
+        .until(&until.to_string())
+        .filters(&filters)
+        .build();
+    let mut events = docker.events(Some(options));
+    let mut probes = 0usize;
+    while let Some(event) = futures_util::StreamExt::next(&mut events).await {
+        let event = event?;
+        probes += usize::from(event.action.as_deref().is_some_and(|a| a.starts_with("exec_start")));
+    }
+    let minutes = (until - since).max(1) as f64 / 60.0;
+    Ok(Idle { probes_per_minute: probes as f64 / minutes, engine_cpu_per_minute: cpu / minutes })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// User + system CPU seconds of every dockerd, containerd and shim process on
+/// this machine (from /proc; 0 where it cannot be read).
+fn engine_cpu_seconds() -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "dockerd" | "containerd" | "containerd-shim") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
+        let fields: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+        total += fields.iter().sum::<u64>();
+    }
+    total as f64 / ticks
 }
