@@ -25,7 +25,20 @@ pub struct Test {
     /// Skip `cargo test` (the integration tests need a running engine).
     #[arg(long)]
     pub no_cargo_test: bool,
+    /// Only the engine's smoke: base images, then the integration tests that
+    /// build with a proxy CA and scan every layer, bring a stack up, answer a
+    /// search, take it down and up, and apply a dev edit (what `.ci/run`
+    /// runs on the engines besides the default one).
+    #[arg(long, conflicts_with = "no_cargo_test")]
+    pub smoke: bool,
 }
+
+/// The integration tests of `--smoke`: (test file, test name).
+const SMOKE: [(&str, &str); 3] = [
+    ("images", "proxy_ca_and_secrets_never_land_in_a_layer"),
+    ("stack", "a_search_flows_through_broker_and_worker_and_survives_down_up"),
+    ("dev", "dev_applies_edits_live_reports_errors_and_leaves_the_stack_as_up_does"),
+];
 
 /// One check: what it is, the fix to show when it fails, and how to run it.
 struct Step<'a> {
@@ -46,6 +59,9 @@ impl Test {
         let loaded = repo.stack();
         let stack = || loaded.as_ref().map_err(|e| anyhow!("{e:#}"));
         let (sh, root) = (&repo.sh, repo.root.as_path());
+        if self.smoke {
+            return run_steps(&smoke_steps(repo, &loaded), self.keep_going);
+        }
         let mut steps = vec![
             Step::new("rustfmt", "run `cargo fmt`", || Ok(cmd!(sh, "cargo fmt --all --check").run()?)),
             Step::new("clippy", "fix the warnings above (CI denies every clippy warning)", || {
@@ -95,23 +111,39 @@ impl Test {
         if !self.no_cargo_test {
             steps.extend(engine_steps(repo, &loaded));
         }
-        let mut failures = Vec::new();
-        for step in &steps {
-            eprintln!("==> {}", step.name);
-            if let Err(err) = (step.run)() {
-                eprintln!("FAILED: {}: {err:#}\n  fix: {}", step.name, step.fix);
-                failures.push(step.name);
-                if !self.keep_going {
-                    break;
-                }
+        run_steps(&steps, self.keep_going)
+    }
+}
+
+fn run_steps(steps: &[Step], keep_going: bool) -> Result<()> {
+    let mut failures = Vec::new();
+    for step in steps {
+        eprintln!("==> {}", step.name);
+        if let Err(err) = (step.run)() {
+            eprintln!("FAILED: {}: {err:#}\n  fix: {}", step.name, step.fix);
+            failures.push(step.name);
+            if !keep_going {
+                break;
             }
         }
-        if !failures.is_empty() {
-            bail!("failed steps: {}", failures.join(", "));
-        }
-        eprintln!("all {} steps passed", steps.len());
-        Ok(())
     }
+    if !failures.is_empty() {
+        bail!("failed steps: {}", failures.join(", "));
+    }
+    eprintln!("all {} steps passed", steps.len());
+    Ok(())
+}
+
+/// `--smoke`: the engine step, then the smoke tests, one `cargo test` each.
+fn smoke_steps<'a>(repo: &'a Repo, loaded: &'a Result<Stack>) -> Vec<Step<'a>> {
+    let mut steps = engine_steps(repo, loaded);
+    steps.truncate(1);
+    for (file, name) in SMOKE {
+        steps.push(Step::new(name, "fix the engine-specific failure above", move || {
+            Ok(cmd!(repo.sh, "cargo test -p xtask --test {file} {name} -- --exact").run()?)
+        }));
+    }
+    steps
 }
 
 /// The steps that need the engine. The integration tests drive it: it,

@@ -396,7 +396,9 @@ impl FreshEngine {
              REGISTRY_HTTP_ADDR={addr} REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY={storage} {program} serve {config} \
              >{d}/registry.log 2>&1 &\necho $! >{d}/registry.pid\n\
              exec dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock \
-             --pidfile {d}/docker.pid --bridge=none --iptables=false >{d}/dockerd.log 2>&1\n",
+             --pidfile {d}/docker.pid --bridge=none --iptables=false --containerd-namespace {ns} \
+             --containerd-plugins-namespace {ns}-plugins >{d}/dockerd.log 2>&1\n",
+            ns = fresh_namespace(),
             addr = registry.addr,
             storage = registry.storage.display(),
             program = registry_program(),
@@ -452,6 +454,31 @@ impl Drop for FreshEngine {
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        remove_containerd_namespace(&fresh_namespace());
+    }
+}
+
+/// The containerd namespace of this process's fresh engine: with the
+/// containerd image store both engines use the system containerd, and only
+/// their own namespaces keep the fresh one's images apart from the shared one's.
+fn fresh_namespace() -> String {
+    format!("pysvct-fresh-{}", std::process::id())
+}
+
+/// Removes what a fresh engine left in the system containerd (its images,
+/// then the namespaces); nothing to do with a graph-driver store.
+fn remove_containerd_namespace(ns: &str) {
+    for ns in [ns.to_owned(), format!("{ns}-plugins")] {
+        let quiet = |args: &[&str]| Command::new("ctr").args(args).output().ok();
+        let Some(out) = quiet(&["-n", &ns, "images", "ls", "-q"]) else { return };
+        for image in String::from_utf8_lossy(&out.stdout).lines() {
+            quiet(&["-n", &ns, "images", "rm", image]);
+        }
+        let leases = quiet(&["-n", &ns, "leases", "ls", "-q"]).map(|o| o.stdout).unwrap_or_default();
+        for lease in String::from_utf8_lossy(&leases).lines() {
+            quiet(&["-n", &ns, "leases", "rm", lease]);
+        }
+        quiet(&["namespaces", "rm", &ns]);
     }
 }
 
