@@ -45,7 +45,7 @@ COPY services/api-server/api_server /app/api_server
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=1s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python","-c","import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=2)"]
+    CMD ["python","-c","__import__('urllib.request').request.urlopen('http://127.0.0.1:8000/ready',timeout=2)"]
 LABEL org.opencontainers.image.title="api-server" \
       org.opencontainers.image.description="Search API (FastAPI on uvicorn)"
 CMD ["uvicorn","api_server.main:app","--host","0.0.0.0","--port","8000","--timeout-graceful-shutdown","20"]

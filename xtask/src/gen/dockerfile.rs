@@ -20,11 +20,13 @@ pub fn health_command(service: &Service) -> Vec<String> {
             let port = service.manifest.port.unwrap_or(8000);
             let path = service.manifest.health.path.as_deref().unwrap_or("/health");
             // No curl in the image: Python's urllib raises (exit 1) on any
-            // non-2xx answer, a refused connection or a timeout.
+            // non-2xx answer, a refused connection or a timeout. No space in
+            // any argument: Podman 4's Docker API splits a healthcheck's
+            // arguments on spaces.
             vec![
                 "python".to_owned(),
                 "-c".to_owned(),
-                format!("import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"),
+                format!("__import__('urllib.request').request.urlopen('http://127.0.0.1:{port}{path}',timeout=2)"),
             ]
         }
         Kind::Worker => service.manifest.health.command.clone().unwrap_or_default(),

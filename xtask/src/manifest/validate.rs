@@ -225,6 +225,19 @@ pub fn command_arg(what: &str, a: &str) -> Rule {
     Ok(())
 }
 
+/// A health command's argument: also no space, since Podman 4's Docker API
+/// splits a healthcheck's arguments on spaces (the probe would run broken).
+pub fn health_arg(a: &str) -> Rule {
+    command_arg("health.command", a)?;
+    if a.contains(' ') {
+        return Err(format!(
+            "health.command argument {a:?} contains a space, which Podman splits into several arguments: \
+             move the check into a module (e.g. `[python, -m, mypkg.health]`)"
+        ));
+    }
+    Ok(())
+}
+
 /// The image description label: one line, no `$` or `\` (the Dockerfile
 /// would expand or escape them).
 pub fn description(d: &str) -> Rule {
@@ -276,7 +289,7 @@ pub(super) fn service(s: &Service, text: &str) -> Result<()> {
         at("command", command_arg("command", arg))?;
     }
     for arg in m.health.command.iter().flatten() {
-        at("command", command_arg("health.command", arg))?;
+        at("command", health_arg(arg))?;
     }
     if let Some(path) = &m.health.path {
         at("path", http_path(path))?;
@@ -420,6 +433,8 @@ mod tests {
         command_arg("command", "uvicorn").unwrap();
         bad(command_arg("command", "a\nb"), "line break");
         bad(command_arg("command", ""), "empty argument");
+        command_arg("command", "a b").unwrap();
+        bad(health_arg("import os; os"), "contains a space");
     }
 
     #[test]

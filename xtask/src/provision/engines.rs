@@ -149,24 +149,34 @@ fn set_containerd_store(on: bool) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Podman with catatonit (`init: true`), and default ulimits the sandbox can
-/// grant (without CAP_SYS_RESOURCE every container fails "error setting rlimit").
+/// What `setup` writes to /etc/containers/containers.conf: default ulimits
+/// the sandbox can grant (without CAP_SYS_RESOURCE every container fails
+/// "error setting rlimit"), and netavark with aardvark-dns, so containers
+/// of a compose network reach each other by service name (Debian's Podman
+/// 4.3 defaults to CNI without a DNS plugin).
+const CONTAINERS_CONF: &str = "# written by `cargo xtask setup --engine podman`\n\
+[containers]\n\
+default_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\n\
+[network]\n\
+network_backend = \"netavark\"\n";
+
+/// Podman with catatonit (`init: true`), netavark and aardvark-dns, and the
+/// configuration above (a containers.conf of the user's own is kept, and
+/// must then say the same).
 fn install_podman(sh: &Shell) -> Result<()> {
-    apt_install(sh, &["podman", "catatonit", "uidmap"])?;
+    apt_install(sh, &["podman", "catatonit", "uidmap", "netavark", "aardvark-dns"])?;
     let conf = Path::new("/etc/containers/containers.conf");
     let text = std::fs::read_to_string(conf).unwrap_or_default();
-    if !text.contains("default_ulimits") {
-        let mut text = text;
-        let section = "[containers]";
-        let line = "default_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]";
-        text = match text.find(section) {
-            Some(i) => {
-                format!("{}{section}\n{line}\n{}", &text[..i], &text[i + section.len()..].trim_start_matches('\n'))
-            }
-            None => format!("{text}\n{section}\n{line}\n"),
-        };
+    if text.is_empty() || text.starts_with("# written by `cargo xtask setup") {
         std::fs::create_dir_all("/etc/containers")?;
-        std::fs::write(conf, text).with_context(|| format!("cannot write {}", conf.display()))?;
+        return std::fs::write(conf, CONTAINERS_CONF).with_context(|| format!("cannot write {}", conf.display()));
+    }
+    if !(text.contains("default_ulimits") && text.contains("netavark")) {
+        anyhow::bail!(
+            "{} is your own and lacks what Podman needs here; add:\n{}",
+            conf.display(),
+            CONTAINERS_CONF.lines().skip(1).collect::<Vec<_>>().join("\n")
+        );
     }
     Ok(())
 }
