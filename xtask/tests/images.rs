@@ -72,10 +72,13 @@ fn proxy_ca_and_secrets_never_land_in_a_layer() {
     let ca = std::env::temp_dir().join(format!("proxy-ca-{}.crt", std::process::id()));
     std::fs::write(&ca, &bundle).unwrap();
 
-    // --force with a new CA: the install step reruns with it mounted (the
-    // mount's content is part of BuildKit's cache key) and must succeed.
-    let out = stack
-        .run_env(&["build-images", "--force", "--json", "api-server"], &[("PYSVC_PROXY_CA", ca.to_str().unwrap())]);
+    // --force --no-cache with a new CA: the install step reruns with it
+    // mounted and must succeed (BuildKit keys its cache on the mount's
+    // content, buildah does not: --no-cache makes it run on every engine).
+    let out = stack.run_env(
+        &["build-images", "--force", "--no-cache", "--json", "api-server"],
+        &[("PYSVC_PROXY_CA", ca.to_str().unwrap())],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report[0]["built"], true);

@@ -65,7 +65,12 @@ pub struct Buildah {
 impl Buildah {
     pub fn line(&mut self, line: &str) -> Option<Status> {
         let line = line.trim_end();
-        if let Some(step) = line.strip_prefix("STEP ") {
+        // A multi-stage build prefixes each step with its stage: `[2/2] STEP 4/17: …`.
+        let unstaged = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            Some((stage, rest)) if stage.contains('/') => rest,
+            _ => line,
+        };
+        if let Some(step) = unstaged.strip_prefix("STEP ") {
             let (count, what) = step.split_once(": ")?;
             self.steps += 1;
             let digest = format!("step-{}", self.steps);
@@ -138,19 +143,21 @@ mod tests {
 
     #[test]
     fn buildah_steps_and_cache_hits() {
-        let out = "STEP 1/3: FROM pysvc/python:3.11 AS runtime\nSTEP 2/3: WORKDIR /app\n--> Using cache 1a2b\n\
-                   STEP 3/3: RUN false\nsomething failed\n";
+        let out = "[1/2] STEP 1/1: FROM pysvc/uv AS uv\n--> e083\nSTEP 1/3: FROM pysvc/python:3.11 AS runtime\n\
+                   STEP 2/3: WORKDIR /app\n--> Using cache 1a2b\nSTEP 3/3: RUN false\nsomething failed\n";
         let mut buildah = Buildah::default();
         let got = all(out, |l| buildah.line(l));
         let vertexes: Vec<&Vertex> = got.iter().flat_map(|s| &s.vertexes).collect();
-        assert_eq!(vertexes[0].name, "[1/3] FROM pysvc/python:3.11 AS runtime");
-        assert!(vertexes[2].cached && vertexes[2].digest == "step-2");
-        assert_eq!(vertexes[3].name, "[3/3] RUN false");
+        assert_eq!(vertexes[0].name, "[1/1] FROM pysvc/uv AS uv");
+        assert!(vertexes[1].completed && !vertexes[1].cached);
+        assert_eq!(vertexes[2].name, "[1/3] FROM pysvc/python:3.11 AS runtime");
+        assert!(vertexes[4].cached && vertexes[4].digest == "step-3");
+        assert_eq!(vertexes[5].name, "[3/3] RUN false");
         assert_eq!(got.last().unwrap().logs[0].msg, b"something failed\n");
         let failed = buildah.fail("exit status 1").unwrap();
         assert_eq!(
             (failed.vertexes[0].digest.as_str(), failed.vertexes[0].error.as_str()),
-            ("step-3", "exit status 1")
+            ("step-4", "exit status 1")
         );
     }
 }
