@@ -8,32 +8,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
 const APPS: [&str; 2] = ["api-server", "search-worker"];
 const INFRA: [&str; 2] = ["postgres", "kafka"];
-
-/// `docker exec` without asserting success: (exit code, stdout + stderr).
-fn exec(id: &str, argv: &[&str]) -> (i32, String) {
-    let out = Command::new("docker").arg("exec").arg(id).args(argv).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
-/// A field of `/proc/1/status` of the container's main process.
-fn proc_status(id: &str, field: &str) -> String {
-    let (code, status) = exec(id, &["cat", "/proc/1/status"]);
-    assert_eq!(code, 0, "{status}");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-        .trim()
-        .to_owned()
-}
 
 #[test]
 fn running_containers_are_hardened_and_the_stack_still_works() {

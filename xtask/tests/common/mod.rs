@@ -556,3 +556,22 @@ fn uncompressed(data: &[u8]) -> Vec<u8> {
     assert!(out.status.success(), "{tool} -dc failed on a layer");
     out.stdout
 }
+
+/// A field of `/proc/1/status` of the container's main process.
+pub fn proc_status(id: &str, field: &str) -> String {
+    let (code, status) = exec(id, &["cat", "/proc/1/status"]);
+    assert_eq!(code, 0, "{status}");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .trim()
+        .to_owned()
+}
+
+/// `docker exec` without asserting success: (exit code, stdout + stderr).
+pub fn exec(id: &str, argv: &[&str]) -> (i32, String) {
+    let out = Command::new("docker").arg("exec").arg(id).args(argv).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
