@@ -33,7 +33,9 @@ impl Snapshot {
             [manifest::STACK_FILE.to_owned(), manifest::SERVICES_DIR.to_owned(), workspace::LOCK_FILE.to_owned()];
         for top in roots.iter().chain(stack.manifest.shared.iter().map(|s| &s.path)) {
             let walk = walkdir::WalkDir::new(root.join(top)).into_iter().filter_entry(|e| {
-                !EXCLUDED_DIR_NAMES.contains(&e.file_name().to_string_lossy().as_ref()) || e.depth() == 0
+                let name = e.file_name().to_string_lossy();
+                // A service with its own lock has its own `.venv` in its folder.
+                !(EXCLUDED_DIR_NAMES.contains(&name.as_ref()) || name == workspace::VENV_DIR) || e.depth() == 0
             });
             for entry in walk.filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()) {
                 let Ok(meta) = entry.metadata() else { continue };
@@ -100,7 +102,9 @@ pub fn classify(stack: &Stack, paths: &[String]) -> Plan {
         // A workspace member's pyproject (a service's or a shared package's).
         let pyproject =
             under(path, manifest::SERVICES_DIR) && path.ends_with(&format!("/{}", manifest::PYPROJECT_FILE));
-        if path == workspace::LOCK_FILE || pyproject {
+        // The lock of a service that keeps its own (`lock: own`).
+        let own_lock = stack.services.iter().any(|s| s.own_lock() && *path == workspace::lock_path(s));
+        if path == workspace::LOCK_FILE || pyproject || own_lock {
             plan.regenerate = true;
             continue;
         }

@@ -81,7 +81,14 @@ pub(super) fn member(stack: &Stack, from: &Path, name: &str, kind: NewKind, host
             "services/{name}/requirements.txt is no longer read (pyproject.toml holds its dependencies): delete it"
         ));
     }
-    Ok(Member { name: name.to_owned(), files, copy_from: (!in_place).then_some(from), in_place, notes })
+    Ok(Member {
+        name: name.to_owned(),
+        files,
+        copy_from: (!in_place).then_some(from),
+        in_place,
+        notes,
+        own_lock: false,
+    })
 }
 
 /// The PEP 508 requirements of a requirements.txt: comments, blank lines,
