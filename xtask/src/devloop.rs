@@ -222,6 +222,22 @@ mod tests {
     }
 
     #[test]
+    fn a_services_own_lock_regenerates_and_its_venv_is_not_watched() {
+        let root = fixture();
+        write(&root, "services/worker/service.yaml", &format!("{}lock: own\n", crate::manifest::tests::WORKER));
+        let stack = manifest::load(&root).unwrap();
+        let p = classify(&stack, &["services/worker/uv.lock".to_owned()]);
+        assert_eq!((p.rebuild.len(), p.regenerate), (0, true), "its export follows its lock: {p:?}");
+        let p = classify(&stack, &["services/web/uv.lock".to_owned()]);
+        assert!(!p.regenerate, "web has no lock of its own: {p:?}");
+        std::fs::create_dir_all(root.join("services/worker/.venv/lib")).unwrap();
+        write(&root, "services/worker/.venv/lib/x.py", "");
+        let snapshot = Snapshot::take(&stack);
+        assert!(!snapshot.0.keys().any(|k| k.contains(".venv")), "{:?}", snapshot.0.keys());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
     fn tests_caches_and_other_files_are_ignored() {
         let p = plan(&[
             "services/web/tests/test_app.py",
