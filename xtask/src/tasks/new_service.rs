@@ -126,17 +126,14 @@ pub(crate) fn toml_string(value: &str) -> String {
 /// pytest table of its own (`uv run pytest` in its folder is rooted there).
 fn own_lock(stack: &manifest::Stack, member: &mut Member) -> Result<()> {
     let name = member.name.clone();
+    let shared = shared_projects(stack)?;
     let mut sources = String::new();
-    for shared in &stack.manifest.shared {
-        let project = Path::new(&shared.path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let file = format!("{project}/{}", manifest::PYPROJECT_FILE);
-        let Ok(text) = std::fs::read_to_string(stack.root.join(&file)) else { continue };
-        let (shared_project, _) = manifest::pyproject::parse(&file, &text)?;
+    for (package, project) in &shared {
         let rel = match project.strip_prefix(&format!("{}/", manifest::SERVICES_DIR)) {
             Some(sibling) => format!("../{sibling}"),
             None => format!("../../{project}"),
         };
-        sources.push_str(&format!("{} = {{ path = {}, editable = true }}\n", shared_project.name, toml_string(&rel)));
+        sources.push_str(&format!("{package} = {{ path = {}, editable = true }}\n", toml_string(&rel)));
     }
     for (rel, text) in &mut member.files {
         if rel == manifest::SERVICE_FILE {
@@ -149,6 +146,11 @@ fn own_lock(stack: &manifest::Stack, member: &mut Member) -> Result<()> {
             match text.find("[dependency-groups]\ndev = [\n") {
                 Some(at) => text.insert_str(at + "[dependency-groups]\ndev = [\n".len(), tools),
                 None => text.push_str(&format!("\n[dependency-groups]\ndev = [\n{tools}]\n")),
+            }
+            // An adopted member's workspace sources give way to the path sources.
+            if let Some(at) = text.find("[tool.uv.sources]\n") {
+                let end = text[at..].find("\n\n").map_or(text.len(), |e| at + e + 2);
+                text.replace_range(at..end, "");
             }
             text.push_str(&format!(
                 "\n# Its own lock (service.yaml `lock: own`): this folder is a uv project of its own,\n\
@@ -165,6 +167,21 @@ fn own_lock(stack: &manifest::Stack, member: &mut Member) -> Result<()> {
          `cargo xtask lock` relocks it with the workspace"
     ));
     Ok(())
+}
+
+/// The shared packages that are uv projects: (distribution name, project
+/// folder), e.g. (`pysvc-common`, `services/shared`) for
+/// `services/shared/pysvc_common`.
+pub(crate) fn shared_projects(stack: &manifest::Stack) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for shared in &stack.manifest.shared {
+        let project = Path::new(&shared.path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = format!("{project}/{}", manifest::PYPROJECT_FILE);
+        let Ok(text) = std::fs::read_to_string(stack.root.join(&file)) else { continue };
+        let (shared_project, _) = manifest::pyproject::parse(&file, &text)?;
+        out.push((shared_project.name, project));
+    }
+    Ok(out)
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -240,12 +257,12 @@ fn offer_own_lock(err: anyhow::Error, member: &Member) -> anyhow::Error {
         None if member.in_place => format!("cargo xtask new-service {name} --from services/{name} --own-lock"),
         None => format!("cargo xtask new-service {name} --own-lock"),
     };
-    err.context(format!(
-        "{name}'s requirements conflict with the workspace's (uv's message above names the packages and who \
-         pins them): the workspace has one version of each package for every service. To keep {name}'s own \
-         versions, give it its own lock (service.yaml `lock: own`: services/{name}/uv.lock and its own .venv, \
-         its own export for its image): `{again}`"
-    ))
+    anyhow::anyhow!(
+        "{message}\n{name}'s requirements conflict with the workspace's (uv's message above names the packages \
+         and who pins them): the workspace has one version of each package for every service. To keep {name}'s \
+         own versions, give it its own lock (service.yaml `lock: own`: services/{name}/uv.lock and its own \
+         .venv, its own export for its image): `{again}`"
+    )
 }
 
 fn scratch_dir(dir: &Path, member: &Member) -> PathBuf {
