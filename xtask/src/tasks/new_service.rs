@@ -162,6 +162,10 @@ fn own_lock(stack: &manifest::Stack, member: &mut Member) -> Result<()> {
         }
     }
     member.own_lock = true;
+    let workspace_add = format!("`uv add --package {name} <dependency>`");
+    for note in &mut member.notes {
+        *note = note.replace(&workspace_add, &format!("`uv add <dependency>` in services/{name}"));
+    }
     member.notes.push(format!(
         "services/{name} keeps its own lock: `uv add <dependency>` and `uv run pytest` in services/{name}; \
          `cargo xtask lock` relocks it with the workspace"
