@@ -75,8 +75,8 @@ pub fn copy_inputs(root: &Path, dir: &Path) -> Result<()> {
         ensure!(status.success(), "cannot copy {item} into {}", dir.display());
     }
     // The own `.venv` of a service that keeps its own lock is no input.
-    for entry in std::fs::read_dir(dir.join(crate::manifest::SERVICES_DIR))?.flatten() {
-        let _ = std::fs::remove_dir_all(entry.path().join(crate::workspace::VENV_DIR));
+    for entry in std::fs::read_dir(dir.join("services"))?.flatten() {
+        let _ = std::fs::remove_dir_all(entry.path().join(".venv"));
     }
     let env = std::fs::read_to_string(root.join(".env"))
         .or_else(|_| std::fs::read_to_string(root.join(".env.example")))
