@@ -170,6 +170,10 @@ pub(crate) mod tests {
         let python = workspace::sync_own(&sh, &root, solo).unwrap();
         assert!(python.starts_with(root.join("services/solo/.venv")));
         cmd!(sh, "{python} -c 'import common; assert common.NAME == \"common\"'").run().unwrap();
+        // A copy of the project files (bench-build's "what if") carries its lock.
+        let copy = root.join("target/copy");
+        workspace::copy_project_files(&root, &copy).unwrap();
+        assert_eq!(workspace::export(&sh, &copy, solo).unwrap(), workspace::export(&sh, &root, solo).unwrap());
         // Its pyproject changed, its lock did not: uv's message and the fix.
         write(
             &root,

@@ -323,6 +323,16 @@ pub fn add(sh: &Shell, root: &Path, package: &str, dependency: &str) -> Result<(
     uv(sh, root, &args, "nothing was changed").map(drop)
 }
 
+/// [`add`] for a service: in its own folder (`uv add --no-sync`) when it
+/// keeps its own lock.
+pub fn add_to(sh: &Shell, root: &Path, service: &Service, dependency: &str) -> Result<()> {
+    if !service.own_lock() {
+        return add(sh, root, &service.project.name, dependency);
+    }
+    let args = ["add", "--no-sync", "--quiet", dependency].map(str::to_owned);
+    uv(sh, &project_dir(root, service), &args, "nothing was changed").map(drop)
+}
+
 /// Copies what uv reads to lock the workspace (the root pyproject, uv.lock,
 /// every member's pyproject) from `root` into `to` (emptied first): a place
 /// to try a change without touching the checkout.
