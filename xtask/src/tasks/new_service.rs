@@ -231,6 +231,9 @@ fn place(repo: &Repo, member: &Member) -> Result<()> {
         for (rel, _) in &member.files {
             let _ = std::fs::remove_file(dir.join(rel));
         }
+        if member.own_lock {
+            let _ = std::fs::remove_file(dir.join(workspace::LOCK_FILE));
+        }
     } else {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(scratch_dir(&dir, member));
