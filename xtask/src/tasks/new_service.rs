@@ -211,6 +211,7 @@ fn place(repo: &Repo, member: &Member) -> Result<()> {
     let old_lock = std::fs::read_to_string(&lock_path).ok();
     let root_pyproject = root.join(workspace::ROOT_PYPROJECT);
     let old_pyproject = std::fs::read_to_string(&root_pyproject).ok();
+    let had_own_lock = dir.join(workspace::LOCK_FILE).exists();
     let finish = || -> Result<()> {
         write_member(&dir, member)?;
         if member.own_lock {
@@ -231,7 +232,7 @@ fn place(repo: &Repo, member: &Member) -> Result<()> {
         for (rel, _) in &member.files {
             let _ = std::fs::remove_file(dir.join(rel));
         }
-        if member.own_lock {
+        if member.own_lock && !had_own_lock {
             let _ = std::fs::remove_file(dir.join(workspace::LOCK_FILE));
         }
     } else {
