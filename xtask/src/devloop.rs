@@ -33,7 +33,9 @@ impl Snapshot {
             [manifest::STACK_FILE.to_owned(), manifest::SERVICES_DIR.to_owned(), workspace::LOCK_FILE.to_owned()];
         for top in roots.iter().chain(stack.manifest.shared.iter().map(|s| &s.path)) {
             let walk = walkdir::WalkDir::new(root.join(top)).into_iter().filter_entry(|e| {
-                !EXCLUDED_DIR_NAMES.contains(&e.file_name().to_string_lossy().as_ref()) || e.depth() == 0
+                let name = e.file_name().to_string_lossy();
+                // A service with its own lock has its own `.venv` in its folder.
+                !(EXCLUDED_DIR_NAMES.contains(&name.as_ref()) || name == workspace::VENV_DIR) || e.depth() == 0
             });
             for entry in walk.filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()) {
                 let Ok(meta) = entry.metadata() else { continue };
@@ -100,7 +102,9 @@ pub fn classify(stack: &Stack, paths: &[String]) -> Plan {
         // A workspace member's pyproject (a service's or a shared package's).
         let pyproject =
             under(path, manifest::SERVICES_DIR) && path.ends_with(&format!("/{}", manifest::PYPROJECT_FILE));
-        if path == workspace::LOCK_FILE || pyproject {
+        // The lock of a service that keeps its own (`lock: own`).
+        let own_lock = stack.services.iter().any(|s| s.own_lock() && *path == workspace::lock_path(s));
+        if path == workspace::LOCK_FILE || pyproject || own_lock {
             plan.regenerate = true;
             continue;
         }
@@ -215,6 +219,22 @@ mod tests {
         assert_eq!((p.rebuild, p.regenerate), (set(&["fresh"]), true), "a new service is built");
         let p = plan(&["stack.yaml"]);
         assert_eq!((p.rebuild, p.regenerate), (set(&["web", "worker"]), true));
+    }
+
+    #[test]
+    fn a_services_own_lock_regenerates_and_its_venv_is_not_watched() {
+        let root = fixture();
+        write(&root, "services/worker/service.yaml", &format!("{}lock: own\n", crate::manifest::tests::WORKER));
+        let stack = manifest::load(&root).unwrap();
+        let p = classify(&stack, &["services/worker/uv.lock".to_owned()]);
+        assert_eq!((p.rebuild.len(), p.regenerate), (0, true), "its export follows its lock: {p:?}");
+        let p = classify(&stack, &["services/web/uv.lock".to_owned()]);
+        assert!(!p.regenerate, "web has no lock of its own: {p:?}");
+        std::fs::create_dir_all(root.join("services/worker/.venv/lib")).unwrap();
+        write(&root, "services/worker/.venv/lib/x.py", "");
+        let snapshot = Snapshot::take(&stack);
+        assert!(!snapshot.0.keys().any(|k| k.contains(".venv")), "{:?}", snapshot.0.keys());
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

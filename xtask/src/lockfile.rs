@@ -19,11 +19,18 @@ use crate::{manifest, tools, workspace};
 pub const TOOL_LOCKS: [&str; 1] = ["services/fuzz"];
 
 /// `uv lock` (keeping every pin unless `upgrade`, or those of `packages`),
-/// then the tool locks; nothing is written when uv cannot resolve.
+/// in the workspace and in each service with its own lock, then the tool
+/// locks; a lock is not written when uv cannot resolve it.
 pub fn lock(sh: &Shell, root: &Path, upgrade: bool, packages: &[String]) -> Result<()> {
+    let stack = manifest::load(root)?;
+    workspace::check_members(&stack)?;
     workspace::lock(sh, root, upgrade, packages)?;
     println!("locked {}", workspace::LOCK_FILE);
-    let python = manifest::load_stack_manifest(root)?.python_version;
+    workspace::lock_own(sh, &stack, upgrade, packages)?;
+    for service in stack.services.iter().filter(|s| s.own_lock()) {
+        println!("locked {} (lock: own)", workspace::lock_path(service));
+    }
+    let python = stack.manifest.python_version;
     for dir in TOOL_LOCKS {
         lock_tool(sh, root, dir, &python, upgrade)?;
     }
@@ -114,6 +121,77 @@ pub(crate) mod tests {
         lock(&sh, &root, false, &[]).unwrap();
         generate(&sh, &root, Mode::Write).unwrap();
         assert!(generate(&sh, &root, Mode::Check).unwrap().is_empty());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// The fixture with a third service, `solo`, that keeps its own lock and
+    /// depends on the shared package (`common`, a path source).
+    fn own_lock_fixture(sh: &Shell) -> PathBuf {
+        let root = workspace_fixture(sh);
+        std::fs::create_dir_all(root.join("services/solo/solo_pkg")).unwrap();
+        write(&root, "services/shared/common/__init__.py", "NAME = 'common'\n");
+        let backend = "\n[build-system]\nrequires = [\"uv_build>=0.13.9,<0.14\"]\nbuild-backend = \"uv_build\"\n\
+                       [tool.uv.build-backend]\nmodule-root = \"\"\n";
+        write(&root, "services/shared/pyproject.toml", &(pyproject("common") + backend));
+        let solo = pyproject("solo").replace("[]", "[\"common\"]")
+            + "\n[tool.uv]\npackage = false\n\n[tool.uv.sources]\ncommon = { path = \"../shared\", editable = true }\n";
+        write(&root, "services/solo/pyproject.toml", &solo);
+        let manifest = crate::manifest::tests::WORKER.replace("worker_pkg", "solo_pkg") + "lock: own\n";
+        write(&root, "services/solo/service.yaml", &manifest);
+        root
+    }
+
+    #[test]
+    fn a_service_with_its_own_lock_is_locked_checked_exported_and_synced_on_its_own() {
+        let sh = Shell::new().unwrap();
+        let root = own_lock_fixture(&sh);
+        let web_export = read(&root, "docker/web.requirements.txt");
+        // Not excluded from the workspace yet: refused with the fix.
+        let err =
+            format!("{:#}", lock(&sh, &root, false, &[]).and_then(|()| generate(&sh, &root, Mode::Check)).unwrap_err());
+        assert!(err.contains("services/solo/service.yaml: `lock: own`, but pyproject.toml:3: [tool.uv.workspace] exclude does not list \"services/solo\""), "{err}");
+        workspace::exclude_from_workspace(&root, "services/solo").unwrap();
+        let err = format!("{:#}", generate(&sh, &root, Mode::Check).unwrap_err());
+        assert!(err.contains("services/solo/uv.lock is missing"), "{err}");
+        lock(&sh, &root, false, &[]).unwrap();
+        generate(&sh, &root, Mode::Write).unwrap();
+        assert!(!read(&root, "uv.lock").contains("name = \"solo\""), "not in the workspace's lock");
+        assert!(read(&root, "services/solo/uv.lock").contains("name = \"common\""));
+        let export = read(&root, "docker/solo.requirements.txt");
+        assert!(export.contains("(pinned in services/solo/uv.lock) via\n#   (in services/solo) uv export"), "{export}");
+        assert!(
+            !export.contains("common") && !export.contains("-e "),
+            "shared code is copied, not installed: {export}"
+        );
+        assert_eq!(read(&root, "docker/web.requirements.txt"), web_export, "web's image inputs unchanged");
+        // Its venv: the shared package editable.
+        let stack = crate::manifest::load(&root).unwrap();
+        let solo = stack.services.iter().find(|s| s.name == "solo").unwrap();
+        let python = workspace::sync_own(&sh, &root, solo).unwrap();
+        assert!(python.starts_with(root.join("services/solo/.venv")));
+        cmd!(sh, "{python} -c 'import common; assert common.NAME == \"common\"'").run().unwrap();
+        // A copy of the project files (bench-build's "what if") carries its lock.
+        let copy = root.join("target/copy");
+        workspace::copy_project_files(&root, &copy).unwrap();
+        assert_eq!(workspace::export(&sh, &copy, solo).unwrap(), workspace::export(&sh, &root, solo).unwrap());
+        // Its pyproject changed, its lock did not: uv's message and the fix.
+        write(
+            &root,
+            "services/solo/pyproject.toml",
+            &read(&root, "services/solo/pyproject.toml").replace("0.1.0", "0.2.0"),
+        );
+        let err = format!("{:#}", generate(&sh, &root, Mode::Check).unwrap_err());
+        assert!(err.contains("The lockfile at `uv.lock` needs to be updated"), "uv's own message: {err}");
+        assert!(
+            err.contains("services/solo/uv.lock is stale: run `cargo xtask lock` (or `uv lock` in services/solo"),
+            "{err}"
+        );
+        lock(&sh, &root, false, &[]).unwrap();
+        assert!(generate(&sh, &root, Mode::Check).unwrap().is_empty());
+        // A workspace service excluded by mistake is named too.
+        workspace::exclude_from_workspace(&root, "services/web").unwrap();
+        let err = format!("{:#}", generate(&sh, &root, Mode::Check).unwrap_err());
+        assert!(err.contains("services/web/service.yaml: pinned by the workspace (no `lock: own`)"), "{err}");
         std::fs::remove_dir_all(root).unwrap();
     }
 

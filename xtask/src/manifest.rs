@@ -93,6 +93,18 @@ pub enum Installer {
     Pip,
 }
 
+/// Which lock pins a service's dependencies: the workspace's `uv.lock`
+/// (default), or its own `services/<name>/uv.lock` (`lock: own`: its own uv
+/// project, excluded from the workspace, for pins that clash with another
+/// service's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    #[default]
+    Workspace,
+    Own,
+}
+
 impl fmt::Display for Installer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -134,6 +146,9 @@ pub struct ServiceManifest {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub installer: Installer,
+    /// `workspace` (the root `uv.lock`) or `own` (`services/<name>/uv.lock`).
+    #[serde(default)]
+    pub lock: LockMode,
     /// Byte-compile the dependencies into the image (default): containers
     /// import without compiling, and a build on a cold cache pays for the
     /// compiling instead. `false` trades the other way.
@@ -323,6 +338,10 @@ impl Service {
     }
     pub fn pyproject_path(&self) -> String {
         format!("{}/{PYPROJECT_FILE}", self.dir)
+    }
+    /// Whether it keeps its own lock (`lock: own`) instead of the workspace's.
+    pub fn own_lock(&self) -> bool {
+        self.manifest.lock == LockMode::Own
     }
     /// The service's own locked dependencies with hashes, exported from
     /// `uv.lock` by `gen`: what its image installs (uv or pip).

@@ -74,6 +74,10 @@ pub fn copy_inputs(root: &Path, dir: &Path) -> Result<()> {
         let status = Command::new("cp").arg("-r").arg(root.join(item)).arg(dir).status()?;
         ensure!(status.success(), "cannot copy {item} into {}", dir.display());
     }
+    // The own `.venv` of a service that keeps its own lock is no input.
+    for entry in std::fs::read_dir(dir.join("services"))?.flatten() {
+        let _ = std::fs::remove_dir_all(entry.path().join(".venv"));
+    }
     let env = std::fs::read_to_string(root.join(".env"))
         .or_else(|_| std::fs::read_to_string(root.join(".env.example")))
         .context("the checkout has neither .env nor .env.example: run `cargo xtask gen`")?;

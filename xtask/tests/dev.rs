@@ -134,3 +134,52 @@ fn dev_applies_edits_live_reports_errors_and_leaves_the_stack_as_up_does() {
     assert_eq!(openapi_version(&stack).as_deref(), Some("dev-3"), "the image has the edits");
     assert_eq!(results_of(&stack, "builds"), 1);
 }
+
+/// A service with its own lock (`lock: own`) in the dev loop: its pyproject
+/// edited by hand is relocked in its own folder (as `uv run` would), its
+/// export follows, and only it is rebuilt and recreated, with the new
+/// dependency importable in its container; api-server is not touched.
+#[test]
+fn dev_follows_a_services_own_lock() {
+    let mut stack = TestStack::new("devownlock");
+    stack.reserve_port("solo");
+    let source = std::env::temp_dir().join(format!("pysvc-devownlock-{}", std::process::id())).join("solo");
+    let _ = std::fs::remove_dir_all(&source);
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("requirements.txt"), "fastapi\nuvicorn==0.34.3\n").unwrap();
+    std::fs::write(
+        source.join("main.py"),
+        "from fastapi import FastAPI\n\napp = FastAPI()\n\n\n@app.get(\"/health\")\ndef health() -> dict[str, str]:\n    \
+         return {\"status\": \"ok\"}\n",
+    )
+    .unwrap();
+    stack.ok(&["new-service", "--from", source.to_str().unwrap(), "--own-lock"]);
+    let mut child = stack.spawn(&["dev", "solo", "api-server"]);
+    let lines = lines_of(&mut child);
+    expect_line(&lines, "watching", Duration::from_secs(900));
+    let api = stack.container("api-server");
+    let no_six = std::process::Command::new("docker")
+        .args(["exec", &stack.container("solo"), "python", "-c", "import six"])
+        .output()
+        .unwrap();
+    assert!(!no_six.status.success(), "six is not there before");
+
+    let pyproject = stack.dir.join("services/solo/pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject)
+        .unwrap()
+        .replace("\"uvicorn==0.34.3\",\n", "\"uvicorn==0.34.3\",\n    \"six\",\n");
+    std::fs::write(&pyproject, text).unwrap();
+    expect_line(&lines, "solo: rebuilt and recreated", Duration::from_secs(300));
+    let lock = std::fs::read_to_string(stack.dir.join("services/solo/uv.lock")).unwrap();
+    assert!(lock.contains("name = \"six\""), "its own lock was relocked");
+    let export = std::fs::read_to_string(stack.dir.join("docker/solo.requirements.txt")).unwrap();
+    assert!(export.contains("six=="), "{export}");
+    docker(&["exec", &stack.container("solo"), "python", "-c", "import six"]);
+    assert_eq!(stack.container("api-server"), api, "api-server was not recreated");
+
+    kill("INT", &child.id().to_string());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "`cargo xtask dev` exited with {status}");
+    stack.ok(&["down", "--volumes"]);
+    let _ = std::fs::remove_dir_all(source.parent().unwrap());
+}

@@ -192,3 +192,117 @@ fn down_logs_and_status_work_with_a_broken_manifest_and_no_env() {
     ok_in(&dir, &["down", "--volumes"]);
     assert!(!dir.join(".env").exists(), "none of them writes .env");
 }
+
+/// The pinned uv the xtask installs (`target/tools`), as a developer runs it.
+fn uv_in(dir: &Path, args: &[&str]) -> String {
+    let uv = root().join("target/tools/uv-0.13.9/bin/uv");
+    let out = std::process::Command::new(uv).args(args).current_dir(dir).output().expect("the pinned uv runs");
+    assert!(
+        out.status.success(),
+        "uv {} failed in {}:\n{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Two adopted folders that pin different uvicorn versions (issue 23): the
+/// second cannot join the workspace's lock, so `new-service --from` says
+/// what clashes (uv's message) and offers `--own-lock`, keeping nothing;
+/// with it, the service keeps its own lock. Each image holds its own
+/// version, the shared package reaches the second (its venv and its image),
+/// its pyproject changed without relocking is caught, `installer: pip`
+/// installs its own export, and no other image's inputs change.
+#[test]
+fn two_adopted_folders_pinning_different_uvicorn_versions_each_keep_their_own() {
+    let _guard = serial();
+    let mut stack = TestStack::new("ownlock");
+    let (old_port, new_port) = (stack.reserve_port("pins-old"), stack.reserve_port("pins-new"));
+    let dir = stack.dir.clone();
+    let sources = std::env::temp_dir().join(format!("pysvc-ownlock-sources-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&sources);
+    let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).unwrap();
+
+    let old = legacy_folder(&sources, "pins-old", "fastapi\nuvicorn==0.34.2\n");
+    stack.ok(&["new-service", "--from", old.to_str().unwrap()]);
+    let (lock, pyproject, old_export) =
+        (read("uv.lock"), read("pyproject.toml"), read("docker/pins-old.requirements.txt"));
+    // (One lock: pins-old's uvicorn==0.34.2 is now api-server's uvicorn too.)
+    let api_export = read("docker/api-server.requirements.txt");
+
+    let new = legacy_folder(&sources, "pins-new", "fastapi\nuvicorn==0.34.3\npysvc-common\n");
+    std::fs::write(
+        new.join("helpers.py"),
+        "import pysvc_common\n\n\ndef status() -> str:\n    return pysvc_common.__name__\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(new.join("tests")).unwrap();
+    std::fs::write(
+        new.join("tests/test_main.py"),
+        "from helpers import status\n\n\ndef test_status() -> None:\n    assert status() == \"pysvc_common\"\n",
+    )
+    .unwrap();
+    let out = stack.run(&["new-service", "--from", new.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the workspace cannot hold both pins");
+    assert!(err.contains("uvicorn==0.34.2") && err.contains("uvicorn==0.34.3"), "uv's message: {err}");
+    assert!(err.contains("nothing was kept") && err.contains("--own-lock`"), "the offer: {err}");
+    assert!(!dir.join("services/pins-new").exists());
+    assert_eq!((read("uv.lock"), read("pyproject.toml")), (lock.clone(), pyproject), "nothing kept");
+
+    let said = stack.ok(&["new-service", "--from", new.to_str().unwrap(), "--own-lock"]);
+    assert!(said.contains("with its own lock (service.yaml `lock: own`)"), "{said}");
+    assert_eq!(read("uv.lock"), lock, "the workspace's lock is as it was");
+    assert!(read("services/pins-new/uv.lock").contains("name = \"uvicorn\"\nversion = \"0.34.3\""));
+    // The pip rollback installs its own export.
+    let manifest = read("services/pins-new/service.yaml") + "installer: pip\n";
+    std::fs::write(dir.join("services/pins-new/service.yaml"), manifest).unwrap();
+    stack.ok(&["gen"]);
+    let export = read("docker/pins-new.requirements.txt");
+    assert!(export.contains("uvicorn==0.34.3") && export.contains("confluent-kafka=="), "{export}");
+    let installs_shared = export.lines().any(|l| ["pysvc-common", "-e", "."].iter().any(|p| l.starts_with(p)));
+    assert!(!installs_shared, "the shared code is copied, its dependencies installed: {export}");
+    // Its own `uv run pytest`: its .venv, the shared package in it.
+    let new_dir = dir.join("services/pins-new");
+    assert!(uv_in(&new_dir, &["run", "--locked", "pytest", "-q"]).contains("1 passed"));
+    assert!(uv_in(&new_dir, &["run", "--locked", "python", "-c", "import uvicorn; print(uvicorn.__version__)"])
+        .contains("0.34.3"));
+    // A pyproject changed without relocking is caught, with uv's message and the fix.
+    let pyproject = read("services/pins-new/pyproject.toml").replace("version = \"0.1.0\"", "version = \"0.2.0\"");
+    std::fs::write(new_dir.join("pyproject.toml"), pyproject).unwrap();
+    for args in [&["gen", "--check"][..], &["build-images", "pins-new"]] {
+        let out = stack.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} must fail with a stale own lock");
+        assert!(
+            err.contains("needs to be updated")
+                && err.contains("services/pins-new/uv.lock is stale: run `cargo xtask lock`"),
+            "{err}"
+        );
+    }
+    stack.ok(&["lock"]);
+    assert!(stack.ok(&["gen", "--check"]).contains("up to date"));
+    // Neither the workspace's images nor the other adopted one changed inputs.
+    assert_eq!(
+        (read("docker/api-server.requirements.txt"), read("docker/pins-old.requirements.txt")),
+        (api_export, old_export)
+    );
+
+    let report = stack.up();
+    for s in ["pins-old", "pins-new", "api-server", "search-worker"] {
+        assert!(report["time_to_healthy"][s].is_number(), "{s} not healthy: {report}");
+    }
+    let version = "import importlib.metadata as m; print(m.version('uvicorn'))";
+    for (service, wanted, port, status) in
+        [("pins-old", "0.34.2", old_port, "ok"), ("pins-new", "0.34.3", new_port, "pysvc_common")]
+    {
+        let image = stack.image(service);
+        let got = docker(&["run", "--rm", "--entrypoint", "python", &image, "-c", version]);
+        assert_eq!(got.trim(), wanted, "{service}'s image holds its own uvicorn");
+        let (code, body) = http_at(&format!("127.0.0.1:{port}"), "GET", "/health", None).unwrap();
+        assert_eq!((code, json(&body)["status"].as_str()), (200, Some(status)), "{service}: {body}");
+    }
+    stack.ok(&["down", "--volumes"]);
+    std::fs::remove_dir_all(&sources).unwrap();
+}

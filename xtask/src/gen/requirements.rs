@@ -1,5 +1,5 @@
 //! A service's exported requirements (`docker/<service>.requirements.txt`):
-//! its own locked dependencies from `uv.lock` with hashes, as uv exports
+//! its own locked dependencies from `uv.lock` (or its own lock) with hashes, as uv exports
 //! them (`workspace::export`), under a header that says where they come from.
 //! What its image installs, with uv or with pip; committed, so the
 //! Dockerfiles build with plain `docker build` and a pip-only rollback has
@@ -15,8 +15,9 @@ use crate::workspace::{self, Exports};
 pub fn requirements(service: &Service, exports: &Exports) -> String {
     let mut d = String::new();
     let _ = writeln!(d, "# {HEADER_NOTE}");
-    let _ = writeln!(d, "# source: {} (pinned in {}) via", service.pyproject_path(), workspace::LOCK_FILE);
-    let _ = writeln!(d, "#   uv {}", workspace::export_args(&service.project.name).join(" "));
+    let _ = writeln!(d, "# source: {} (pinned in {}) via", service.pyproject_path(), workspace::lock_path(service));
+    let place = if service.own_lock() { format!("(in {}) ", service.dir) } else { String::new() };
+    let _ = writeln!(d, "#   {place}uv {}", workspace::export_args(service).join(" "));
     d.push_str("# The service's own dependencies, locked, with hashes: what its image installs\n");
     d.push_str("# (uv pip sync --require-hashes, or pip install --require-hashes --no-deps -r).\n");
     d.push_str("# Workspace members (the service, shared packages) are copied into the image as code.\n");

@@ -875,7 +875,7 @@ async fn dependency_added(p: &Prepared, service: &Service, dependency: &str) -> 
     let copy = p.stack.root.join("target/bench-build/dependency-added");
     workspace::copy_project_files(&p.stack.root, &copy)?;
     let mut after = p.exports.clone();
-    let changed = workspace::add(&p.sh, &copy, &other.project.name, dependency).and_then(|()| {
+    let changed = workspace::add_to(&p.sh, &copy, other, dependency).and_then(|()| {
         for s in [service, other] {
             after.insert(&s.name, workspace::export(&p.sh, &copy, s)?);
         }

@@ -274,6 +274,7 @@ fn regenerate(p: &Prepared, selected: &[String], changes: &[Change]) -> Result<(
         bail!("the project name changed: stop `cargo xtask dev` (Ctrl-C) and start it again");
     }
     workspace::lock(&p.sh, &stack.root, false, &[])?;
+    workspace::lock_own(&p.sh, &stack, false, &[])?;
     let exports = workspace::exports(&p.sh, &stack)?;
     let written = gen::ensure_files(&stack.root, &gen::render_all(&stack, &exports), Mode::Write)?;
     let affected = stack

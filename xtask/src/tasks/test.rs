@@ -2,7 +2,7 @@
 //! with the message to show when it fails. `--keep-going` runs them all and
 //! reports the failures together.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -10,7 +10,7 @@ use xshell::{cmd, Shell};
 
 use crate::dotenv::DotEnv;
 use crate::gen::{self, Mode};
-use crate::manifest::{Installer, Stack};
+use crate::manifest::{Installer, Service, Stack};
 use crate::prepared::{Prepared, Repo};
 use crate::scratch::Scratch;
 use crate::util::write_atomic;
@@ -342,11 +342,12 @@ fn against_isolated_stack(sh: &Shell, stack: &Stack) -> Result<()> {
     scratch.xtask(&["up"])?;
     let env = DotEnv::load_or_create(&scratch.dir)?;
     let python = workspace::sync(sh, root)?;
+    let ignore = own_lock_ignores(stack);
     let port = scratch.ports["postgres"].to_string();
     let password = env.get("POSTGRES_PASSWORD").unwrap_or_default();
     let user = env.get("POSTGRES_USER").unwrap_or_else(|| "pysvc".to_owned());
     let db = env.get("POSTGRES_DB").unwrap_or_else(|| "pysvc".to_owned());
-    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider")
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {ignore...}")
         .env("PYSVC_TEST_POSTGRES", "1")
         .env("POSTGRES_HOST", "127.0.0.1")
         .env("POSTGRES_PORT", &port)
@@ -370,7 +371,8 @@ fn against_isolated_stack(sh: &Shell, stack: &Stack) -> Result<()> {
 fn pytest(sh: &Shell, stack: &Stack) -> Result<()> {
     let root = &stack.root;
     let python = workspace::sync(sh, root)?;
-    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider").run()?;
+    let ignore = own_lock_ignores(stack);
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider {ignore...}").run()?;
     let cache = root.join("target/mypy-cache");
     let shared: Vec<String> = stack.manifest.shared.iter().map(|s| s.path.clone()).collect();
     let shared_parents: Vec<String> =
@@ -385,9 +387,36 @@ fn pytest(sh: &Shell, stack: &Stack) -> Result<()> {
             false => vec!["--strict".to_owned()],
         };
         let path = std::iter::once(s.dir.clone()).chain(shared_parents.iter().cloned()).collect::<Vec<_>>();
+        // A service with its own lock: its tests and types in its own `.venv`.
+        let python = match s.own_lock() {
+            true => own_lock_pytest(sh, root, s)?,
+            false => python.clone(),
+        };
         cmd!(sh, "{python} -m mypy {config...} --explicit-package-bases --cache-dir {cache} {packages...}")
             .env("MYPYPATH", path.join(":"))
             .run()?;
     }
     Ok(())
+}
+
+/// pytest's `--ignore` for the folders of the services with their own lock:
+/// the workspace's `.venv` does not have their dependencies.
+fn own_lock_ignores(stack: &Stack) -> Vec<String> {
+    stack.services.iter().filter(|s| s.own_lock()).map(|s| format!("--ignore={}", s.dir)).collect()
+}
+
+/// A service with its own lock: `uv sync --locked` in its folder (its
+/// `.venv`), then its tests there, as `uv run pytest` in its folder runs
+/// them; its Python.
+fn own_lock_pytest(sh: &Shell, root: &Path, service: &Service) -> Result<PathBuf> {
+    let python = workspace::sync_own(sh, root, service)?;
+    let _dir = sh.push_dir(root.join(&service.dir));
+    let status = cmd!(sh, "{python} -m pytest -q -p no:cacheprovider").quiet().ignore_status().output()?;
+    // Exit code 5: no tests collected (an adopted folder may have none).
+    if !status.status.success() && status.status.code() != Some(5) {
+        print!("{}", String::from_utf8_lossy(&status.stdout));
+        bail!("{}'s tests failed in its own .venv (`uv run pytest` in {})", service.name, service.dir);
+    }
+    print!("{}", String::from_utf8_lossy(&status.stdout));
+    Ok(python)
 }

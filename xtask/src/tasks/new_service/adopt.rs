@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use super::templates::project_table;
 use super::{Member, NewKind};
-use crate::manifest::{self, Stack};
+use crate::manifest::{self, pyproject, Stack};
 
 /// Names never copied from an adopted folder: environments, caches, and
 /// what the member replaces (its requirements and a hand-written Dockerfile).
@@ -56,7 +56,7 @@ pub(super) fn member(stack: &Stack, from: &Path, name: &str, kind: NewKind, host
     let code: Vec<String> = modules.iter().map(|m| format!("{m}.py")).chain(packages.iter().cloned()).collect();
     let source = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut files = vec![
-        ("pyproject.toml".to_owned(), pyproject(stack, name, &source, &dependencies)),
+        ("pyproject.toml".to_owned(), pyproject(stack, name, &source, &dependencies)?),
         ("service.yaml".to_owned(), service_yaml(name, kind, &code, &entry, host_port)),
     ];
     if !modules.is_empty() && !from.join("conftest.py").exists() {
@@ -81,7 +81,14 @@ pub(super) fn member(stack: &Stack, from: &Path, name: &str, kind: NewKind, host
             "services/{name}/requirements.txt is no longer read (pyproject.toml holds its dependencies): delete it"
         ));
     }
-    Ok(Member { name: name.to_owned(), files, copy_from: (!in_place).then_some(from), in_place, notes })
+    Ok(Member {
+        name: name.to_owned(),
+        files,
+        copy_from: (!in_place).then_some(from),
+        in_place,
+        notes,
+        own_lock: false,
+    })
 }
 
 /// The PEP 508 requirements of a requirements.txt: comments, blank lines,
@@ -164,9 +171,17 @@ fn entry_module(dir: &Path, modules: &[String], packages: &[String]) -> Result<S
     )
 }
 
-fn pyproject(stack: &Stack, name: &str, source: &str, dependencies: &[String]) -> String {
+fn pyproject(stack: &Stack, name: &str, source: &str, dependencies: &[String]) -> Result<String> {
     let mut text =
         project_table(stack, name, &format!("{name} (adopted from {source}/requirements.txt)"), dependencies);
+    // A requirement naming a shared package is that workspace member.
+    let shared = super::shared_projects(stack)?;
+    let named = |package: &str| dependencies.iter().any(|d| pyproject::normalize(requirement_name(d)) == package);
+    let sources: String =
+        shared.iter().filter(|(p, _)| named(p)).map(|(p, _)| format!("{p} = {{ workspace = true }}\n")).collect();
+    if !sources.is_empty() {
+        text.push_str(&format!("\n[tool.uv.sources]\n{sources}"));
+    }
     text.push_str(
         "\n# Not built or installed: the code keeps its flat layout (modules at the top of\n\
          # this folder, as in /app in its image). `uv sync` installs its dependencies, and\n\
@@ -174,7 +189,14 @@ fn pyproject(stack: &Stack, name: &str, source: &str, dependencies: &[String]) -
          # `cargo xtask test` type-checks it with these settings (scaffolded services: --strict).\n\
          [tool.mypy]\nignore_missing_imports = true\n",
     );
-    text
+    Ok(text)
+}
+
+/// The distribution name a PEP 508 requirement starts with.
+fn requirement_name(requirement: &str) -> &str {
+    let end =
+        requirement.find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).unwrap_or(requirement.len());
+    &requirement[..end]
 }
 
 fn service_yaml(name: &str, kind: NewKind, code: &[String], entry: &str, host_port: u16) -> String {

@@ -11,7 +11,7 @@ pub(super) fn member(stack: &Stack, name: &str, kind: NewKind, host_port: u16) -
         NewKind::Http => http_files(stack, name, &package, host_port),
         NewKind::Worker => worker_files(stack, name, &package),
     };
-    Member { name: name.to_owned(), files, copy_from: None, in_place: false, notes: Vec::new() }
+    Member { name: name.to_owned(), files, copy_from: None, in_place: false, notes: Vec::new(), own_lock: false }
 }
 
 /// The `[project]` table every member has: PEP 621 metadata, requires-python
