@@ -148,32 +148,26 @@ async fn idle_cost(docker: &bollard::Docker, project: &str, seconds: u64) -> Res
     if seconds == 0 {
         return Ok(Idle::default());
     }
-    let since = unix_now();
-    let cpu_before = engine_cpu_seconds();
-    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-    let cpu = engine_cpu_seconds() - cpu_before;
-    let until = unix_now();
+    // Counted live: the engine keeps only its last few hundred events, so
+    // asking afterwards loses some when other containers are busy.
     let filters = std::collections::HashMap::from([
         ("type".to_owned(), vec!["container".to_owned()]),
         ("label".to_owned(), vec![format!("com.docker.compose.project={project}")]),
     ]);
-    let options = bollard::query_parameters::EventsOptionsBuilder::default()
-        .since(&since.to_string())
-        .until(&until.to_string())
-        .filters(&filters)
-        .build();
+    let options = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
     let mut events = docker.events(Some(options));
+    let started = std::time::Instant::now();
+    let cpu_before = engine_cpu_seconds();
+    let window = std::time::Duration::from_secs(seconds);
     let mut probes = 0usize;
-    while let Some(event) = futures_util::StreamExt::next(&mut events).await {
-        let event = event?;
-        probes += usize::from(event.action.as_deref().is_some_and(|a| a.starts_with("exec_start")));
+    while let Ok(Some(event)) =
+        tokio::time::timeout(window.saturating_sub(started.elapsed()), futures_util::StreamExt::next(&mut events)).await
+    {
+        probes += usize::from(event?.action.as_deref().is_some_and(|a| a.starts_with("exec_start")));
     }
-    let minutes = (until - since).max(1) as f64 / 60.0;
+    let cpu = engine_cpu_seconds() - cpu_before;
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
     Ok(Idle { probes_per_minute: probes as f64 / minutes, engine_cpu_per_minute: cpu / minutes })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 /// User + system CPU seconds of every dockerd, containerd and shim process on
