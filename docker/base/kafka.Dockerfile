@@ -19,12 +19,9 @@ COPY kafka/jars.tsv /opt/kafka/jars.tsv
 COPY kafka/bin/ /opt/kafka/bin/
 COPY kafka/config/ /opt/kafka/config/
 COPY kafka/run /etc/kafka/docker/run
-# A class-data-sharing archive of the tools' classes: every health probe is a
-# JVM start, and with it each costs about half the CPU time. Made by one run
-# of the api-versions tool against a closed port (the run fails by design).
-RUN KAFKA_OPTS=-XX:ArchiveClassesAtExit=/opt/kafka/tools.jsa \
-    /opt/kafka/bin/kafka-broker-api-versions.sh --bootstrap-server 127.0.0.1:1 >/dev/null 2>&1; \
-    test -s /opt/kafka/tools.jsa
+# Class-data-sharing archives of the broker's and the tools' classes (see
+# kafka/make-cds, mounted for this step only): faster starts, cheaper probes.
+RUN --mount=type=bind,source=kafka/make-cds,target=/mnt/make-cds bash /mnt/make-cds
 ENV PATH=/opt/kafka/bin:$PATH \
     KAFKA_HOME=/opt/kafka
 USER 1000:1000

@@ -155,7 +155,7 @@ pub async fn apache_kafka(sh: &Shell, root: &Path, docker: &Docker, debian_id: &
             named.push((path.clone(), mode, recipe_file(root, &path)?));
         }
     }
-    for (path, mode) in [("kafka/run", 0o755), ("kafka/jars.tsv", 0o644)] {
+    for (path, mode) in [("kafka/run", 0o755), ("kafka/make-cds", 0o755), ("kafka/jars.tsv", 0o644)] {
         named.push((path.to_owned(), mode, recipe_file(root, path)?));
     }
     let files = named.iter_mut().map(|(p, m, d)| (p.as_str(), *m, Some(std::mem::take(d)))).collect();

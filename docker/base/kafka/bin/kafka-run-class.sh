@@ -39,10 +39,12 @@ args=($heap $perf $log4j -Djava.awt.headless=true ${KAFKA_OPTS:-})
 if [ "${KAFKA_DEBUG:-}" = y ]; then
     args+=("-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=*:${JAVA_DEBUG_PORT:-5005}")
 fi
-# The tools' class-data-sharing archive (made when the image is built),
-# for every class but the broker.
-if [ -r "$home/tools.jsa" ] && [ "$1" != kafka.Kafka ]; then
-    args+=("-XX:SharedArchiveFile=$home/tools.jsa" -Xlog:cds=off -Xlog:cds+dynamic=off)
+# The class-data-sharing archive made when the image was built (broker.jsa
+# for the broker, tools.jsa for every other class), when there is one.
+archive="$home/tools.jsa"
+[ "$1" = kafka.Kafka ] && archive="$home/broker.jsa"
+if [ -r "$archive" ]; then
+    args+=("-XX:SharedArchiveFile=$archive" -Xlog:cds=off -Xlog:cds+dynamic=off)
 fi
 args+=(-cp "$home/libs/*")
 
