@@ -24,7 +24,8 @@ pub const DEBIAN_IMAGE: &str = "pysvc/debian:bookworm";
 pub const PYTHON_IMAGE: &str = "pysvc/python:3.11-bookworm";
 pub const UV_IMAGE: &str = "pysvc/uv:0.13.9";
 pub const POSTGRES_IMAGE: &str = "pysvc/postgres:15-bookworm";
-pub const KAFKA_IMAGE: &str = "pysvc/tansu:0.6.0";
+/// tansu, the Kafka-protocol broker the stack ran before Apache Kafka.
+pub const TANSU_IMAGE: &str = "pysvc/tansu:0.6.0";
 /// Apache Kafka built from Maven Central jars (`kafka_jars`); its tag's
 /// version is `kafka_jars::KAFKA_VERSION` (a test holds them together).
 pub const APACHE_KAFKA_IMAGE: &str = "pysvc/kafka:4.4.0";
@@ -37,7 +38,7 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
         ("PYTHON_BASE_IMAGE", PYTHON_IMAGE),
         ("UV_IMAGE", UV_IMAGE),
         ("POSTGRES_IMAGE", POSTGRES_IMAGE),
-        ("KAFKA_IMAGE", KAFKA_IMAGE),
+        ("KAFKA_IMAGE", APACHE_KAFKA_IMAGE),
     ]
 }
 
@@ -106,11 +107,17 @@ pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut
     if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
         return ensure_all(sh, root, docker, env, false).await;
     }
-    // Only the broker is local-only: build it on the selected Python image.
-    if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
-        let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| PYTHON_IMAGE.to_owned());
-        let id = engine::image_id(docker, &python).await.unwrap_or_default();
-        broker(sh, root, docker, &python, &id, false).await?;
+    // Only the broker is local-only: Apache Kafka on the local Debian image,
+    // or tansu on the selected Python image.
+    if let Some((_, image)) = missing.iter().find(|(k, _)| *k == "KAFKA_IMAGE") {
+        if image.as_str() == TANSU_IMAGE {
+            let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| PYTHON_IMAGE.to_owned());
+            let id = engine::image_id(docker, &python).await.unwrap_or_default();
+            broker(sh, root, docker, &python, &id, false).await?;
+        } else {
+            let id = debian(sh, root, docker, false).await?;
+            apache_kafka(sh, root, docker, &id, false).await?;
+        }
     }
     Ok(())
 }
@@ -129,7 +136,7 @@ pub async fn broker(
     recipe(
         docker,
         root,
-        KAFKA_IMAGE,
+        TANSU_IMAGE,
         "tansu.Dockerfile",
         vec![("kafka-health", 0o755, None), ("tansu", 0o755, Some(std::fs::read(tansu)?))],
         [("PYTHON_IMAGE", python_image)],
@@ -392,5 +399,6 @@ mod tests {
     #[test]
     fn the_apache_kafka_tag_names_the_pinned_release() {
         assert_eq!(APACHE_KAFKA_IMAGE, format!("pysvc/kafka:{}", kafka_jars::KAFKA_VERSION));
+        assert_eq!(APACHE_KAFKA_IMAGE, crate::gen::KAFKA_IMAGE, "the stack's broker is the image built here");
     }
 }
