@@ -30,8 +30,9 @@ done
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 heap="${KAFKA_HEAP_OPTS:--Xmx256M}"
 # Tools are short-lived: the client compiler and the serial collector start
-# fastest. The broker script sets its own flags.
-perf="${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k}"
+# fastest (one compiler thread, no perf-data file). The broker script sets
+# its own flags.
+perf="${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1 -XX:-UsePerfData -Xss512k}"
 log4j="${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=$home/config/tools-log4j2.properties}"
 
 # shellcheck disable=SC2206 # the *_OPTS variables are word lists by design
