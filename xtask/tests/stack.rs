@@ -130,7 +130,7 @@ fn health_means_something() {
 
     // Broker frozen: its port still accepts connections, so a port probe
     // would say healthy; the protocol probe must not.
-    let pid = stack.main_pid("kafka", "tansu");
+    let pid = stack.main_pid("kafka", "kafka.Kafka");
     kill("STOP", &pid);
     stack.wait_health("kafka", "unhealthy", Duration::from_secs(60));
     kill("CONT", &pid);

