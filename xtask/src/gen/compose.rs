@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::dockerfile::health_command;
 use super::{
     infra, kafka_topics_command, service_env, upstream_python_image, upstream_uv_image, Infra, Value, HEADER_NOTE,
-    KAFKA_TOPICS, KAFKA_VOLUME_PATH,
+    KAFKA_HEALTH_FILE, KAFKA_HEALTH_PATH, KAFKA_TOPICS, KAFKA_VOLUME_PATH,
 };
 use crate::manifest::{self, Installer, Service, Stack, Timing};
 
@@ -173,7 +173,10 @@ fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
         service.read_only = None;
         service.tmpfs = Vec::new();
     } else {
-        service.volumes = vec![format!("kafka-data:{KAFKA_VOLUME_PATH}")];
+        // The probe script, mounted so the upstream image (which lacks it)
+        // is probed as the local one is.
+        service.volumes =
+            vec![format!("kafka-data:{KAFKA_VOLUME_PATH}"), format!("./{KAFKA_HEALTH_FILE}:{KAFKA_HEALTH_PATH}:ro")];
         service.init = Some(true);
     }
     service

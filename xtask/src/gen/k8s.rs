@@ -13,7 +13,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
 
-use super::{infra, kafka_topics_command, service_env, Infra, Value, HEADER_NOTE, KAFKA_TOPICS, KAFKA_VOLUME_PATH};
+use super::{
+    infra, kafka_topics_command, service_env, Infra, Value, HEADER_NOTE, KAFKA_HEALTH, KAFKA_HEALTH_PATH, KAFKA_TOPICS,
+    KAFKA_VOLUME_PATH,
+};
 use crate::manifest::{self, Kind, Probe, Service, Stack, Timing};
 
 pub const DIR: &str = "deploy/k8s";
@@ -335,8 +338,8 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
     let component = if name == "postgres" { "database" } else { "broker" };
     let config = config_map_name(name);
     let check = Probe::Exec(argv(&infra.probe));
-    // The JVM broker: a 512 MB heap plus its metaspace, threads and buffers.
-    let memory = if name == "kafka" { "1Gi" } else { "512Mi" };
+    // The JVM broker: a 256 MB heap plus its metaspace, threads and buffers.
+    let memory = if name == "kafka" { "768Mi" } else { "512Mi" };
     let mut container = json!({
         "name": name,
         "image": infra.image,
@@ -370,10 +373,14 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
             json!({"name": "init", "configMap": {"name": "postgres-init"}}),
         ]
     } else {
-        // The log directory (KAFKA_LOG_DIRS) is a folder inside the volume.
-        container["volumeMounts"] =
-            json!([{"name": "tmp", "mountPath": TMP}, {"name": "data", "mountPath": KAFKA_VOLUME_PATH}]);
-        vec![]
+        // The log directory (KAFKA_LOG_DIRS) is a folder inside the volume;
+        // the probe script comes from a ConfigMap (the upstream image lacks it).
+        container["volumeMounts"] = json!([
+            {"name": "tmp", "mountPath": TMP},
+            {"name": "data", "mountPath": KAFKA_VOLUME_PATH},
+            {"name": "health", "mountPath": KAFKA_HEALTH_PATH, "subPath": "kafka-health", "readOnly": true},
+        ]);
+        vec![json!({"name": "health", "configMap": {"name": "kafka-health", "defaultMode": 0o755}})]
     };
     let workload = json!({
         "apiVersion": "apps/v1",
@@ -397,6 +404,9 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
     docs.push(service_object(stack, name, component, infra.port, true));
     docs.extend(network_policy(stack, name, "policy", infra.port, false));
     if name == "kafka" {
+        let data = json!({"kafka-health": KAFKA_HEALTH});
+        let health = named(stack, "kafka-health", name, component);
+        docs.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": health, "data": data}));
         docs.push(topics_job(stack, infra));
     }
     docs

@@ -176,9 +176,19 @@ impl Value {
 pub const POSTGRES_PORT: u16 = 5432;
 pub const KAFKA_PORT: u16 = 9092;
 pub const POSTGRES_IMAGE: &str = "postgres:16-bookworm";
-/// Apache Kafka built offline by `cargo xtask base-images` (a test in
-/// `provision::base_images` holds it to the recipe's tag).
-pub const KAFKA_IMAGE: &str = "pysvc/kafka:4.4.0";
+/// The upstream Apache Kafka image, pinned (the default where a registry is
+/// reachable); `cargo xtask base-images` builds the same version offline as
+/// `provision::base_images::APACHE_KAFKA_IMAGE` (a test holds the versions
+/// together) and points `.env` at it.
+pub const KAFKA_IMAGE: &str = "apache/kafka:4.4.0";
+/// The broker's probe script. The upstream image lacks it, so the stack
+/// mounts it into either image at `KAFKA_HEALTH_PATH` (compose: from this
+/// repository's file; Kubernetes: a ConfigMap holding its text).
+pub const KAFKA_HEALTH_FILE: &str = "docker/base/kafka/bin/kafka-health";
+pub const KAFKA_HEALTH: &str = include_str!("../../../docker/base/kafka/bin/kafka-health");
+/// Where both images keep Kafka's scripts.
+const KAFKA_BIN: &str = "/opt/kafka/bin";
+pub const KAFKA_HEALTH_PATH: &str = "/opt/kafka/bin/kafka-health";
 /// The broker's volume: the log directory is a folder inside it, so that a
 /// volume's own `lost+found` is never taken for a partition.
 pub const KAFKA_VOLUME_PATH: &str = "/var/lib/kafka";
@@ -256,15 +266,16 @@ pub fn infra(stack: &Stack) -> [Infra; 2] {
     };
     // The design documents' probe, done right (docker/base/kafka/bin/kafka-health):
     // kafka-broker-api-versions within 5 s, no ERROR line, a broker not fenced.
-    // Each probe is a JVM start (about 0.5 CPU-seconds): every 2 s, and a
-    // timeout above the probe's own 5 s.
+    // Each probe is a JVM start (about 0.45 CPU-seconds): every 2 s on old
+    // engines (every 1 s while starting and 10 s once healthy with
+    // compose.probes.yaml), and a timeout above the probe's own 5 s.
     let kafka = Infra {
         name: "kafka",
         image_var: "KAFKA_IMAGE",
         image: KAFKA_IMAGE,
         port: KAFKA_PORT,
         env: kafka_env(),
-        probe: vec![Value::fixed("kafka-health"), Value::fixed(format!("127.0.0.1:{KAFKA_PORT}"))],
+        probe: vec![Value::fixed(KAFKA_HEALTH_PATH), Value::fixed(format!("127.0.0.1:{KAFKA_PORT}"))],
         timing: Timing { start_period: 60, interval: 2, timeout: 8, retries: 3 },
         stop_grace_period: m.kafka.stop_grace_period.clone(),
     };
@@ -292,7 +303,16 @@ fn kafka_env() -> Vec<(String, Value)> {
         fixed("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1".to_owned()),
         fixed("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1".to_owned()),
         fixed("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".to_owned()),
-        fixed("KAFKA_HEAP_OPTS", "-Xms256M -Xmx512M".to_owned()),
+        // Topics come from the kafka-topics step only.
+        fixed("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false".to_owned()),
+        // KIP-848 groups: a member gone without leaving (killed, or stopped
+        // while the broker was down) frees its partitions after 6 s, not 45 s.
+        fixed("KAFKA_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        fixed("KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        fixed("KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS", "1000".to_owned()),
+        fixed("KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "1000".to_owned()),
+        // A laptop's broker: the dev stack's load needs far less heap.
+        fixed("KAFKA_HEAP_OPTS", "-Xms128M -Xmx256M".to_owned()),
     ]
 }
 
@@ -301,7 +321,7 @@ fn kafka_env() -> Vec<(String, Value)> {
 pub fn kafka_topics_command(stack: &Stack) -> Vec<String> {
     let k = &stack.manifest.kafka;
     let script = format!(
-        "set -e; for topic in {}; do kafka-topics.sh --bootstrap-server kafka:{KAFKA_PORT} --create --if-not-exists \
+        "set -e; for topic in {}; do {KAFKA_BIN}/kafka-topics.sh --bootstrap-server kafka:{KAFKA_PORT} --create --if-not-exists \
          --topic \"$topic\" --partitions {} --replication-factor 1; done; echo \"topics ready: {}\"",
         k.topics.join(" "),
         k.partitions,

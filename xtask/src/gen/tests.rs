@@ -174,7 +174,15 @@ fn compose_is_safe_and_ordered() {
     let test =
         |s: &str| -> Vec<String> { serde_yaml::from_value(doc["services"][s]["healthcheck"]["test"].clone()).unwrap() };
     assert_eq!(test("postgres")[..4], ["CMD", "pg_isready", "-h", "127.0.0.1"]);
-    assert_eq!(test("kafka"), ["CMD", "kafka-health", "127.0.0.1:9092"]);
+    // The probe script is mounted: the upstream image has none of its own.
+    assert_eq!(test("kafka"), ["CMD", "/opt/kafka/bin/kafka-health", "127.0.0.1:9092"]);
+    assert_eq!(
+        doc["services"]["kafka"]["volumes"][1],
+        "./docker/base/kafka/bin/kafka-health:/opt/kafka/bin/kafka-health:ro"
+    );
+    let kafka_env = &doc["services"]["kafka"]["environment"];
+    assert_eq!(kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false");
+    assert_eq!(kafka_env["KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS"], "6000");
     // The broker keeps its log on a volume; the topics are created once it
     // is healthy, by a one-shot service its users wait for.
     assert_eq!(doc["services"]["kafka"]["volumes"][0], "kafka-data:/var/lib/kafka");
