@@ -77,9 +77,28 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
     Ok(())
 }
 
+/// The broker the stack ran before Apache Kafka; no longer built.
+const RETIRED_TANSU_IMAGE: &str = "pysvc/tansu:0.6.0";
+
+/// A `.env` written before the broker became Apache Kafka selects tansu,
+/// which the stack's probe and variables no longer fit: it selects the local
+/// Apache Kafka image instead (built below when missing), said aloud.
+fn retire_tansu(env: &mut DotEnv) -> Result<()> {
+    if env.get("KAFKA_IMAGE").is_some_and(|v| v.trim() == RETIRED_TANSU_IMAGE) {
+        eprintln!(
+            "note: .env selected {RETIRED_TANSU_IMAGE}; the broker is Apache Kafka now (docs/decisions.md, section 5): \
+             KAFKA_IMAGE={APACHE_KAFKA_IMAGE}"
+        );
+        env.set("KAFKA_IMAGE", APACHE_KAFKA_IMAGE);
+        env.save()?;
+    }
+    Ok(())
+}
+
 /// The base images `.env` selects: those missing are pulled, or, where no
 /// registry answers, built locally (and `.env` then selects the local ones).
 pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv) -> Result<()> {
+    retire_tansu(env)?;
     let mut missing = Vec::new();
     for (key, _) in env_overrides() {
         let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
@@ -366,5 +385,18 @@ mod tests {
         assert_eq!(APACHE_KAFKA_IMAGE, format!("pysvc/kafka:{}", kafka_jars::KAFKA_VERSION));
         let upstream = format!("apache/kafka:{}", kafka_jars::KAFKA_VERSION);
         assert_eq!(crate::gen::KAFKA_IMAGE, upstream, "the stack's default broker is the release built here");
+    }
+
+    #[test]
+    fn an_env_that_selects_tansu_selects_the_local_apache_kafka() {
+        let dir = std::env::temp_dir().join(format!("pysvc-retire-tansu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "POSTGRES_PASSWORD=x\nKAFKA_IMAGE=pysvc/tansu:0.6.0\n").unwrap();
+        let mut env = DotEnv::load_or_create(&dir).unwrap();
+        retire_tansu(&mut env).unwrap();
+        let saved = DotEnv::load_or_create(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(saved.get("KAFKA_IMAGE").as_deref(), Some(APACHE_KAFKA_IMAGE));
+        assert_eq!(saved.get("POSTGRES_PASSWORD").as_deref(), Some("x"));
     }
 }
