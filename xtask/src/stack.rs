@@ -109,6 +109,15 @@ fn least_healthy(replicas: impl IntoIterator<Item = ServiceState>) -> BTreeMap<S
     out
 }
 
+/// The last line of a container's last failed health probe, while its
+/// latest probe failed (what `status` shows beside an unhealthy service).
+pub async fn failing_probe(docker: &Docker, container: &str) -> Option<String> {
+    let inspect = docker.inspect_container(container, None::<InspectContainerOptions>).await.ok()?;
+    let last = inspect.state?.health?.log?.pop()?;
+    let output = last.output.unwrap_or_default();
+    (last.exit_code != Some(0)).then(|| output.trim().lines().last().unwrap_or("").to_owned())
+}
+
 /// Why a service is not healthy: its last probe outputs and its log tail.
 pub async fn diagnose(docker: &Docker, state: &ServiceState) -> String {
     let mut out = format!("{} is {} (restarts: {})", state.service, state.label(), state.restarts);

@@ -33,6 +33,7 @@ fn survives(fault: &str, name: &str) {
     ]);
     let report = json(out.lines().last().unwrap_or_default());
     let level = &report["levels"][0];
+    eprintln!("{fault}: accepted {}, republished {}", level["accepted"], level["republished"]);
     let count = |k: &str| level[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {report}"));
     let rejected: u64 = level["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(level["fault_injected"], true, "the fault must have happened: {report}");

@@ -1,7 +1,10 @@
-"""Health probe: the consume loop touches a heartbeat file on every turn.
+"""Health probe: the consume loop touches a heartbeat file on every turn and
+writes a problem file while it is not doing its job (see `Starvation`).
 
-`python -m search_worker.health` exits 0 while that file is fresh, 1 when the
-loop is stuck or gone, so the container's healthcheck means something."""
+`python -m search_worker.health` exits 0 while the heartbeat is fresh and no
+problem is reported; otherwise it prints why and exits 1, so the container's
+healthcheck (and `cargo xtask up`/`status`, which show the probe's output)
+says what is wrong."""
 
 from __future__ import annotations
 
@@ -11,11 +14,29 @@ import time
 from pathlib import Path
 
 HEARTBEAT = Path(os.environ.get("HEARTBEAT_FILE", "/tmp/search-worker.heartbeat"))
+PROBLEM = Path(os.environ.get("PROBLEM_FILE", "/tmp/search-worker.problem"))
 MAX_AGE_SECONDS = float(os.environ.get("HEARTBEAT_MAX_AGE", "15"))
+_reported: list[str | None] = [None]
 
 
 def beat(path: Path = HEARTBEAT) -> None:
     path.touch()
+
+
+def report(problem: str | None, path: Path = PROBLEM) -> None:
+    """Record the worker's current problem (None: it has none)."""
+    _reported[0] = problem
+    if problem is None:
+        path.unlink(missing_ok=True)
+        return
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(problem + "\n")
+    partial.replace(path)
+
+
+def current() -> str | None:
+    """The problem this process last reported."""
+    return _reported[0]
 
 
 def is_fresh(path: Path = HEARTBEAT, now: float | None = None, max_age: float = MAX_AGE_SECONDS) -> bool:
@@ -26,7 +47,20 @@ def is_fresh(path: Path = HEARTBEAT, now: float | None = None, max_age: float = 
     return age <= max_age
 
 
+def verdict(
+    heartbeat: Path = HEARTBEAT, problem: Path = PROBLEM, now: float | None = None, max_age: float = MAX_AGE_SECONDS
+) -> str | None:
+    """Why the worker is unhealthy, or None when it is healthy."""
+    if not is_fresh(heartbeat, now, max_age):
+        return f"consume loop stuck or gone: heartbeat {heartbeat} missing or older than {max_age:.0f}s"
+    try:
+        text = problem.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
 if __name__ == "__main__":
-    fresh = is_fresh()
-    print("healthy" if fresh else f"heartbeat {HEARTBEAT} missing or older than {MAX_AGE_SECONDS}s")
-    sys.exit(0 if fresh else 1)
+    why = verdict()
+    print("healthy" if why is None else f"unhealthy: {why}")
+    sys.exit(0 if why is None else 1)

@@ -21,48 +21,36 @@ from pysvc_common.kafka import ClientConfig, client_config, ensure_topic
 from pysvc_common.messages import MessageError, SearchRequested
 
 from search_worker import health
+from search_worker.group import LAG_CHECK_SECONDS, Starvation, group_lag
 from search_worker.search import answer
 
 log = logging.getLogger("search_worker")
 BATCH_WAIT_SECONDS = 0.1
-# How long the group coordinator waits for members to rejoin a rebalance
-# (the consumer's max.poll.interval.ms). librdkafka's default, 5 minutes, let
-# a group whose workers restarted sit without assignments for minutes on
-# the broker here (tansu). A batch that retries through a database outage
-# longer than this loses its partitions and is redelivered, which the
-# answers tolerate.
-REBALANCE_TIMEOUT_SECONDS = 20
-# A consumer left without partitions this long rejoins as a new member: the
-# broker here can leave a group unassigned after it restarts. It must be well
-# beyond a rebalance's own wait, or members that rejoin while the coordinator
-# still waits for them start that wait over again, forever.
-REJOIN_AFTER_SECONDS = 2.0 * REBALANCE_TIMEOUT_SECONDS + 5.0
 
 
 def consumer_config(bootstrap: str) -> ClientConfig:
+    # KIP-848's consumer group protocol: the broker assigns partitions and a
+    # rebalance moves only the partitions that change owner, without
+    # stopping the group. Session and heartbeat timing are the broker's
+    # (group.consumer.*, set in the stack), not the client's.
     return client_config(bootstrap) | {
         "group.id": "search-worker",
+        "group.protocol": "consumer",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 1000,
-        "topic.metadata.refresh.interval.ms": 2000,
-        # The coordinator holds JoinGroup/SyncGroup answers until every
-        # member has rejoined or a gone member's session (6 s) expired: a
-        # shorter socket timeout aborts that wait and starts it over, again
-        # and again.
-        "socket.timeout.ms": 10000,
-        "max.poll.interval.ms": REBALANCE_TIMEOUT_SECONDS * 1000,
     }
 
 
-def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    # One line per rebalance, so operators (and bench-load) see who owns what.
-    log.info("partitions assigned: %s", sorted(p.partition for p in partitions))
+def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    # KIP-848 assignments are incremental: one line per change, with what the
+    # worker holds afterwards, so operators (and bench-load) see who owns what.
+    held = {p.partition for p in consumer.assignment()} | {p.partition for p in partitions}
+    log.info("partitions assigned: %s (holding %s)", sorted(p.partition for p in partitions), sorted(held))
 
 
-def on_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    log.info("partitions revoked: %s", sorted(p.partition for p in partitions))
+def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    held = {p.partition for p in consumer.assignment()} - {p.partition for p in partitions}
+    log.info("partitions revoked: %s (holding %s)", sorted(p.partition for p in partitions), sorted(held))
 
 
 def decode(messages: list[Message], settings: Settings) -> list[uuid.UUID]:
@@ -116,22 +104,38 @@ class Answerer:
 Outcome = Literal["stop", "rejoin", "reload"]
 
 
-def consume(consumer: Consumer, settings: Settings, stop: threading.Event) -> Outcome:
-    """Answers batches until asked to stop, left without partitions (the
+def watch(consumer: Consumer, settings: Settings, starvation: Starvation, checked_at: float) -> float:
+    """Updates `starvation` (asking the broker for the group's lag at most
+    every LAG_CHECK_SECONDS while unassigned) and the health report; returns
+    when the lag was last asked for."""
+    now = time.monotonic()
+    if consumer.assignment():
+        starvation.update(True, None, now)
+    elif now - checked_at >= LAG_CHECK_SECONDS:
+        starvation.update(False, group_lag(consumer, settings.search_topic), now)
+        checked_at = now
+    problem = starvation.problem(now)
+    if problem != health.current():
+        if problem is not None:
+            log.warning("%s", problem)
+        health.report(problem)
+    return checked_at
+
+
+def consume(consumer: Consumer, settings: Settings, stop: threading.Event, starvation: Starvation) -> Outcome:
+    """Answers batches until asked to stop, starving beyond the bound (the
     caller rejoins the group), or asked to reload in dev mode (between two
     batches: the last one is stored and committed; the consumer stays in its
     group)."""
     answerer = Answerer(settings, stop)
-    assigned_at = time.monotonic()
+    checked_at = time.monotonic()
     try:
         while not stop.is_set():
             if dev.reload_requested():
                 return "reload"
             health.beat()
-            if consumer.assignment():
-                assigned_at = time.monotonic()
-            elif time.monotonic() - assigned_at > REJOIN_AFTER_SECONDS:
-                log.warning("no partitions assigned for %.0fs; rejoining the group", REJOIN_AFTER_SECONDS)
+            checked_at = watch(consumer, settings, starvation, checked_at)
+            if starvation.should_rejoin(time.monotonic()):
                 return "rejoin"
             messages = consumer.consume(settings.worker_batch_size, BATCH_WAIT_SECONDS)
             if not messages:
@@ -152,7 +156,8 @@ def consume(consumer: Consumer, settings: Settings, stop: threading.Event) -> Ou
     return "stop"
 
 
-def run(settings: Settings, stop: threading.Event) -> None:
+def run(settings: Settings, stop: threading.Event, starvation: Starvation) -> Outcome:
+    """One member of the group, from joining until it stops or rejoins."""
     while not stop.is_set() and not ensure_topic(
         settings.kafka_bootstrap, settings.search_topic, settings.kafka_partitions
     ):
@@ -164,8 +169,9 @@ def run(settings: Settings, stop: threading.Event) -> None:
     try:
         # In dev mode a reload swaps the loop (and all it calls) for the
         # edited code; the consumer, and its place in the group, stay.
-        while loop(consumer, settings, stop) == "reload":
+        while (outcome := loop(consumer, settings, stop, starvation)) == "reload":
             loop = dev.reload("search_worker.main", "consume", loop)
+        return outcome
     finally:
         consumer.close()
 
@@ -181,9 +187,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     settings = Settings.from_env()
+    starvation = Starvation()
+    health.report(None)
     while not stop.is_set():
         try:
-            run(settings, stop)
+            if run(settings, stop, starvation) == "rejoin":
+                log.info("rejoining the group as a new member")
         except (psycopg.OperationalError, KafkaException, OSError) as err:
             log.warning("backing service unavailable (%s); retrying in 2s", err)
             stop.wait(2.0)

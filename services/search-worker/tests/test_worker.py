@@ -8,7 +8,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from search_worker import health
-from search_worker.main import REJOIN_AFTER_SECONDS, consumer_config, on_assign, on_revoke
+from search_worker.group import Starvation
+from search_worker.main import consumer_config, on_assign, on_revoke
 from search_worker.search import ANSWER_SQL
 
 
@@ -36,16 +37,65 @@ def test_a_batch_locks_in_id_order_and_skips_answered_searches() -> None:
     assert "ON CONFLICT DO NOTHING" in sql
 
 
-def test_rebalances_are_logged_with_the_partitions(caplog: pytest.LogCaptureFixture) -> None:
-    consumer = cast(Consumer, None)
+class Held:
+    """A consumer that holds `partitions` (only `assignment` is asked)."""
+
+    def __init__(self, *partitions: int) -> None:
+        self.held = [TopicPartition("t", p) for p in partitions]
+
+    def assignment(self) -> list[TopicPartition]:
+        return self.held
+
+
+def test_rebalances_are_logged_with_the_change_and_what_is_held(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="search_worker"):
-        on_assign(consumer, [TopicPartition("t", 3), TopicPartition("t", 1)])
-        on_revoke(consumer, [TopicPartition("t", 1)])
-    assert [r.getMessage() for r in caplog.records] == ["partitions assigned: [1, 3]", "partitions revoked: [1]"]
+        on_assign(cast(Consumer, Held(0)), [TopicPartition("t", 3), TopicPartition("t", 1)])
+        on_revoke(cast(Consumer, Held(0, 1, 3)), [TopicPartition("t", 1)])
+    assert [r.getMessage() for r in caplog.records] == [
+        "partitions assigned: [1, 3] (holding [0, 1, 3])",
+        "partitions revoked: [1] (holding [0, 3])",
+    ]
 
 
-def test_a_member_never_gives_up_on_a_rebalance_before_the_coordinator_does() -> None:
+def test_the_group_uses_the_consumer_protocol_and_the_brokers_timing() -> None:
     config = consumer_config("kafka:9092")
-    rebalance = int(config["max.poll.interval.ms"]) / 1000
-    assert rebalance < 60, "a group of restarted workers must not wait minutes for the members that left"
-    assert REJOIN_AFTER_SECONDS > 2 * rebalance
+    assert config["group.protocol"] == "consumer"
+    # KIP-848: session and heartbeat timing are the broker's; the classic
+    # protocol's knobs are refused or ignored with it.
+    for classic in ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"):
+        assert classic not in config
+
+
+def test_a_problem_fails_the_probe_with_its_reason(tmp_path: Path) -> None:
+    beat, problem = tmp_path / "hb", tmp_path / "problem"
+    assert health.verdict(beat, problem) is not None  # no heartbeat yet
+    health.beat(beat)
+    assert health.verdict(beat, problem) is None
+    health.report("no partition assigned for 20s", problem)
+    assert health.verdict(beat, problem) == "no partition assigned for 20s"
+    assert health.current() == "no partition assigned for 20s"
+    health.report(None, problem)
+    assert health.verdict(beat, problem) is None and not problem.exists()
+    health.report(None, problem)  # clearing twice is fine
+
+
+def test_starving_means_unassigned_while_the_group_has_lag() -> None:
+    s = Starvation(bound=15)
+    s.update(False, 0, now=0)  # nothing to consume: an idle member is fine
+    assert s.problem(100) is None
+    s.update(False, 4, now=100)
+    assert s.problem(110) is None and not s.should_rejoin(110)
+    s.update(False, None, now=112)  # the broker did not answer: no change
+    problem = s.problem(116)
+    assert problem is not None and "4 unconsumed messages" in problem
+    assert s.should_rejoin(116)
+    assert not s.should_rejoin(120), "one rejoin per bound"
+    assert s.should_rejoin(132)
+    s.update(True, None, now=133)  # a partition again: healthy at once
+    assert s.problem(133) is None and not s.should_rejoin(200)
+
+
+def test_an_assigned_member_never_starves() -> None:
+    s = Starvation(bound=1)
+    s.update(True, None, now=0)
+    assert s.problem(1000) is None

@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::dockerfile::health_command;
-use super::{infra, service_env, upstream_python_image, upstream_uv_image, Infra, Value, HEADER_NOTE};
+use super::{
+    infra, kafka_topics_command, service_env, upstream_python_image, upstream_uv_image, Infra, Value, HEADER_NOTE,
+    KAFKA_HEALTH_FILE, KAFKA_HEALTH_PATH, KAFKA_TOPICS, KAFKA_VOLUME_PATH,
+};
 use crate::manifest::{self, Installer, Service, Stack, Timing};
 
 const PASSWORD_MISSING: &str =
@@ -41,7 +44,9 @@ struct ComposeService {
     depends_on: BTreeMap<String, DependsOn>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deploy: Option<Deploy>,
-    healthcheck: Healthcheck,
+    /// None only for the one-shot topic creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<Healthcheck>,
     restart: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     init: Option<bool>,
@@ -122,7 +127,12 @@ impl ComposeService {
     /// What every service has: restarted on failure, and hardened: no
     /// privilege gain, no capabilities, nothing writable but its volumes and
     /// a tmpfs `/tmp`.
-    fn hardened(image: String, environment: serde_yaml::Mapping, healthcheck: Healthcheck, grace: &str) -> Self {
+    fn hardened(
+        image: String,
+        environment: serde_yaml::Mapping,
+        healthcheck: Option<Healthcheck>,
+        grace: &str,
+    ) -> Self {
         ComposeService {
             image,
             environment,
@@ -142,7 +152,7 @@ fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
     let mut service = ComposeService::hardened(
         format!("${{{}:-{}}}", infra.image_var, infra.image),
         environment(&infra.env),
-        healthcheck(infra.probe.iter().map(compose_value), infra.timing),
+        Some(healthcheck(infra.probe.iter().map(compose_value), infra.timing)),
         &infra.stop_grace_period,
     );
     if infra.name == "postgres" {
@@ -163,9 +173,29 @@ fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
         service.read_only = None;
         service.tmpfs = Vec::new();
     } else {
+        // The probe script, mounted so the upstream image (which lacks it)
+        // is probed as the local one is.
+        service.volumes =
+            vec![format!("kafka-data:{KAFKA_VOLUME_PATH}"), format!("./{KAFKA_HEALTH_FILE}:{KAFKA_HEALTH_PATH}:ro")];
         service.init = Some(true);
     }
     service
+}
+
+/// The one-shot service that creates the topics once the broker is healthy;
+/// services that use the broker start after it exited 0.
+fn topics_service(stack: &Stack, kafka: &Infra) -> ComposeService {
+    ComposeService {
+        command: Some(kafka_topics_command(stack).iter().map(|a| literal(a)).collect()),
+        depends_on: BTreeMap::from([("kafka".to_owned(), DependsOn { condition: "service_healthy" })]),
+        init: Some(true),
+        ..ComposeService::hardened(
+            format!("${{{}:-{}}}", kafka.image_var, kafka.image),
+            serde_yaml::Mapping::new(),
+            None,
+            &kafka.stop_grace_period,
+        )
+    }
 }
 
 fn app_service(stack: &Stack, service: &Service) -> ComposeService {
@@ -179,11 +209,14 @@ fn app_service(stack: &Stack, service: &Service) -> ComposeService {
         (Some(port), Some(host)) => vec![format!("127.0.0.1:${{{}_HOST_PORT:-{host}}}:{port}", service.env_name())],
         _ => Vec::new(),
     };
-    let depends_on = m
+    let mut depends_on = m
         .depends_on
         .iter()
         .map(|d| (d.clone(), DependsOn { condition: "service_healthy" }))
         .collect::<BTreeMap<_, _>>();
+    if depends_on.contains_key("kafka") {
+        depends_on.insert(KAFKA_TOPICS.to_owned(), DependsOn { condition: "service_completed_successfully" });
+    }
     ComposeService {
         build: Some(Build { context: ".", dockerfile: service.dockerfile_path(), args }),
         command: Some(m.command.iter().map(|a| literal(a)).collect()),
@@ -194,7 +227,7 @@ fn app_service(stack: &Stack, service: &Service) -> ComposeService {
         ..ComposeService::hardened(
             format!("${{IMAGE_PREFIX:-{}}}/{}:${{IMAGE_TAG:-latest}}", stack.manifest.project, service.name),
             environment(&service_env(stack, service)),
-            healthcheck(health_command(service).iter().map(|a| literal(a)), service.timing()),
+            Some(healthcheck(health_command(service).iter().map(|a| literal(a)), service.timing())),
             &m.stop_grace_period,
         )
     }
@@ -204,6 +237,10 @@ pub fn compose(stack: &Stack) -> String {
     let mut services = serde_yaml::Mapping::new();
     for infra in infra(stack) {
         services.insert(infra.name.into(), serde_yaml::to_value(infra_service(&infra, stack)).expect("serializable"));
+        if infra.name == "kafka" {
+            let topics = topics_service(stack, &infra);
+            services.insert(KAFKA_TOPICS.into(), serde_yaml::to_value(topics).expect("serializable"));
+        }
     }
     for service in &stack.services {
         services.insert(
@@ -214,7 +251,10 @@ pub fn compose(stack: &Stack) -> String {
     let file = ComposeFile {
         name: stack.manifest.project.clone(),
         services,
-        volumes: BTreeMap::from([("postgres-data".to_owned(), serde_yaml::Mapping::new())]),
+        volumes: BTreeMap::from([
+            ("kafka-data".to_owned(), serde_yaml::Mapping::new()),
+            ("postgres-data".to_owned(), serde_yaml::Mapping::new()),
+        ]),
     };
     let mut d = String::new();
     let _ = writeln!(d, "# {HEADER_NOTE}");

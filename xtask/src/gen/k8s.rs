@@ -13,7 +13,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
 
-use super::{infra, service_env, Infra, Value, HEADER_NOTE};
+use super::{
+    infra, kafka_topics_command, service_env, Infra, Value, HEADER_NOTE, KAFKA_HEALTH, KAFKA_HEALTH_PATH, KAFKA_TOPICS,
+    KAFKA_VOLUME_PATH,
+};
 use crate::manifest::{self, Kind, Probe, Service, Stack, Timing};
 
 pub const DIR: &str = "deploy/k8s";
@@ -262,6 +265,7 @@ fn dependents<'a>(stack: &'a Stack, name: &str) -> Vec<&'a str> {
         .iter()
         .filter(|s| s.manifest.depends_on.iter().any(|d| d == name))
         .map(|s| s.name.as_str())
+        .chain((name == "kafka").then_some(KAFKA_TOPICS))
         .collect();
     set.into_iter().collect()
 }
@@ -334,6 +338,8 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
     let component = if name == "postgres" { "database" } else { "broker" };
     let config = config_map_name(name);
     let check = Probe::Exec(argv(&infra.probe));
+    // The JVM broker: a 256 MB heap plus its metaspace, threads and buffers.
+    let memory = if name == "kafka" { "768Mi" } else { "512Mi" };
     let mut container = json!({
         "name": name,
         "image": infra.image,
@@ -342,17 +348,16 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
         "ports": [{"name": "tcp", "containerPort": infra.port, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"cpu": "1", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": memory},
         },
         "securityContext": container_security(UID),
-        "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
     });
     for (key, value) in probes(&check, &check, infra.timing).as_object().unwrap() {
         container[key] = value.clone();
     }
     let grace = manifest::seconds(&infra.stop_grace_period);
     let mut skips = vec![SKIP_DIGEST];
-    let workload = if name == "postgres" {
+    let volumes = if name == "postgres" {
         skips.push(SKIP_SECRET_ENV);
         // The image's entrypoint runs initdb as any uid (nss_wrapper) and
         // creates PGDATA (/var/lib/postgresql/data) inside the volume, so the
@@ -363,47 +368,76 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
             {"name": "data", "mountPath": "/var/lib/postgresql"},
             {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": true},
         ]);
-        let volumes = vec![
+        vec![
             json!({"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}),
             json!({"name": "init", "configMap": {"name": "postgres-init"}}),
-        ];
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": with_skips(metadata(stack, name, component), &skips),
-            "spec": {
-                "serviceName": name,
-                "replicas": 1,
-                "selector": {"matchLabels": selector(stack, name)},
-                "template": {
-                    "metadata": {"labels": labels(stack, name, component)},
-                    "spec": pod_spec(container, grace, volumes),
-                },
-                "volumeClaimTemplates": [{
-                    "metadata": {"name": "data", "labels": labels(stack, name, component)},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-                }],
-            },
-        })
+        ]
     } else {
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": with_skips(metadata(stack, name, component), &skips),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": selector(stack, name)},
-                "template": {
-                    "metadata": {"labels": labels(stack, name, component)},
-                    "spec": pod_spec(container, grace, vec![]),
-                },
-            },
-        })
+        // The log directory (KAFKA_LOG_DIRS) is a folder inside the volume;
+        // the probe script comes from a ConfigMap (the upstream image lacks it).
+        container["volumeMounts"] = json!([
+            {"name": "tmp", "mountPath": TMP},
+            {"name": "data", "mountPath": KAFKA_VOLUME_PATH},
+            {"name": "health", "mountPath": KAFKA_HEALTH_PATH, "subPath": "kafka-health", "readOnly": true},
+        ]);
+        vec![json!({"name": "health", "configMap": {"name": "kafka-health", "defaultMode": 0o755}})]
     };
+    let workload = json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": with_skips(metadata(stack, name, component), &skips),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": selector(stack, name)},
+            "template": {
+                "metadata": {"labels": labels(stack, name, component)},
+                "spec": pod_spec(container, grace, volumes),
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": labels(stack, name, component)},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }],
+        },
+    });
     let mut docs = vec![config_map(stack, name, component, &infra.env), workload];
-    docs.push(service_object(stack, name, component, infra.port, name == "postgres"));
+    docs.push(service_object(stack, name, component, infra.port, true));
     docs.extend(network_policy(stack, name, "policy", infra.port, false));
+    if name == "kafka" {
+        let data = json!({"kafka-health": KAFKA_HEALTH});
+        let health = named(stack, "kafka-health", name, component);
+        docs.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": health, "data": data}));
+        docs.push(topics_job(stack, infra));
+    }
     docs
+}
+
+/// The one-shot topic creation (compose's `kafka-topics`) as a Job, retried
+/// until the broker answers.
+fn topics_job(stack: &Stack, kafka: &Infra) -> Json {
+    let container = json!({
+        "name": KAFKA_TOPICS,
+        "image": kafka.image,
+        "imagePullPolicy": "Always",
+        "command": kafka_topics_command(stack),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "512Mi"},
+        },
+        "securityContext": container_security(UID),
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
+    });
+    let mut spec = pod_spec(container, manifest::seconds(&kafka.stop_grace_period), vec![]);
+    spec["restartPolicy"] = json!("OnFailure");
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": with_skips(metadata(stack, KAFKA_TOPICS, "broker"), &[SKIP_DIGEST]),
+        "spec": {
+            "backoffLimit": 10,
+            "template": {"metadata": {"labels": labels(stack, KAFKA_TOPICS, "broker")}, "spec": spec},
+        },
+    })
 }
 
 /// The init scripts as a ConfigMap, rendered from their files (kustomize

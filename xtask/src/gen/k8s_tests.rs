@@ -32,6 +32,7 @@ fn workload<'a>(objects: &'a BTreeMap<String, Yaml>, name: &str) -> &'a Yaml {
     objects
         .get(&format!("Deployment/{name}"))
         .or_else(|| objects.get(&format!("StatefulSet/{name}")))
+        .or_else(|| objects.get(&format!("Job/{name}")))
         .unwrap_or_else(|| panic!("no workload {name}"))
 }
 
@@ -282,7 +283,8 @@ fn network_policies_admit_only_dependents() {
     };
     // web depends on postgres and kafka, worker on kafka only.
     assert_eq!(from("postgres"), BTreeSet::from(["web".to_owned()]));
-    assert_eq!(from("kafka"), BTreeSet::from(["web".to_owned(), "worker".to_owned()]));
+    // ... and the topic creation reaches the broker too.
+    assert_eq!(from("kafka"), BTreeSet::from(["kafka-topics".to_owned(), "web".to_owned(), "worker".to_owned()]));
     assert_eq!(from("web"), BTreeSet::from(["<anywhere>".to_owned()]), "a published port is reachable from outside");
     assert!(!objects.contains_key("NetworkPolicy/worker-ingress"), "nothing connects to a worker");
 }
@@ -387,7 +389,7 @@ fn assert_parity(stack: &Stack) {
     let compose_names: BTreeSet<String> = services.keys().map(|k| k.as_str().unwrap().to_owned()).collect();
     let k8s_names: BTreeSet<String> = objects
         .iter()
-        .filter(|(k, _)| k.starts_with("Deployment/") || k.starts_with("StatefulSet/"))
+        .filter(|(k, _)| k.starts_with("Deployment/") || k.starts_with("StatefulSet/") || k.starts_with("Job/"))
         .map(|(_, o)| o["metadata"]["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(compose_names, k8s_names, "the same services");
@@ -436,8 +438,16 @@ fn assert_parity(stack: &Stack) {
                 svc["spec"]["ports"].as_sequence().unwrap().iter().map(|p| p["port"].as_u64().unwrap()).collect();
             assert_eq!(svc_ports, k8s_ports, "{name}: Service ports");
         }
-        // Probe: compose's healthcheck is the readinessProbe, same timing.
-        let hc = &s["healthcheck"];
+        let secs = |v: &Yaml| manifest::seconds(&resolve(v.as_str().unwrap())) as u64;
+        // Stop grace period.
+        let grace = workload(&objects, name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64();
+        assert_eq!(Some(secs(&s["stop_grace_period"])), grace, "{name}: stop grace period");
+        // Probe: compose's healthcheck is the readinessProbe, same timing; a
+        // one-shot service (a Job) has neither.
+        let Some(hc) = s.get("healthcheck") else {
+            assert!(c.get("readinessProbe").is_none(), "{name}: a probe Kubernetes has and compose has not");
+            continue;
+        };
         let test: Vec<String> = strings(&hc["test"]).iter().map(|a| resolve(a)).collect();
         assert_eq!(test[0], "CMD", "{name}: exec form, no shell");
         let readiness = &c["readinessProbe"];
@@ -447,7 +457,6 @@ fn assert_parity(stack: &Stack) {
         } else {
             assert_eq!(test[1..], strings(&readiness["exec"]["command"])[..], "{name}: probe command");
         }
-        let secs = |v: &Yaml| manifest::seconds(&resolve(v.as_str().unwrap())) as u64;
         assert_eq!(secs(&hc["interval"]), readiness["periodSeconds"].as_u64().unwrap(), "{name}: interval");
         assert_eq!(secs(&hc["timeout"]), readiness["timeoutSeconds"].as_u64().unwrap(), "{name}: timeout");
         assert_eq!(hc["retries"].as_u64(), readiness["failureThreshold"].as_u64(), "{name}: retries");
@@ -457,9 +466,6 @@ fn assert_parity(stack: &Stack) {
                 >= secs(&hc["start_period"]) + secs(&hc["interval"]) * hc["retries"].as_u64().unwrap(),
             "{name}: the startupProbe is shorter than compose's start period and retries"
         );
-        // Stop grace period.
-        let grace = workload(&objects, name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64();
-        assert_eq!(Some(secs(&s["stop_grace_period"])), grace, "{name}: stop grace period");
     }
 }
 
@@ -489,7 +495,7 @@ fn kubernetes_output_matches_compose_for_other_shapes() {
 #[test]
 fn every_object_carries_the_recommended_labels_of_its_app() {
     let stack = load(&fixture());
-    let apps = ["web", "worker", "postgres", "kafka", SERVICE_ACCOUNT, "default-deny-ingress"];
+    let apps = ["web", "worker", "postgres", "kafka", "kafka-topics", SERVICE_ACCOUNT, "default-deny-ingress"];
     for (key, object) in objects(&stack) {
         let labels = &object["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/part-of"], "demo", "{key}");

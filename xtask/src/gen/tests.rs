@@ -160,7 +160,7 @@ fn compose_is_safe_and_ordered() {
     let doc: serde_yaml::Value = serde_yaml::from_str(&c).unwrap();
     let services = doc["services"].as_mapping().unwrap();
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
-    assert_eq!(names, ["postgres", "kafka", "web", "worker"]);
+    assert_eq!(names, ["postgres", "kafka", "kafka-topics", "web", "worker"]);
     for (name, service) in services {
         for port in service["ports"].as_sequence().into_iter().flatten() {
             assert!(port.as_str().unwrap().starts_with("127.0.0.1:"), "{name:?}: {port:?} not bound to 127.0.0.1");
@@ -174,9 +174,29 @@ fn compose_is_safe_and_ordered() {
     let test =
         |s: &str| -> Vec<String> { serde_yaml::from_value(doc["services"][s]["healthcheck"]["test"].clone()).unwrap() };
     assert_eq!(test("postgres")[..4], ["CMD", "pg_isready", "-h", "127.0.0.1"]);
-    assert_eq!(test("kafka"), ["CMD", "kafka-health", "127.0.0.1:9092"]);
+    // The probe script is mounted: the upstream image has none of its own.
+    assert_eq!(test("kafka"), ["CMD", "/opt/kafka/bin/kafka-health", "127.0.0.1:9092"]);
+    assert_eq!(
+        doc["services"]["kafka"]["volumes"][1],
+        "./docker/base/kafka/bin/kafka-health:/opt/kafka/bin/kafka-health:ro"
+    );
+    let kafka_env = &doc["services"]["kafka"]["environment"];
+    assert_eq!(kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false");
+    assert_eq!(kafka_env["KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS"], "6000");
+    // The broker keeps its log on a volume; the topics are created once it
+    // is healthy, by a one-shot service its users wait for.
+    assert_eq!(doc["services"]["kafka"]["volumes"][0], "kafka-data:/var/lib/kafka");
+    assert_eq!(doc["services"]["kafka"]["environment"]["KAFKA_LOG_DIRS"], "/var/lib/kafka/data");
+    assert!(doc["volumes"].get("kafka-data").is_some());
+    let topics = &doc["services"]["kafka-topics"];
+    assert_eq!(topics["depends_on"]["kafka"]["condition"], "service_healthy");
+    assert!(topics.get("healthcheck").is_none(), "a one-shot service has no healthcheck");
+    let script = topics["command"][2].as_str().unwrap();
+    assert!(script.contains("--create --if-not-exists"), "{script}");
+    assert!(script.contains("--partitions 1 --replication-factor 1"), "{script}");
     let web = &doc["services"]["web"];
     assert_eq!(web["depends_on"]["kafka"]["condition"], "service_healthy");
+    assert_eq!(web["depends_on"]["kafka-topics"]["condition"], "service_completed_successfully");
     assert_eq!(web["depends_on"]["postgres"]["condition"], "service_healthy");
     assert_eq!(web["restart"], "on-failure:3");
     assert_eq!(web["init"], true);
@@ -184,6 +204,7 @@ fn compose_is_safe_and_ordered() {
     assert_eq!(web["image"], "${IMAGE_PREFIX:-demo}/web:${IMAGE_TAG:-latest}");
     let worker = &doc["services"]["worker"];
     assert_eq!(worker["depends_on"]["kafka"]["condition"], "service_healthy");
+    assert_eq!(worker["depends_on"]["kafka-topics"]["condition"], "service_completed_successfully");
     assert!(
         worker["environment"].get("POSTGRES_PASSWORD").is_none(),
         "a service that does not use the database gets no credentials"

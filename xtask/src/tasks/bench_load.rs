@@ -115,6 +115,10 @@ pub struct Level {
     /// Rows stored beyond the accepted ones: a rejected request half-stored
     /// (None when the database cannot be reached).
     pub stored_but_rejected: Option<i64>,
+    /// Searches the api-server's safety net (its republish loop) sent to the
+    /// broker again during the level, from its log (None when unreadable):
+    /// with a durable broker log, a broker restart should need none.
+    pub republished: Option<usize>,
     pub fault: Option<Fault>,
     /// Whether the fault command succeeded (None without a fault).
     pub fault_injected: Option<bool>,
@@ -291,6 +295,7 @@ impl BenchLoad {
             drain_seconds: (drains.len() == runs.len()).then(|| median(&|r| r.drain_seconds.unwrap_or_default())),
             lost: runs.iter().map(|r| r.lost).sum(),
             stored_but_rejected: runs.iter().map(|r| r.stored_but_rejected).sum(),
+            republished: runs.iter().map(|r| r.republished).sum(),
             fault: self.fault,
             fault_injected: runs[0].fault_injected,
         })
@@ -299,6 +304,7 @@ impl BenchLoad {
     async fn once(&self, stack: &Stack, concurrency: usize) -> Result<Level> {
         let health = load(&stack.addr, Kind::Health, self.requests, concurrency, None).await;
         let before = stack.stored();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
         let fault = self.fault.map(|f| (f, stack.clone()));
         let post = load(&stack.addr, Kind::Search, self.requests, concurrency, fault).await;
         let answers = answers(&stack.addr, &post.ids, Duration::from_secs(self.answer_timeout)).await;
@@ -323,6 +329,7 @@ impl BenchLoad {
             drain_seconds: answers.last_completed().zip(answers.last_created).map(|(done, created)| done - created),
             lost: answers.pending,
             stored_but_rejected: before.zip(after).map(|(b, a)| a - b - post.ids.len() as i64),
+            republished: stack.republished_since(since),
             fault: self.fault,
             fault_injected: post.fault_injected,
         })
@@ -364,7 +371,8 @@ impl BenchLoad {
 
 fn level_line(l: &Level) -> String {
     format!(
-        "concurrency {}: {:.0} accepted/s vs {:.0} health/s ({:.2}x), p50 {:.0} ms, p99 {:.0} ms, rejected {}, drain {}, lost {}",
+        "concurrency {}: {:.0} accepted/s vs {:.0} health/s ({:.2}x), p50 {:.0} ms, p99 {:.0} ms, rejected {}, drain {}, lost {}, \
+         republished {}",
         l.concurrency,
         l.accepted_per_second,
         l.health_per_second,
@@ -373,7 +381,8 @@ fn level_line(l: &Level) -> String {
         l.p99_ms,
         l.rejected.values().sum::<usize>() + l.failed,
         l.drain_seconds.map(|d| format!("{d:.1}s")).unwrap_or_else(|| "-".to_owned()),
-        l.lost
+        l.lost,
+        l.republished.map(|n| n.to_string()).unwrap_or_else(|| "n/a".to_owned())
     )
 }
 
@@ -382,13 +391,13 @@ pub fn render(r: &Report) -> String {
         "bench-load: {} searches per run against {}; {} cores, Docker Engine {}; medians of the runs of each level\n\n",
         r.requests, r.target, r.cores, r.engine
     );
-    out.push_str("| concurrency | runs | fault | GET /health per s | POST /searches accepted per s | ratio | p50 | p99 | rejected | drain after last accepted | lost | stored but rejected |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| concurrency | runs | fault | GET /health per s | POST /searches accepted per s | ratio | p50 | p99 | rejected | drain after last accepted | lost | stored but rejected | republished |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for l in &r.levels {
         let rejected: Vec<String> = l.rejected.iter().map(|(s, n)| format!("{n}x{s}")).collect();
         let rejected_total = l.rejected.values().sum::<usize>() + l.failed;
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} ms | {:.0} ms | {} ({:.1}%){}{} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} ms | {:.0} ms | {} ({:.1}%){}{} | {} | {} | {} | {} |\n",
             l.concurrency,
             l.repeats,
             l.fault.map(Fault::name).unwrap_or("-"),
@@ -404,6 +413,7 @@ pub fn render(r: &Report) -> String {
             l.drain_seconds.map(|d| format!("{d:.1} s")).unwrap_or_else(|| "-".to_owned()),
             l.lost,
             l.stored_but_rejected.map(|n| n.to_string()).unwrap_or_else(|| "n/a".to_owned()),
+            l.republished.map(|n| n.to_string()).unwrap_or_else(|| "n/a".to_owned()),
         ));
     }
     if !r.backlog.is_empty() {
@@ -483,6 +493,16 @@ impl Stack {
     }
 
     /// Rows in `searches`.
+    /// Searches the api-server republished since `epoch` (its log's
+    /// "republished N unfinished searches" lines), None when unreadable.
+    fn republished_since(&self, epoch: f64) -> Option<usize> {
+        let ids = self.compose(&["ps", "-q", "api-server"]).ok()?;
+        let since = format!("{epoch:.3}");
+        let out = Command::new("docker").args(["logs", "--since", &since, ids.lines().next()?]).output().ok()?;
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        out.status.success().then(|| republished_in(&log))
+    }
+
     fn stored(&self) -> Option<i64> {
         self.psql("SELECT count(*) FROM searches").ok()?.parse().ok()
     }
@@ -593,19 +613,29 @@ fn container_logs(id: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The partitions a worker holds now, from its log: the list of its last
-/// "partitions assigned" line, or none when a "partitions revoked" line
-/// came after it.
+/// The searches an api-server log says it republished.
+fn republished_in(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| l.split_once("republished ")?.1.split_once(" unfinished searches"))
+        .filter_map(|(n, _)| n.trim().parse::<usize>().ok())
+        .sum()
+}
+
+/// The partitions a worker holds now, from its log: the "(holding [...])"
+/// of its last "partitions assigned/revoked" line (KIP-848 assignments are
+/// incremental). Lines without it (an older worker): the list of the last
+/// "partitions assigned" line, or none after a "partitions revoked" line.
 fn assigned_partitions(log: &str) -> Vec<u32> {
+    let list = |text: &str| -> Vec<u32> {
+        let inner = text.split(']').next().unwrap_or_default().trim_start_matches('[');
+        inner.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+    };
     let mut now = Vec::new();
     for line in log.lines() {
-        if let Some((_, list)) = line.split_once("partitions assigned: ") {
-            now = list
-                .trim()
-                .trim_matches(|c| c == '[' || c == ']')
-                .split(',')
-                .filter_map(|p| p.trim().parse().ok())
-                .collect();
+        if let Some((_, held)) = line.split_once("(holding ") {
+            now = list(held);
+        } else if let Some((_, assigned)) = line.split_once("partitions assigned: ") {
+            now = list(assigned.trim());
         } else if line.contains("partitions revoked: ") {
             now.clear();
         }
@@ -830,5 +860,13 @@ mod tests {
         assert!(assigned_partitions(&revoked).is_empty());
         assert!(assigned_partitions("x INFO search_worker: partitions assigned: []\n").is_empty());
         assert!(assigned_partitions("").is_empty());
+        let api = "x INFO api_server: republished 12 unfinished searches\nx INFO other\n\
+                   x INFO api_server: republished 3 unfinished searches\n";
+        assert_eq!(republished_in(api), 15);
+        let incremental = "x INFO search_worker: partitions assigned: [0, 4] (holding [0, 4])\n\
+                           x INFO search_worker: partitions assigned: [2] (holding [0, 2, 4])\n\
+                           x INFO search_worker: partitions revoked: [0] (holding [2, 4])\n";
+        assert_eq!(assigned_partitions(incremental), vec![2, 4]);
+        assert!(assigned_partitions("x partitions revoked: [1] (holding [])\n").is_empty());
     }
 }

@@ -35,6 +35,9 @@ pub struct BenchUp {
 struct Idle {
     probes_per_minute: f64,
     engine_cpu_per_minute: f64,
+    /// The containers' memory at the end of the idle window (`docker stats`:
+    /// the cgroup's usage without page cache), in MiB: all, and the broker's.
+    memory_mib: Option<(f64, f64)>,
 }
 
 /// (label, environment) of each compared setting; the generated compose
@@ -116,8 +119,8 @@ fn report(names: &[String], rows: &[Row], bench: &BenchUp, engine: &str) -> Stri
     for n in names {
         let _ = write!(r, " {n} |");
     }
-    r.push_str(" all healthy | idle probes/min | idle engine CPU s/min |\n|---|");
-    for _ in 0..names.len() + 3 {
+    r.push_str(" all healthy | idle probes/min | idle engine CPU s/min | memory after idle (all / broker) |\n|---|");
+    for _ in 0..names.len() + 4 {
         r.push_str("---|");
     }
     r.push('\n');
@@ -132,10 +135,14 @@ fn report(names: &[String], rows: &[Row], bench: &BenchUp, engine: &str) -> Stri
             row.runs.iter().map(|m| format!("{:.1}", m.values().cloned().fold(0.0, f64::max))).collect();
         let _ = writeln!(
             r,
-            " **{} s** | {:.0} | {:.2} |",
+            " **{} s** | {:.0} | {:.2} | {} |",
             all.join(" / "),
             row.idle.probes_per_minute,
-            row.idle.engine_cpu_per_minute
+            row.idle.engine_cpu_per_minute,
+            row.idle
+                .memory_mib
+                .map(|(all, broker)| format!("{all:.0} / {broker:.0} MiB"))
+                .unwrap_or_else(|| "-".into())
         );
     }
     r
@@ -167,7 +174,45 @@ async fn idle_cost(docker: &bollard::Docker, project: &str, seconds: u64) -> Res
     }
     let cpu = engine_cpu_seconds() - cpu_before;
     let minutes = started.elapsed().as_secs_f64() / 60.0;
-    Ok(Idle { probes_per_minute: probes as f64 / minutes, engine_cpu_per_minute: cpu / minutes })
+    let memory_mib = memory_mib(project);
+    Ok(Idle { probes_per_minute: probes as f64 / minutes, engine_cpu_per_minute: cpu / minutes, memory_mib })
+}
+
+/// The memory of the project's running containers (`docker stats
+/// --no-stream`), in MiB: their sum and the broker's; None when unreadable.
+fn memory_mib(project: &str) -> Option<(f64, f64)> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let ps = std::process::Command::new("docker").args(["ps", "-q", "--filter", &label]).output().ok()?;
+    let ids: Vec<String> = String::from_utf8_lossy(&ps.stdout).split_whitespace().map(str::to_owned).collect();
+    let stats = std::process::Command::new("docker")
+        .args(["stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"])
+        .args(&ids)
+        .output()
+        .ok()?;
+    (stats.status.success() && !ids.is_empty()).then(|| memory_of(&String::from_utf8_lossy(&stats.stdout)))
+}
+
+/// (sum, broker) in MiB of `docker stats` lines "name\t12.5MiB / 7.7GiB".
+fn memory_of(stats: &str) -> (f64, f64) {
+    let mut all = 0.0;
+    let mut broker = 0.0;
+    for (name, usage) in stats.lines().filter_map(|l| l.split_once('\t')) {
+        let used = usage.split('/').next().unwrap_or_default().trim();
+        let digits = used.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = used[digits.len()..].to_ascii_lowercase();
+        let factor = match unit.as_str() {
+            "gib" | "gb" => 1024.0,
+            "kib" | "kb" => 1.0 / 1024.0,
+            "b" => 1.0 / (1024.0 * 1024.0),
+            _ => 1.0,
+        };
+        let mib = digits.parse::<f64>().unwrap_or_default() * factor;
+        all += mib;
+        if name.ends_with("-kafka-1") {
+            broker += mib;
+        }
+    }
+    (all, broker)
 }
 
 /// User + system CPU seconds of every dockerd, containerd and shim process on
@@ -187,4 +232,16 @@ fn engine_cpu_seconds() -> f64 {
         total += fields.iter().sum::<u64>();
     }
     total as f64 / ticks
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_is_summed_from_docker_stats_lines() {
+        let stats =
+            "pysvc-kafka-1\t301.5MiB / 7.7GiB\npysvc-postgres-1\t40MiB / 7.7GiB\npysvc-api-server-1\t1.5GiB / 7.7GiB\n";
+        let (all, broker) = super::memory_of(stats);
+        assert!((all - (301.5 + 40.0 + 1536.0)).abs() < 1e-6, "{all}");
+        assert!((broker - 301.5).abs() < 1e-6);
+    }
 }

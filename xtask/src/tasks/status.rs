@@ -24,10 +24,17 @@ impl Status {
             }
         };
         let engine = repo.connect()?;
-        let current = engine.rt.block_on(async {
+        let (current, why) = engine.rt.block_on(async {
             // Where the engine runs no healthchecks itself, one probe each now.
             stack::Prober::new(&engine.docker).await?.tick(&engine.docker, &project).await;
-            stack::states(&engine.docker, &project).await
+            let current = stack::states(&engine.docker, &project).await?;
+            let mut why = std::collections::BTreeMap::new();
+            for (name, s) in current.iter().filter(|(_, s)| !s.healthy() && s.state == "running") {
+                if let Some(output) = stack::failing_probe(&engine.docker, &s.container).await {
+                    why.insert(name.clone(), output);
+                }
+            }
+            anyhow::Ok((current, why))
         })?;
         if names.is_empty() {
             names = current.keys().cloned().collect();
@@ -35,7 +42,12 @@ impl Status {
         println!("{:<16} {:<12} {:>8}", "SERVICE", "STATE", "RESTARTS");
         for name in names {
             match current.get(&name) {
-                Some(s) => println!("{:<16} {:<12} {:>8}", name, s.label(), s.restarts),
+                Some(s) => {
+                    println!("{:<16} {:<12} {:>8}", name, s.label(), s.restarts);
+                    if let Some(output) = why.get(&name) {
+                        println!("  last probe: {output}");
+                    }
+                }
                 None => println!("{:<16} {:<12} {:>8}", name, "absent", "-"),
             }
         }
