@@ -72,21 +72,39 @@ pub fn switch_to(sh: &Shell, choice: Choice) -> Result<()> {
     }
 }
 
-/// Stops dockerd or the Podman service behind the socket, waiting (at most
-/// 60 s) until nothing answers there.
+/// Stops dockerd or the Podman service behind the socket and waits (at
+/// most 90 s: dockerd stops its containers first) until each process has
+/// exited, not merely closed the socket: a dockerd still shutting down
+/// removes the pid file of the one started after it.
 fn stop_running(sh: &Shell) -> Result<()> {
-    for pidfile in ["/var/run/docker.pid", PODMAN_PID] {
-        if let Ok(pid) = std::fs::read_to_string(pidfile) {
-            let pid = pid.trim();
-            eprintln!("$ kill {pid}  # {pidfile}");
-            let _ = cmd!(sh, "kill {pid}").quiet().ignore_stderr().run();
-        }
+    let mut pids: Vec<String> = ["/var/run/docker.pid", PODMAN_PID]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|p| p.trim().to_owned())
+        .collect();
+    for pattern in ["^dockerd( |$)", "^/usr/sbin/dockerd( |$)", "podman system service"] {
+        let found = cmd!(sh, "pgrep -f {pattern}").quiet().ignore_status().read().unwrap_or_default();
+        pids.extend(found.split_whitespace().map(str::to_owned));
     }
+    pids.sort();
+    pids.dedup();
+    pids.retain(|p| !p.is_empty() && running(p));
+    for pid in &pids {
+        eprintln!("$ kill {pid}");
+        let _ = cmd!(sh, "kill {pid}").quiet().ignore_stderr().run();
+    }
+    let gone = || pids.iter().all(|p| !running(p));
+    super::wait_until("the previous engine to stop", Duration::from_secs(90), "/var/log/dockerd.log", gone)?;
     let _ = std::fs::remove_file(PODMAN_PID);
-    let gone = || std::os::unix::net::UnixStream::connect(SOCKET).is_err();
-    super::wait_until("the previous engine to stop", Duration::from_secs(60), "/var/log/dockerd.log", gone)?;
     let _ = std::fs::remove_file(SOCKET);
     Ok(())
+}
+
+/// A process that exists and is not a zombie (nobody may reap it here).
+fn running(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
 }
 
 /// Debian trixie's docker.io 26, docker-cli and docker-buildx: they install
