@@ -18,6 +18,9 @@ use crate::gen::{self, Mode};
 use crate::manifest::{self, Stack};
 use crate::prepared::{Prepared, Repo};
 
+/// The longest one healthcheck run by the `Prober` may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How long a running service may stay unhealthy before `up` gives up on it.
 const UNHEALTHY_GRACE: Duration = Duration::from_secs(15);
 
@@ -265,9 +268,10 @@ async fn interrupted(sh: &Shell, bars: &Bars, compose: Option<ComposeUp>) -> ! {
 /// `service_healthy` and `status` see the truth. Does nothing elsewhere.
 pub struct Prober {
     active: bool,
-    /// Per container: when it was last probed and what the probe said
-    /// (`None`: the container has no healthcheck).
-    last: BTreeMap<String, (Instant, Option<String>)>,
+    /// Per container: when it was last probed and whether it was healthy
+    /// then. A probe that failed to run (the container still starting, no
+    /// answer in time) is simply due again.
+    last: BTreeMap<String, (Instant, bool)>,
 }
 
 impl Prober {
@@ -285,14 +289,13 @@ impl Prober {
             let id = id.id.unwrap_or_default();
             let due = match self.last.get(&id) {
                 None => true,
-                Some((_, None)) => false,
-                Some((at, Some(status))) => {
-                    at.elapsed() >= Duration::from_secs(if status == "healthy" { 10 } else { 1 })
-                }
+                Some((at, healthy)) => at.elapsed() >= Duration::from_secs(if *healthy { 10 } else { 1 }),
             };
             if due {
-                let status = engine::run_healthcheck(&id).await.ok();
-                self.last.insert(id, (Instant::now(), status));
+                // Bounded: a probe that does not answer counts as not healthy.
+                let probe = tokio::time::timeout(PROBE_TIMEOUT, engine::run_healthcheck(&id)).await;
+                let healthy = matches!(probe, Ok(Ok(status)) if status == "healthy");
+                self.last.insert(id, (Instant::now(), healthy));
             }
         }
     }
