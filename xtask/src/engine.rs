@@ -462,6 +462,38 @@ pub async fn run_healthcheck(container: &str) -> Result<String> {
     Ok(answer.get("Status").and_then(|s| s.as_str()).unwrap_or_default().to_owned())
 }
 
+/// A container as `GET /containers/json` lists it: id, labels and state.
+pub struct Container {
+    pub id: String,
+    pub labels: std::collections::HashMap<String, String>,
+    /// As the engine says it: Podman also says `stopped`, which bollard's
+    /// typed listing refuses to read.
+    pub state: String,
+}
+
+/// Every container (running or not) with `label`, read as plain JSON.
+pub async fn containers_with_label(label: &str) -> Result<Vec<Container>> {
+    let filters = serde_json::json!({ "label": [label] }).to_string();
+    let path =
+        format!("/containers/json?all=1&filters={}", http::query_string(&[("", filters)]).trim_start_matches('='));
+    let list = http::get_json(&path).await.context("cannot list containers")?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    Ok(list
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| Container {
+            id: text(&c["Id"]),
+            labels: c["Labels"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+                .unwrap_or_default(),
+            state: text(&c["State"]),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::trace::{Log, Status, Vertex};

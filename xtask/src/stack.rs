@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder};
+use bollard::query_parameters::{InspectContainerOptions, LogsOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar};
@@ -52,13 +52,8 @@ impl ServiceState {
 }
 
 /// Every container of a compose project, running or not.
-async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<bollard::models::ContainerSummary>> {
-    let filters =
-        std::collections::HashMap::from([("label".to_owned(), vec![format!("com.docker.compose.project={project}")])]);
-    docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
-        .await
-        .context("cannot list containers")
+async fn project_containers(_docker: &Docker, project: &str) -> Result<Vec<engine::Container>> {
+    engine::containers_with_label(&format!("com.docker.compose.project={project}")).await
 }
 
 /// Current state of each service of the project, by service name. A service
@@ -69,12 +64,12 @@ pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, S
     // One entry per replica: (service, container number).
     let mut replicas: BTreeMap<(String, String), ServiceState> = BTreeMap::new();
     for c in containers {
-        let labels = c.labels.clone().unwrap_or_default();
+        let labels = c.labels.clone();
         let Some(service) = labels.get("com.docker.compose.service").cloned() else {
             continue;
         };
         let number = labels.get("com.docker.compose.container-number").cloned().unwrap_or_default();
-        let id = c.id.clone().unwrap_or_default();
+        let id = c.id.clone();
         // Compose may remove a container (a replaced one) between the list
         // and this look: it is simply not part of the state any more.
         let Ok(inspect) = docker.inspect_container(&id, None::<InspectContainerOptions>).await else { continue };
@@ -285,8 +280,7 @@ impl Prober {
             return;
         }
         let Ok(containers) = project_containers(docker, project).await else { return };
-        for id in containers.into_iter().filter(|c| c.state.as_ref().is_some_and(|s| s.to_string() == "running")) {
-            let id = id.id.unwrap_or_default();
+        for id in containers.into_iter().filter(|c| c.state == "running").map(|c| c.id) {
             let due = match self.last.get(&id) {
                 None => true,
                 Some((at, healthy)) => at.elapsed() >= Duration::from_secs(if *healthy { 10 } else { 1 }),
@@ -481,7 +475,7 @@ pub async fn refuse_another_checkout(docker: &Docker, project: &str, root: &Path
     let here = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let other = containers
         .iter()
-        .filter_map(|c| c.labels.as_ref()?.get("com.docker.compose.project.working_dir"))
+        .filter_map(|c| c.labels.get("com.docker.compose.project.working_dir"))
         .map(|dir| Path::new(dir).canonicalize().unwrap_or_else(|_| dir.into()))
         .find(|dir| *dir != here);
     if let Some(dir) = other.as_ref().filter(|d| !d.exists()) {
