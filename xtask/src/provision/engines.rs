@@ -60,7 +60,7 @@ pub fn switch_to(sh: &Shell, choice: Choice) -> Result<()> {
     stop_running(sh)?;
     match choice {
         Choice::Docker | Choice::DockerOverlay2 => install_docker_26(sh)?,
-        Choice::Docker2010 => apt_install(sh, &["--allow-downgrades", "docker.io/bookworm"])?,
+        Choice::Docker2010 => super::apt_install(sh, &["--allow-downgrades", "docker.io/bookworm"])?,
         Choice::Podman => install_podman(sh)?,
     }
     match choice {
@@ -122,7 +122,7 @@ fn install_docker_26(sh: &Shell) -> Result<()> {
     .with_context(|| format!("cannot write {TRIXIE_SOURCES}"))?;
     std::fs::write(TRIXIE_PIN, "Package: *\nPin: release n=trixie\nPin-Priority: 100\n")
         .with_context(|| format!("cannot write {TRIXIE_PIN}"))?;
-    apt_install(sh, &["docker.io/trixie", "docker-cli/trixie", "docker-buildx/trixie"])
+    super::apt_install(sh, &["docker.io/trixie", "docker-cli/trixie", "docker-buildx/trixie"])
 }
 
 /// The first Debian mirror of the host's apt sources.
@@ -143,16 +143,6 @@ fn debian_mirror() -> Result<String> {
         .find(|w| w.starts_with("http") && w.trim_end_matches('/').ends_with("/debian"))
         .map(|w| w.trim_end_matches('/').to_owned())
         .context("no Debian mirror (a URI ending in /debian) in /etc/apt/sources.list*: add one, then retry")
-}
-
-fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
-    eprintln!("$ apt-get update && apt-get install -y {}", packages.join(" "));
-    cmd!(sh, "apt-get update -qq").quiet().run().context("apt-get update failed")?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {packages...}")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .quiet()
-        .run()
-        .with_context(|| format!("apt-get install {} failed", packages.join(" ")))
 }
 
 /// `features.containerd-snapshotter` in /etc/docker/daemon.json, the rest
@@ -182,7 +172,7 @@ network_backend = \"netavark\"\n";
 /// configuration above (a containers.conf of the user's own is kept, and
 /// must then say the same).
 fn install_podman(sh: &Shell) -> Result<()> {
-    apt_install(sh, &["podman", "catatonit", "uidmap", "netavark", "aardvark-dns"])?;
+    super::apt_install(sh, &["podman", "catatonit", "uidmap", "netavark", "aardvark-dns"])?;
     let conf = Path::new("/etc/containers/containers.conf");
     let text = std::fs::read_to_string(conf).unwrap_or_default();
     if text.is_empty() || text.starts_with("# written by `cargo xtask setup") {

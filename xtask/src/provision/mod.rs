@@ -198,18 +198,23 @@ fn install(sh: &Shell, root: &Path) -> Result<()> {
             "installing {} needs apt-get (Debian/Ubuntu); install them by hand",
             need_apt.join(", ")
         );
-        eprintln!("$ apt-get update && apt-get install -y {}", need_apt.join(" "));
-        cmd!(sh, "apt-get update -qq").quiet().run().context("apt-get update failed")?;
-        cmd!(sh, "apt-get install -y -qq --no-install-recommends {need_apt...}")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .quiet()
-            .run()
-            .context("apt-get install failed")?;
+        apt_install(sh, &need_apt)?;
     }
     if compose_version(sh).is_none() {
         install_compose(sh, root)?;
     }
     Ok(())
+}
+
+/// `apt-get update`, then the packages, unattended and without recommends.
+fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
+    eprintln!("$ apt-get update && apt-get install -y {}", packages.join(" "));
+    cmd!(sh, "apt-get update -qq").quiet().run().context("apt-get update failed")?;
+    cmd!(sh, "apt-get install -y -qq --no-install-recommends {packages...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .run()
+        .with_context(|| format!("apt-get install {} failed", packages.join(" ")))
 }
 
 fn start_dockerd(sh: &Shell) -> Result<()> {
