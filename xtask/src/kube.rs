@@ -270,6 +270,20 @@ pub fn namespaces(docs: &[Json]) -> BTreeSet<String> {
     docs.iter().filter_map(|d| d["metadata"]["namespace"].as_str().map(str::to_owned)).collect()
 }
 
+/// Every namespaced object moved to `namespace`, and the Namespace object
+/// renamed to it (its labels, Pod Security's among them, kept).
+pub fn set_namespace(docs: &mut [Json], namespace: &str) {
+    for doc in docs.iter_mut() {
+        let meta = &mut doc["metadata"];
+        if meta.get("namespace").is_some() {
+            meta["namespace"] = Json::String(namespace.to_owned());
+        }
+        if doc["kind"] == "Namespace" {
+            doc["metadata"]["name"] = Json::String(namespace.to_owned());
+        }
+    }
+}
+
 /// The documents as one multi-document YAML stream.
 pub fn to_yaml(docs: &[Json]) -> Result<String> {
     let mut out = String::new();
@@ -303,6 +317,8 @@ mod tests {
         assert_eq!(docs[1]["spec"]["template"]["spec"]["initContainers"][0]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(docs[2]["data"]["image"], "pysvc/api-server:latest", "only pod templates change");
         assert_eq!(namespaces(&docs).into_iter().collect::<Vec<_>>(), ["ns"]);
+        set_namespace(&mut docs, "other");
+        assert_eq!(namespaces(&docs).into_iter().collect::<Vec<_>>(), ["other"]);
         let again = documents(&to_yaml(&docs).unwrap()).unwrap();
         assert_eq!(again, docs);
     }

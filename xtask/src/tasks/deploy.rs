@@ -37,6 +37,10 @@ pub struct Deploy {
     /// The kubeconfig context (default: the current one).
     #[arg(long)]
     pub context: Option<String>,
+    /// Deploy into this namespace instead of the overlay's (a second copy
+    /// of the stack beside the first: the tests use their own).
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// Push the images to this registry (host:port) the cluster pulls from,
     /// instead of importing them into the local node.
     #[arg(long)]
@@ -55,6 +59,9 @@ impl Deploy {
         let version = kubectl.reachable()?;
         println!("context {}: Kubernetes {version} at {}", kubectl.context(), kubectl.server());
         let mut docs = kube::documents(&kube::render(&repo.root.join(OVERLAYS), &self.overlay)?)?;
+        if let Some(ns) = &self.namespace {
+            kube::set_namespace(&mut docs, ns);
+        }
         let namespaces = kube::namespaces(&docs);
         let namespace = namespaces.iter().next().cloned().context("the overlay puts nothing in a namespace")?;
         let p = repo.prepare()?;
