@@ -68,6 +68,7 @@ enum Command {
     BenchUp(bench_up::BenchUp),
     BenchLoad(bench_load::BenchLoad),
     BenchDev(bench_dev::BenchDev),
+    BenchDeploy(bench_deploy::BenchDeploy),
     Deploy(deploy::Deploy),
     Test(test::Test),
 }
@@ -107,6 +108,7 @@ fn run() -> Result<()> {
         Command::BenchUp(cmd) => cmd.run(&repo),
         Command::BenchLoad(cmd) => cmd.run(&repo),
         Command::BenchDev(cmd) => cmd.run(&repo),
+        Command::BenchDeploy(cmd) => cmd.run(&repo),
         Command::Deploy(cmd) => cmd.run(&repo),
         Command::Test(cmd) => cmd.run(&repo),
     }

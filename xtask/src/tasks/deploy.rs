@@ -51,6 +51,10 @@ pub struct Deploy {
     /// Do not build images (use what the engine has).
     #[arg(long)]
     pub no_build: bool,
+    /// Print the outcome as JSON on stdout (objects changed, each
+    /// workload's seconds from applied to ready).
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Deploy {
@@ -80,6 +84,11 @@ impl Deploy {
             println!("  {object} {action}");
         }
         let ready_at = wait(&kubectl, &namespace, Duration::from_secs(self.timeout))?;
+        if self.json {
+            let changed = changed.len();
+            println!("{}", serde_json::json!({"namespace": namespace, "applied": applied.len(), "changed": changed, "ready_after": ready_at}));
+            return Ok(());
+        }
         println!("\n{:<36} {:>12}", "WORKLOAD", "READY AFTER");
         for (key, t) in &ready_at {
             println!("{key:<36} {t:>11.1}s");

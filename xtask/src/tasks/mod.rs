@@ -4,6 +4,7 @@
 
 pub mod base_images;
 pub mod bench_build;
+pub mod bench_deploy;
 pub mod bench_dev;
 pub mod bench_load;
 pub mod bench_up;
