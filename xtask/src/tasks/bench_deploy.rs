@@ -15,10 +15,10 @@ use serde::Serialize;
 
 use crate::bench::http::Conn;
 use crate::bench::stats::median;
+use crate::engine;
 use crate::kube::{Kubectl, LOCAL_CONTEXT};
 use crate::prepared::Repo;
 use crate::scratch::Scratch;
-use crate::engine;
 
 /// The api-server file whose version the rolling update changes.
 const APP: &str = "services/api-server/api_server/app.py";
@@ -69,7 +69,8 @@ impl BenchDeploy {
         let started = Instant::now();
         let ready_seconds = deploy(scratch, &self.context, namespace)?;
         let deploy_seconds = started.elapsed().as_secs_f64();
-        let ip = kubectl.text(&["-n", namespace, "get", "service", "api-server", "-o", "jsonpath={.spec.clusterIP}"])?;
+        let ip =
+            kubectl.text(&["-n", namespace, "get", "service", "api-server", "-o", "jsonpath={.spec.clusterIP}"])?;
         let api = format!("{}:8000", ip.trim());
         let version = format!("bench-{i}");
         set_version(&scratch.dir, &version)?;
@@ -91,7 +92,15 @@ impl BenchDeploy {
         for _ in 0..20 {
             waiting.extend(post(&api).await);
         }
-        kubectl.text(&["-n", namespace, "delete", "pod", "-l", "app.kubernetes.io/name=search-worker", "--wait=false"])?;
+        kubectl.text(&[
+            "-n",
+            namespace,
+            "delete",
+            "pod",
+            "-l",
+            "app.kubernetes.io/name=search-worker",
+            "--wait=false",
+        ])?;
         for _ in 0..20 {
             waiting.extend(post(&api).await);
         }

@@ -86,7 +86,10 @@ impl Deploy {
         let ready_at = wait(&kubectl, &namespace, Duration::from_secs(self.timeout))?;
         if self.json {
             let changed = changed.len();
-            println!("{}", serde_json::json!({"namespace": namespace, "applied": applied.len(), "changed": changed, "ready_after": ready_at}));
+            println!(
+                "{}",
+                serde_json::json!({"namespace": namespace, "applied": applied.len(), "changed": changed, "ready_after": ready_at})
+            );
             return Ok(());
         }
         println!("\n{:<36} {:>12}", "WORKLOAD", "READY AFTER");
