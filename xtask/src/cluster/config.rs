@@ -167,7 +167,7 @@ imageGCLowThresholdPercent: 90
 pub fn kube_proxy(node: &Node) -> String {
     format!(
         "# written by `cargo xtask cluster up`\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: \
-         KubeProxyConfiguration\nmode: iptables\nclusterCIDR: {POD_CIDR}\nhostnameOverride: {NODE}\n\
+         KubeProxyConfiguration\nmode: iptables\nclusterCIDR: {POD_CIDR}\nhostnameOverride: {NODE}\nnodePortAddresses: [primary]\n\
          healthzBindAddress: {PROXY_HEALTHZ}\nmetricsBindAddress: 127.0.0.1:10249\nclientConnection:\n  kubeconfig: \
          {kubeconfig}\nconntrack:\n  maxPerCore: 0\n  tcpEstablishedTimeout: 0s\n  tcpCloseWaitTimeout: 0s\n",
         kubeconfig = p(&node.layout.kubeconfig("kube-proxy")),
@@ -338,7 +338,6 @@ fn etcd_args(layout: &Layout) -> Vec<String> {
         format!("--listen-peer-urls=http://{ETCD_PEER}"),
         format!("--initial-advertise-peer-urls=http://{ETCD_PEER}"),
         format!("--initial-cluster=pysvc-node=http://{ETCD_PEER}"),
-        "--listen-metrics-urls=".into(),
         "--quota-backend-bytes=2147483648".into(),
     ]
 }

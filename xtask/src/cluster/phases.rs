@@ -138,7 +138,8 @@ fn await_component(node: &Node, name: &str, what: &str, secs: u64, mut ready: im
     let log = node.layout.log(name);
     let mut exited = false;
     let outcome = wait_until(what, Duration::from_secs(secs), &log, || {
-        exited = running(&node.layout, name).is_none();
+        // Not `running`: while setsid execs the program its command line reads empty for an instant.
+        exited = !process::pid_file(&node.layout, name).is_some_and(process::alive);
         exited || ready()
     });
     if exited {
@@ -167,7 +168,7 @@ fn containerd(sh: &Shell, node: &Node) -> Result<()> {
     await_component(node, "containerd", "containerd's socket", 30, || {
         cmd!(sh, "{ctr} --address {socket} version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
     })?;
-    let images = cmd!(sh, "{ctr} --address {socket} -n {CRI_NAMESPACE} images ls -q").quiet().read()?;
+    let images = cmd!(sh, "{ctr} --address {socket} -n {CRI_NAMESPACE} images ls -q").quiet().ignore_stderr().read()?;
     if !images.lines().any(|l| l == PAUSE_IMAGE) {
         let tar = node.bin.join("pause.tar");
         cmd!(sh, "{ctr} --address {socket} -n {CRI_NAMESPACE} images import {tar}")

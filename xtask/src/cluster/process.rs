@@ -14,8 +14,13 @@ use super::Layout;
 
 /// The pid of `name` when its pid file names a live process running that program.
 pub fn running(layout: &Layout, name: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(layout.pids().join(format!("{name}.pid"))).ok()?.trim().parse().ok()?;
+    let pid = pid_file(layout, name)?;
     (alive(pid) && program_of(pid).is_some_and(|p| p == name)).then_some(pid)
+}
+
+/// The pid `name`'s pid file holds, alive or not.
+pub fn pid_file(layout: &Layout, name: &str) -> Option<u32> {
+    std::fs::read_to_string(layout.pids().join(format!("{name}.pid"))).ok()?.trim().parse().ok()
 }
 
 /// A process that exists and is not a zombie.
@@ -25,11 +30,17 @@ pub fn alive(pid: u32) -> bool {
     matches!(state, Some(s) if s != "Z" && s != "X")
 }
 
-/// The file name of a process's first argument (the link it was started through).
+/// The file name of the program a process runs (the link it was started
+/// through), `setsid`'s argument while it has not yet become it.
 fn program_of(pid: u32) -> Option<String> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let argv0 = cmdline.split(|b| *b == 0).next()?;
-    Path::new(&*String::from_utf8_lossy(argv0)).file_name().map(|n| n.to_string_lossy().into_owned())
+    let base =
+        |arg: &[u8]| Path::new(&*String::from_utf8_lossy(arg)).file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut args = cmdline.split(|b| *b == 0);
+    match base(args.next()?) {
+        Some(s) if s == "setsid" => args.next().and_then(base),
+        other => other,
+    }
 }
 
 /// The full command line of a process, arguments joined by spaces.
