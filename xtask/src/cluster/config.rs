@@ -16,8 +16,12 @@ fn p(path: &Path) -> String {
 /// containerd 2's configuration (version 3): its own root, state, sockets
 /// and runc root; the CRI with cgroupfs (no systemd here), the local pause
 /// image, the node's CNI folder, network namespaces under its own state;
-/// NRI off (its socket path is shared machine-wide).
-pub fn containerd(layout: &Layout) -> String {
+/// NRI off (its socket path is shared machine-wide). Without
+/// CAP_SYS_RESOURCE (a container or a sandboxed VM) no process may lower its
+/// OOM score, and runc fails every sandbox the kubelet asks to get -998:
+/// `restrict_oom_score_adj` then keeps scores at containerd's own.
+pub fn containerd(layout: &Layout, can_lower_oom_score: bool) -> String {
+    let restrict_oom = !can_lower_oom_score;
     let root = p(&layout.state.join("containerd"));
     let state = p(&layout.run.join("containerd"));
     let socket = p(&layout.containerd_socket());
@@ -47,6 +51,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
 
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = {restrict_oom}
 
 [plugins.'io.containerd.cri.v1.runtime'.containerd]
   default_runtime_name = "runc"

@@ -158,7 +158,7 @@ fn etcd(node: &Node) -> Result<()> {
 /// containerd with its configuration and the CNI network, then the pause image.
 fn containerd(sh: &Shell, node: &Node) -> Result<()> {
     let layout = &node.layout;
-    crate::util::write_atomic(&layout.state.join("containerd.toml"), &config::containerd(layout))?;
+    crate::util::write_atomic(&layout.state.join("containerd.toml"), &config::containerd(layout, has_sys_resource()))?;
     crate::util::write_atomic(&layout.state.join("cni/net.d/10-pysvc.conflist"), &config::cni(layout))?;
     std::fs::create_dir_all(layout.run.join("containerd"))?;
     let path = format!("{}:{}", node.bin.display(), std::env::var("PATH").unwrap_or_default());
@@ -178,6 +178,13 @@ fn containerd(sh: &Shell, node: &Node) -> Result<()> {
             .context("importing the pause image into the node's containerd failed")?;
     }
     Ok(())
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (bit 24 of its effective set).
+fn has_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("0");
+    u64::from_str_radix(eff, 16).is_ok_and(|bits| bits & (1 << 24) != 0)
 }
 
 /// `kubectl --kubeconfig <admin>` with the node's kubectl.

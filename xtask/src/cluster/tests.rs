@@ -8,7 +8,9 @@ fn node() -> Node {
 
 #[test]
 fn containerd_is_a_separate_instance_with_cgroupfs_and_the_local_pause_image() {
-    let text = config::containerd(&Layout::system());
+    let text = config::containerd(&Layout::system(), true);
+    assert!(text.contains("restrict_oom_score_adj = false"));
+    assert!(config::containerd(&Layout::system(), false).contains("restrict_oom_score_adj = true"));
     assert!(text.contains("address = \"/run/pysvc-cluster/containerd/containerd.sock\""));
     assert!(text.contains("root = \"/var/lib/pysvc-cluster/containerd\""));
     assert!(text.contains("Root = \"/run/pysvc-cluster/runc\""));
