@@ -80,6 +80,9 @@ pub fn down(sh: &Shell, layout: &Layout) -> Result<()> {
         let _ = cmd!(sh, "{proxy} --cleanup").quiet().ignore_stdout().ignore_stderr().run();
     }
     remove_firewall(sh);
+    for tool in ["iptables", "ip6tables"] {
+        remove_kube_chains(sh, tool);
+    }
     remove_cgroups();
     remove_log_links(layout);
     for dir in [&layout.run, &layout.state] {
@@ -214,4 +217,71 @@ fn remove_context(sh: &Shell, bin: Option<&Path>) -> Result<()> {
         .ignore_stderr()
         .run();
     Ok(())
+}
+
+/// A rule as `-D` takes it, with its table.
+pub type TableRule = (String, Vec<String>);
+
+/// What `iptables-save` shows of Kubernetes: the rules of other chains that
+/// jump to a `KUBE-*` chain (as `-D` arguments, per table), and the `KUBE-*`
+/// chains. kube-proxy's and the kubelet's (`KUBE-FIREWALL`, the canaries)
+/// alike; the node is the only Kubernetes on the machine.
+pub fn kube_rules(save: &str) -> (Vec<TableRule>, Vec<(String, String)>) {
+    let (mut jumps, mut chains, mut table) = (Vec::new(), Vec::new(), String::new());
+    for line in save.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_owned();
+        } else if let Some(chain) = line.strip_prefix(':').and_then(|c| c.split_whitespace().next()) {
+            if chain.starts_with("KUBE-") {
+                chains.push((table.clone(), chain.to_owned()));
+            }
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let words = split_quoted(rule);
+            let jumps_to_kube = words.windows(2).any(|w| (w[0] == "-j" || w[0] == "-g") && w[1].starts_with("KUBE-"));
+            if jumps_to_kube && !words[0].starts_with("KUBE-") {
+                jumps.push((table.clone(), words));
+            }
+        }
+    }
+    (jumps, chains)
+}
+
+/// Words of an `iptables-save` rule, double-quoted ones as one word without the quotes.
+fn split_quoted(rule: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in rule.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            _ => word.push(c),
+        }
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Removes every `KUBE-*` chain of `tool` (iptables or ip6tables) and the rules that jump to them.
+fn remove_kube_chains(sh: &Shell, tool: &str) {
+    let save = format!("{tool}-save");
+    let Ok(text) = cmd!(sh, "{save}").quiet().ignore_stderr().read() else { return };
+    let (jumps, chains) = kube_rules(&text);
+    for (table, rule) in jumps {
+        let _ = cmd!(sh, "{tool} -w -t {table} -D {rule...}").quiet().ignore_stderr().run();
+    }
+    for (table, chain) in &chains {
+        let _ = cmd!(sh, "{tool} -w -t {table} -F {chain}").quiet().ignore_stderr().run();
+    }
+    for (table, chain) in &chains {
+        let _ = cmd!(sh, "{tool} -w -t {table} -X {chain}").quiet().ignore_stderr().run();
+    }
 }

@@ -123,3 +123,22 @@ fn the_binary_key_follows_the_module_files() {
     assert_ne!(one, binaries::key(&dir, "go1.26").unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_kubernetes_chains_and_the_jumps_to_them_are_found_and_nothing_else() {
+    let save = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n:DOCKER-USER - [0:0]\n\
+        -A INPUT -m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS\n\
+        -A INPUT -j KUBE-FIREWALL\n-A KUBE-FIREWALL -j DROP\n-A FORWARD -j DOCKER-USER\nCOMMIT\n\
+        *nat\n:KUBE-SERVICES - [0:0]\n-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n";
+    let (jumps, chains) = teardown::kube_rules(save);
+    assert_eq!(
+        chains,
+        [("filter".to_owned(), "KUBE-FIREWALL".to_owned()), ("nat".to_owned(), "KUBE-SERVICES".to_owned())]
+    );
+    assert_eq!(jumps.len(), 3);
+    assert_eq!(
+        jumps[0].1,
+        ["INPUT", "-m", "comment", "--comment", "kubernetes health check service ports", "-j", "KUBE-NODEPORTS"]
+    );
+    assert_eq!(jumps[2].0, "nat");
+}
