@@ -17,6 +17,10 @@ pub const MODULE: &str = "deploy/cluster/node";
 pub const KUBERNETES: &str = "v1.37.2";
 const CONTAINERD: &str = "2.4.2";
 
+/// The longest the build may take, in seconds: a first build compiles
+/// Kubernetes, containerd and CoreDNS (about 15 min on 2 cores, at the lowest priority).
+const BUILD_LIMIT: u32 = 3600;
+
 /// Names `kube` answers to: each is a link to it in the binaries' folder.
 pub const KUBE_LINKS: [&str; 7] =
     ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"];
@@ -82,11 +86,13 @@ pub fn ensure(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let log = dir.join("build.log");
     eprintln!("  building into {} (a first build takes a while: log in {})", bin.display(), log.display());
     let _cd = sh.push_dir(&module);
-    let result = cmd!(sh, "nice -n 19 go build -p 2 -trimpath -ldflags {ldflags} -o {out} {PACKAGES...}")
-        .env("CGO_ENABLED", "0")
-        .quiet()
-        .ignore_stdout()
-        .output();
+    let limit = BUILD_LIMIT.to_string();
+    let result =
+        cmd!(sh, "timeout {limit} nice -n 19 go build -p 2 -trimpath -ldflags {ldflags} -o {out} {PACKAGES...}")
+            .env("CGO_ENABLED", "0")
+            .quiet()
+            .ignore_stdout()
+            .output();
     let ok = match &result {
         Ok(o) => {
             std::fs::write(&log, &o.stderr)?;
@@ -97,7 +103,7 @@ pub fn ensure(sh: &Shell, root: &Path) -> Result<PathBuf> {
             false
         }
     };
-    anyhow::ensure!(ok, "`go build` of {MODULE} failed; read {}", log.display());
+    anyhow::ensure!(ok, "`go build` of {MODULE} failed (or ran past {} min); read {}", BUILD_LIMIT / 60, log.display());
     for link in KUBE_LINKS {
         std::os::unix::fs::symlink("kube", tmp.join(link))?;
     }

@@ -26,38 +26,44 @@ pub const COMPONENTS: [&str; 8] = [
     "coredns",
 ];
 
+/// The seconds each phase of an `up` took, in order.
+pub type PhaseTimes = Vec<(&'static str, f64)>;
+
 /// Runs one phase: its name, then its time, or its error under its name.
-fn phase(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+fn phase(times: &mut PhaseTimes, name: &'static str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     let started = Instant::now();
     eprintln!("[{name}]");
     f().with_context(|| format!("cluster up: phase `{name}` failed"))?;
-    eprintln!("[{name}] done in {:.1}s", started.elapsed().as_secs_f64());
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("[{name}] done in {secs:.1}s");
+    times.push((name, secs));
     Ok(())
 }
 
 /// Brings the node up (or finishes bringing it up) and makes `pysvc-local` the current context.
-pub fn up(sh: &Shell, root: &Path, layout: &Layout) -> Result<()> {
+pub fn up(sh: &Shell, root: &Path, layout: &Layout) -> Result<PhaseTimes> {
     let started = Instant::now();
+    let mut t = PhaseTimes::new();
     let ip = node_ip(sh)?;
-    phase("preflight", || preflight(sh, layout, &ip))?;
+    phase(&mut t, "preflight", || preflight(sh, layout, &ip))?;
     let mut bin = PathBuf::new();
-    phase("binaries", || {
+    phase(&mut t, "binaries", || {
         bin = binaries::ensure(sh, root)?;
         std::fs::create_dir_all(&layout.state)?;
         std::fs::write(layout.bin_marker(), bin.display().to_string())?;
         Ok(())
     })?;
     let node = Node { layout: layout.clone(), bin, ip };
-    phase("certs", || pki::ensure(sh, &node))?;
-    phase("kubeconfig", || write_kubeconfigs(&node))?;
-    phase("etcd", || etcd(&node))?;
-    phase("containerd", || containerd(sh, &node))?;
-    phase("control-plane", || control_plane(sh, &node))?;
-    phase("kubelet", || kubelet(sh, &node))?;
-    phase("proxy", || proxy(sh, &node))?;
-    phase("dns", || dns(sh, &node))?;
-    phase("context", || add_context(sh, &node))?;
-    phase("wait-ready", || wait_ready(sh, &node))?;
+    phase(&mut t, "certs", || pki::ensure(sh, &node))?;
+    phase(&mut t, "kubeconfig", || write_kubeconfigs(&node))?;
+    phase(&mut t, "etcd", || etcd(&node))?;
+    phase(&mut t, "containerd", || containerd(sh, &node))?;
+    phase(&mut t, "control-plane", || control_plane(sh, &node))?;
+    phase(&mut t, "kubelet", || kubelet(sh, &node))?;
+    phase(&mut t, "proxy", || proxy(sh, &node))?;
+    phase(&mut t, "dns", || dns(sh, &node))?;
+    phase(&mut t, "context", || add_context(sh, &node))?;
+    phase(&mut t, "wait-ready", || wait_ready(sh, &node))?;
     println!(
         "cluster up in {:.1}s: node {NODE} Ready, Kubernetes {}, context `{CONTEXT}` is current (kubectl get nodes)\n\
          images for the node: ctr --address {} -n {CRI_NAMESPACE} images import IMAGE.tar",
@@ -65,7 +71,7 @@ pub fn up(sh: &Shell, root: &Path, layout: &Layout) -> Result<()> {
         binaries::KUBERNETES,
         layout.containerd_socket().display()
     );
-    Ok(())
+    Ok(t)
 }
 
 /// Root, cgroups, programs, kernel settings, free ports.

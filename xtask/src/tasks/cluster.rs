@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use crate::bench::stats::median;
 use crate::cluster::{self, Layout};
 use crate::prepared::Repo;
 
@@ -23,15 +24,47 @@ pub enum Action {
     Down,
     /// Which components run, whether the API answers and the node is Ready.
     Status,
+    /// Time `up` with cached binaries from nothing (`down` before each run), per phase; leaves the node up.
+    Bench {
+        /// How many down/up rounds.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 impl Cluster {
     pub fn run(self, repo: &Repo) -> Result<()> {
         let layout = Layout::system();
         match self.action {
-            Action::Up => cluster::up(&repo.sh, &repo.root, &layout),
+            Action::Up => cluster::up(&repo.sh, &repo.root, &layout).map(drop),
             Action::Down => cluster::down(&repo.sh, &layout),
             Action::Status => cluster::status(&repo.sh, &layout),
+            Action::Bench { runs } => bench(repo, &layout, runs),
         }
     }
+}
+
+/// `runs` rounds of down, then a timed up; the median of each phase and of the whole, as a Markdown table.
+fn bench(repo: &Repo, layout: &Layout, runs: usize) -> Result<()> {
+    anyhow::ensure!(runs >= 1, "--runs must be at least 1");
+    cluster::up(&repo.sh, &repo.root, layout)?; // builds the binaries if the cache lacks them: not timed
+    let mut rounds: Vec<(cluster::PhaseTimes, f64)> = Vec::new();
+    for n in 1..=runs {
+        cluster::down(&repo.sh, layout)?;
+        let started = std::time::Instant::now();
+        let phases = cluster::up(&repo.sh, &repo.root, layout)?;
+        let total = started.elapsed().as_secs_f64();
+        eprintln!("run {n}/{runs}: {total:.1}s");
+        rounds.push((phases, total));
+    }
+    println!("| phase | median (s) | min | max |\n| --- | ---: | ---: | ---: |");
+    let row = |name: &str, values: Vec<f64>| {
+        let (min, max) = values.iter().fold((f64::MAX, 0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+        println!("| {name} | {:.2} | {min:.2} | {max:.2} |", median(&values));
+    };
+    for (i, (name, _)) in rounds[0].0.iter().enumerate() {
+        row(name, rounds.iter().map(|(p, _)| p[i].1).collect());
+    }
+    row("**`cluster up`, API ready and node Ready**", rounds.iter().map(|(_, t)| *t).collect());
+    Ok(())
 }
