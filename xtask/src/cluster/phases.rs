@@ -54,7 +54,10 @@ pub fn up(sh: &Shell, root: &Path, layout: &Layout) -> Result<PhaseTimes> {
         Ok(())
     })?;
     let node = Node { layout: layout.clone(), bin, ip };
-    phase(&mut t, "certs", || pki::ensure(sh, &node))?;
+    phase(&mut t, "certs", || {
+        std::fs::write(layout.state.join("node-ip"), &node.ip)?;
+        pki::ensure(sh, &node)
+    })?;
     phase(&mut t, "kubeconfig", || write_kubeconfigs(&node))?;
     phase(&mut t, "etcd", || etcd(&node))?;
     phase(&mut t, "containerd", || containerd(sh, &node))?;
@@ -81,6 +84,14 @@ fn preflight(sh: &Shell, layout: &Layout, ip: &str) -> Result<()> {
     anyhow::ensure!(root, "the node runs as root (it mounts, makes cgroups, bridges and iptables rules): run as root");
     let cgroups = ["cpu", "cpuacct", "cpuset", "memory", "pids"];
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let recorded = std::fs::read_to_string(layout.state.join("node-ip")).unwrap_or_default();
+    if !recorded.is_empty() && recorded.trim() != ip {
+        bail!(
+            "the node was made for the address {} and the machine now has {ip} (its certificates name the old one): \
+             cargo xtask cluster down, then up",
+            recorded.trim()
+        );
+    }
     if let Some(missing) = cgroups.iter().find(|c| !v2 && !Path::new("/sys/fs/cgroup").join(c).exists()) {
         bail!("the cgroup controller `{missing}` is not mounted under /sys/fs/cgroup; the kubelet needs it");
     }
