@@ -289,7 +289,7 @@ ports:
 }
 
 /// How many hostPath volumes the node offers (each a folder any uid may write: pods run as uid 10001).
-pub const VOLUMES: u32 = 8;
+pub const VOLUMES: u32 = 16;
 
 /// The command line of each long-running component, as (log and pid name, program, arguments).
 pub fn command(node: &Node, component: &str) -> Vec<String> {

@@ -65,6 +65,7 @@ pub fn up(sh: &Shell, root: &Path, layout: &Layout) -> Result<PhaseTimes> {
     phase(&mut t, "kubelet", || kubelet(sh, &node))?;
     phase(&mut t, "proxy", || proxy(sh, &node))?;
     phase(&mut t, "dns", || dns(sh, &node))?;
+    phase(&mut t, "storage", || recycle_volumes(sh, &node))?;
     phase(&mut t, "context", || add_context(sh, &node))?;
     phase(&mut t, "wait-ready", || wait_ready(sh, &node))?;
     println!(
@@ -274,6 +275,26 @@ fn dns(sh: &Shell, node: &Node) -> Result<()> {
     await_component(node, "coredns", "CoreDNS's /ready", 60, || {
         http_get(DNS_READY, "/ready").is_some_and(|(code, _)| code == 200)
     })
+}
+
+/// Offers the volumes of deleted claims again (their phase is `Released`:
+/// the class keeps data, so no claim gets it by chance): each folder
+/// emptied, then the claim reference dropped. `up` on a running node does
+/// it, so a test that deletes its namespace gets fresh volumes next time.
+fn recycle_volumes(sh: &Shell, node: &Node) -> Result<()> {
+    let jsonpath = "-o=jsonpath={range .items[?(@.status.phase==\"Released\")]}{.metadata.name}{\"\\n\"}{end}";
+    let released = admin_kubectl(sh, &node.layout, &node.bin, &["get", "pv", jsonpath])?;
+    for name in released.lines().filter_map(|n| n.strip_prefix("pysvc-local-")) {
+        let dir = node.layout.state.join("volumes").join(format!("pv-{name}"));
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+        let pv = format!("pysvc-local-{name}");
+        let patch = r#"[{"op":"remove","path":"/spec/claimRef"}]"#;
+        admin_kubectl(sh, &node.layout, &node.bin, &["patch", "pv", &pv, "--type=json", "-p", patch])?;
+        eprintln!("  {pv}: released by its claim, emptied and offered again");
+    }
+    Ok(())
 }
 
 /// The context in the user's kubeconfig (certificates embedded), made current.
