@@ -15,8 +15,9 @@ fn p(path: &Path) -> String {
 
 /// containerd 2's configuration (version 3): its own root, state, sockets
 /// and runc root; the CRI with cgroupfs (no systemd here), the local pause
-/// image, the node's CNI folder, network namespaces under its own state;
-/// NRI off (its socket path is shared machine-wide). Without
+/// image, the node's CNI folder, network namespaces and shim sockets under
+/// its own state (the shims' default is the system containerd's
+/// /run/containerd/s); NRI off (its socket path is shared machine-wide). Without
 /// CAP_SYS_RESOURCE (a container or a sandboxed VM) no process may lower its
 /// OOM score, and runc fails every sandbox the kubelet asks to get -998:
 /// `restrict_oom_score_adj` then keeps scores at containerd's own.
@@ -27,6 +28,7 @@ pub fn containerd(layout: &Layout, can_lower_oom_score: bool) -> String {
     let socket = p(&layout.containerd_socket());
     let runc_root = p(&layout.run.join("runc"));
     let cni_conf = p(&layout.state.join("cni/net.d"));
+    let shim_sockets = p(&layout.run.join("s"));
     format!(
         r#"# written by `cargo xtask cluster up`
 version = 3
@@ -39,6 +41,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
 
 [ttrpc]
   address = "{socket}.ttrpc"
+
+[plugins.'io.containerd.shim.v1.manager']
+  socket_dir = "{shim_sockets}"
 
 [plugins.'io.containerd.internal.v1.opt']
   path = "{root}/opt"

@@ -100,6 +100,11 @@ impl Layout {
         self.state.join("bin-dir")
     }
 
+    /// The list of `KUBELET_HOST_DIRS` that did not exist before the node's first kubelet.
+    fn host_dirs_made(&self) -> PathBuf {
+        self.state.join("host-dirs-made")
+    }
+
     /// The binaries the node was started with, if it was.
     fn bin_dir(&self) -> Option<PathBuf> {
         let text = std::fs::read_to_string(self.bin_marker()).ok()?;
@@ -107,6 +112,12 @@ impl Layout {
         dir.is_dir().then_some(dir)
     }
 }
+
+/// Folders outside the layout the kubelet makes whatever its `--root-dir`
+/// (its device-plugin socket and container log links are fixed paths).
+/// `up` records those it made (`Layout::host_dirs_made`); `down` removes
+/// what it put there and those folders if then empty.
+const KUBELET_HOST_DIRS: [&str; 3] = ["/var/log/containers", "/var/lib/kubelet", "/var/lib/kubelet/device-plugins"];
 
 /// What a component is started with, besides the layout.
 #[derive(Debug, Clone)]

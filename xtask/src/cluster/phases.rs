@@ -11,7 +11,7 @@ use xshell::{cmd, Shell};
 use super::process::{self, http_get, listening, running, wait_until};
 use super::{
     binaries, config, kubectl, node_ip, pki, teardown, user_kubeconfig, Layout, Node, API_PORT, CONTEXT, CRI_NAMESPACE,
-    DNS_READY, ETCD_CLIENT, NODE, PAUSE_IMAGE, PROXY_HEALTHZ,
+    DNS_READY, ETCD_CLIENT, KUBELET_HOST_DIRS, NODE, PAUSE_IMAGE, PROXY_HEALTHZ,
 };
 
 /// The components, in start order (and stopped in reverse).
@@ -229,6 +229,14 @@ fn control_plane(sh: &Shell, node: &Node) -> Result<()> {
 }
 
 fn kubelet(sh: &Shell, node: &Node) -> Result<()> {
+    if running(&node.layout, "kubelet").is_none() {
+        let made = node.layout.host_dirs_made();
+        let mut list = std::fs::read_to_string(&made).unwrap_or_default();
+        for dir in KUBELET_HOST_DIRS.iter().filter(|d| !Path::new(d).exists()) {
+            list.push_str(&format!("{dir}\n"));
+        }
+        std::fs::write(&made, list)?;
+    }
     crate::util::write_atomic(&node.layout.state.join("kubelet.yaml"), &config::kubelet(node))?;
     std::fs::create_dir_all(node.layout.state.join("pod-logs"))?;
     start(node, "kubelet", &[])?;

@@ -13,7 +13,7 @@ use xshell::{cmd, Shell};
 
 use super::phases::{admin_kubectl, COMPONENTS};
 use super::process::{self, running};
-use super::{kubectl, user_kubeconfig, Layout, BRIDGE, CONTEXT, POD_CIDR};
+use super::{kubectl, user_kubeconfig, Layout, BRIDGE, CONTEXT, KUBELET_HOST_DIRS, POD_CIDR};
 
 /// The node's own chains: masquerade of pod traffic leaving the pod
 /// network (nat), and forwarding to and from its bridge past Docker's
@@ -84,7 +84,7 @@ pub fn down(sh: &Shell, layout: &Layout) -> Result<()> {
         remove_kube_chains(sh, tool);
     }
     remove_cgroups();
-    remove_log_links(layout);
+    remove_kubelet_host_files(layout);
     for dir in [&layout.run, &layout.state] {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
@@ -182,12 +182,21 @@ fn remove_cgroups() {
     }
 }
 
-/// The kubelet links each container's log into /var/log/containers; ours point into the node's state.
-fn remove_log_links(layout: &Layout) {
+/// What the kubelet put outside the node's folders: its container log links
+/// in /var/log/containers (ours point into the node's state), its
+/// device-plugin socket; then the folders it made there, if empty.
+fn remove_kubelet_host_files(layout: &Layout) {
     for entry in std::fs::read_dir("/var/log/containers").into_iter().flatten().flatten() {
         if std::fs::read_link(entry.path()).is_ok_and(|t| t.starts_with(&layout.state)) {
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+    let _ = std::fs::remove_file("/var/lib/kubelet/device-plugins/kubelet.sock");
+    let made = std::fs::read_to_string(layout.host_dirs_made()).unwrap_or_default();
+    let mut dirs: Vec<&str> = made.lines().filter(|d| KUBELET_HOST_DIRS.contains(d)).collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
