@@ -513,7 +513,7 @@ pub async fn push_cache(docker: &Docker, repo: &str, results: &[ImageResult]) ->
 
 /// Tags `local` as `remote` and pushes it, with the credentials `docker
 /// login` stored for its registry, if any.
-async fn push(docker: &Docker, local: &str, remote: &str) -> Result<()> {
+pub async fn push(docker: &Docker, local: &str, remote: &str) -> Result<()> {
     let (repo, version) = remote.rsplit_once(':').expect("tag has a colon");
     docker
         .tag_image(local, Some(TagImageOptionsBuilder::default().repo(repo).tag(version).build()))

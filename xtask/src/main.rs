@@ -13,6 +13,7 @@ mod workspace;
 // Layer 2: the Docker engine, and what a failed build's log means.
 mod buildhint;
 mod engine;
+mod kube;
 // Layer 3: renderers (generated files, build contexts).
 mod context;
 mod gen;
@@ -69,6 +70,7 @@ enum Command {
     BenchUp(bench_up::BenchUp),
     BenchLoad(bench_load::BenchLoad),
     BenchDev(bench_dev::BenchDev),
+    Deploy(deploy::Deploy),
     Test(test::Test),
 }
 
@@ -108,6 +110,7 @@ fn run() -> Result<()> {
         Command::BenchUp(cmd) => cmd.run(&repo),
         Command::BenchLoad(cmd) => cmd.run(&repo),
         Command::BenchDev(cmd) => cmd.run(&repo),
+        Command::Deploy(cmd) => cmd.run(&repo),
         Command::Test(cmd) => cmd.run(&repo),
     }
 }

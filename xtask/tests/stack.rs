@@ -78,6 +78,17 @@ fn a_search_flows_through_broker_and_worker_and_survives_down_up() {
     let (status, body) = post("kafka");
     assert!(status == 202 && json(&body)["status"] == "done", "a retry answers the status it has now: {body}");
 
+    // The status tells the truth: with no worker, a search the broker
+    // acknowledged is `queued` (in the broker's log), then `done`.
+    docker(&["stop", &stack.container("search-worker")]);
+    let waiting = stack.post_search("proxy");
+    wait_for("the search to be queued", Duration::from_secs(15), || {
+        let (status, body) = stack.http("GET", &format!("/searches/{waiting}"), None).ok()?;
+        (status == 200 && json(&body)["status"] == "queued").then_some(())
+    });
+    docker(&["start", &stack.container("search-worker")]);
+    stack.answered(&waiting, Duration::from_secs(60));
+
     // Persistence: `down` keeps the volume, the next `up` finds the data.
     stack.ok(&["down"]);
     assert!(stack.container("postgres").is_empty());

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 REPUBLISH_AFTER_SECONDS = 10.0
+# A search the broker acknowledged is in its log: published again only if
+# it stays unanswered this long (the broker lost its log, or the topic).
+REPUBLISH_QUEUED_AFTER_SECONDS = 60.0
+# Acknowledged ids waiting to be marked while PostgreSQL is away, at most.
+MAX_UNMARKED = 100_000
 REPUBLISH_EVERY_SECONDS = 2.0
 PROBE_PATHS = ("/health", "/ready")
 # What PostgreSQL text can hold, as a JSON Schema pattern: no NUL, and at
@@ -92,7 +97,10 @@ class ResultOut(BaseModel):
 class SearchOut(BaseModel):
     id: uuid.UUID
     query: str
-    status: SearchStatus
+    status: SearchStatus = Field(
+        description="`pending`: stored, not yet acknowledged by the broker; `queued`: in the broker's log, "
+        "waiting for a worker; `done`: answered, `results` hold the matches"
+    )
     results: list[ResultOut]
     created_at: datetime | None
     completed_at: datetime | None
@@ -126,19 +134,23 @@ def error(status: int, message: str, details: list[str] | None = None) -> JSONRe
     return JSONResponse(status_code=status, content=content)
 
 
-def republish_unfinished(store: Store, publisher: Publisher) -> int:
-    """Publish again every search that was accepted but not answered in time
-    (the broker lost it, or was down when it was accepted). Redelivery is safe:
-    the worker stores each search's results once."""
+def republish_unfinished(store: Store, publisher: Publisher) -> tuple[int, int]:
+    """Publish again every search the broker has not acknowledged in time
+    (it was down, or refused it), and every acknowledged one that stayed
+    unanswered far longer (the broker lost its log). Redelivery is safe: the
+    worker stores each search's results once. Returns how many were
+    published again, and how many of them the broker had acknowledged."""
     ids: list[uuid.UUID] = []
-    for search_id, query in store.unfinished(REPUBLISH_AFTER_SECONDS):
+    queued = 0
+    for item in store.unfinished(REPUBLISH_AFTER_SECONDS, REPUBLISH_QUEUED_AFTER_SECONDS):
         try:
-            publisher.publish(SearchRequested(search_id, query))
+            publisher.publish(SearchRequested(item.search_id, item.query))
         except PublishError:
             break
-        ids.append(search_id)
+        ids.append(item.search_id)
+        queued += item.queued
     store.mark_published(ids)
-    return len(ids)
+    return len(ids), queued
 
 
 def relay(store: Store, publisher: Publisher, stop: threading.Event) -> None:
@@ -146,13 +158,18 @@ def relay(store: Store, publisher: Publisher, stop: threading.Event) -> None:
     reports, and republishes unanswered searches on start and then every
     REPUBLISH_EVERY_SECONDS."""
     last_republish = 0.0
+    unmarked: list[uuid.UUID] = []
     while not stop.is_set():
         try:
-            publisher.confirm(0.2)
+            unmarked.extend(publisher.confirm(0.2))
+            del unmarked[:-MAX_UNMARKED]
+            store.mark_queued(unmarked)
+            unmarked.clear()
             if time.monotonic() - last_republish >= REPUBLISH_EVERY_SECONDS:
                 last_republish = time.monotonic()
-                if count := republish_unfinished(store, publisher):
-                    log.info("republished %d unfinished searches", count)
+                count, queued = republish_unfinished(store, publisher)
+                if count:
+                    log.info("republished %d unfinished searches (%d of them acknowledged)", count, queued)
         except Exception as err:  # keep the relay alive through outages
             log.warning("publish relay deferred: %s", err)
             stop.wait(1.0)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import psycopg
 from pysvc_common.config import Settings
@@ -28,6 +28,15 @@ INSERT_MANY = (
     "ON CONFLICT (id) DO NOTHING RETURNING id, query) "
     "SELECT DISTINCT b.id, i.id IS NOT NULL, coalesce(i.query, s.query), coalesce(s.status, 'pending') "
     "FROM batch b LEFT JOIN inserted i ON i.id = b.id LEFT JOIN searches s ON s.id = b.id"
+)
+# Rows locked in id order, like the worker does: no deadlock.
+MARK_PUBLISHED = (
+    "UPDATE searches SET published_at = now() WHERE id IN ("
+    "SELECT id FROM searches WHERE id = ANY(%s) AND status <> 'done' ORDER BY id FOR UPDATE)"
+)
+MARK_QUEUED = (
+    "UPDATE searches SET status = 'queued' WHERE id IN ("
+    "SELECT id FROM searches WHERE id = ANY(%s) AND status = 'pending' ORDER BY id FOR UPDATE)"
 )
 # An id another transaction inserted after that snapshot (the same key sent
 # to two API processes at once) is read again by a statement of its own.
@@ -65,12 +74,22 @@ class Stored:
     status: str
 
 
+class Unfinished(NamedTuple):
+    """A search not answered yet; `queued` when the broker had acknowledged
+    it (it is in the broker's log), false while it is only stored."""
+
+    search_id: uuid.UUID
+    query: str
+    queued: bool
+
+
 class Store(Protocol):
     def ping(self) -> None: ...
     def create(self, search_id: uuid.UUID, query: str) -> Stored: ...
     def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None: ...
+    def mark_queued(self, search_ids: Sequence[uuid.UUID]) -> None: ...
     def get(self, search_id: uuid.UUID) -> Search | None: ...
-    def unfinished(self, older_than_seconds: float) -> list[tuple[uuid.UUID, str]]: ...
+    def unfinished(self, pending_after: float, queued_after: float) -> list[Unfinished]: ...
     def close(self) -> None: ...
 
 
@@ -185,13 +204,16 @@ class PostgresStore:
         return item.stored
 
     def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None:
+        self._update(MARK_PUBLISHED, search_ids)
+
+    def mark_queued(self, search_ids: Sequence[uuid.UUID]) -> None:
+        """The broker acknowledged these searches: `pending` becomes `queued`
+        (an answered search stays `done`)."""
+        self._update(MARK_QUEUED, search_ids)
+
+    def _update(self, statement: str, search_ids: Sequence[uuid.UUID]) -> None:
         def update(conn: Connection) -> None:
-            conn.execute(
-                # Rows locked in id order, like the worker does: no deadlock.
-                "UPDATE searches SET published_at = now() WHERE id IN ("
-                "SELECT id FROM searches WHERE id = ANY(%s) AND status <> 'done' ORDER BY id FOR UPDATE)",
-                (list(search_ids),),
-            )
+            conn.execute(statement, (list(search_ids),))
 
         if search_ids:
             with_retry(self._pool, self._budget, update)
@@ -221,14 +243,19 @@ class PostgresStore:
 
         return with_retry(self._pool, self._budget, read)
 
-    def unfinished(self, older_than_seconds: float) -> list[tuple[uuid.UUID, str]]:
-        def read(conn: Connection) -> list[tuple[uuid.UUID, str]]:
+    def unfinished(self, pending_after: float, queued_after: float) -> list[Unfinished]:
+        """Unanswered searches last published more than `pending_after`
+        seconds ago (never acknowledged by the broker) or `queued_after`
+        seconds ago (acknowledged, so in the broker's log unless it lost it)."""
+
+        def read(conn: Connection) -> list[Unfinished]:
             rows = conn.execute(
-                "SELECT id, query FROM searches WHERE status <> 'done' AND "
-                "coalesce(published_at, created_at) < now() - make_interval(secs => %s) "
+                "SELECT id, query, status = 'queued' FROM searches WHERE status <> 'done' AND "
+                "coalesce(published_at, created_at) < now() - make_interval(secs => "
+                "CASE WHEN status = 'queued' THEN %s ELSE %s END) "
                 "ORDER BY created_at LIMIT %s",
-                (older_than_seconds, REPUBLISH_BATCH),
+                (queued_after, pending_after, REPUBLISH_BATCH),
             ).fetchall()
-            return [(uuid.UUID(str(r[0])), str(r[1])) for r in rows]
+            return [Unfinished(uuid.UUID(str(r[0])), str(r[1]), bool(r[2])) for r in rows]
 
         return with_retry(self._pool, self._budget, read)

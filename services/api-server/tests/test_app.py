@@ -2,11 +2,12 @@
 
 import logging
 import uuid
+from collections.abc import Sequence
 
 import pytest
 from api_server.app import MAX_BODY_BYTES, ProbeLogFilter, create_app, republish_unfinished
 from api_server.publisher import PublishError
-from api_server.store import Conflict, Search, SearchResult, Stored
+from api_server.store import Conflict, Search, SearchResult, Stored, Unfinished
 from fastapi.testclient import TestClient
 from pysvc_common.db import Unavailable
 from pysvc_common.messages import SearchRequested
@@ -16,6 +17,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.rows: dict[uuid.UUID, Search] = {}
         self.down = False
+        self.aged = {"pending", "queued"}
 
     def ping(self) -> None:
         if self.down:
@@ -31,17 +33,29 @@ class MemoryStore:
         self.rows[search_id] = Search(search_id, query, "pending")
         return Stored(True, "pending")
 
-    def mark_published(self, search_ids: list[uuid.UUID]) -> None:
+    def mark_published(self, search_ids: Sequence[uuid.UUID]) -> None:
         for search_id in search_ids:
             row = self.rows[search_id]
             self.rows[search_id] = Search(search_id, row.query, row.status, row.results)
+
+    def mark_queued(self, search_ids: Sequence[uuid.UUID]) -> None:
+        for search_id in search_ids:
+            row = self.rows[search_id]
+            if row.status == "pending":
+                self.rows[search_id] = Search(search_id, row.query, "queued", row.results)
 
     def get(self, search_id: uuid.UUID) -> Search | None:
         self.ping()
         return self.rows.get(search_id)
 
-    def unfinished(self, older_than_seconds: float) -> list[tuple[uuid.UUID, str]]:
-        return [(r.search_id, r.query) for r in self.rows.values() if r.status != "done"]
+    def unfinished(self, pending_after: float, queued_after: float) -> list[Unfinished]:
+        # Every unanswered search counts as old enough; `aged` says which
+        # statuses have waited past their bound.
+        return [
+            Unfinished(r.search_id, r.query, r.status == "queued")
+            for r in self.rows.values()
+            if r.status in self.aged
+        ]
 
     def close(self) -> None:
         pass
@@ -50,6 +64,7 @@ class MemoryStore:
 class MemoryPublisher:
     def __init__(self) -> None:
         self.sent: list[SearchRequested] = []
+        self.unconfirmed: list[uuid.UUID] = []
         self.down = False
 
     def ping(self) -> None:
@@ -59,9 +74,11 @@ class MemoryPublisher:
     def publish(self, message: SearchRequested) -> None:
         self.ping()
         self.sent.append(message)
+        self.unconfirmed.append(message.search_id)
 
-    def confirm(self, timeout: float) -> int:
-        return 0
+    def confirm(self, timeout: float) -> list[uuid.UUID]:
+        acknowledged, self.unconfirmed = self.unconfirmed, []
+        return acknowledged
 
     def close(self) -> None:
         pass
@@ -92,11 +109,26 @@ def test_accepted_while_broker_down_then_republished() -> None:
     r = client(store, pub).post("/searches", json={"query": "q"})
     assert r.status_code == 202
     assert r.json()["status"] == "pending"
-    assert republish_unfinished(store, pub) == 0
+    assert republish_unfinished(store, pub) == (0, 0)
     pub.down = False
-    assert republish_unfinished(store, pub) == 1
+    assert republish_unfinished(store, pub) == (1, 0)
     assert [m.query for m in pub.sent] == ["q"]
     assert [r.status for r in store.rows.values()] == ["pending"]
+
+
+def test_an_acknowledged_search_is_queued_and_not_published_again_before_its_bound() -> None:
+    store, pub = MemoryStore(), MemoryPublisher()
+    r = client(store, pub).post("/searches", json={"query": "q"})
+    sid = uuid.UUID(r.json()["id"])
+    store.mark_queued(pub.confirm(0.0))
+    assert store.rows[sid].status == "queued"
+    # Only pending searches have waited past their bound: nothing to send.
+    store.aged = {"pending"}
+    assert republish_unfinished(store, pub) == (0, 0)
+    # The queued one waited past its own (longer) bound: the broker lost it.
+    store.aged = {"pending", "queued"}
+    assert republish_unfinished(store, pub) == (1, 1)
+    assert len(pub.sent) == 2
 
 
 def test_a_retry_with_the_same_idempotency_key_is_stored_and_published_once() -> None:

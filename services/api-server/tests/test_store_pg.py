@@ -37,9 +37,16 @@ def test_unanswered_searches_are_found_for_republishing() -> None:
     try:
         search_id = uuid.uuid4()
         store.create(search_id, "cache")
-        assert search_id in {i for i, _ in store.unfinished(0.0)}
+        assert search_id in {u.search_id for u in store.unfinished(0.0, 0.0)}
         store.mark_published([search_id])
-        assert search_id not in {i for i, _ in store.unfinished(60.0)}
+        assert search_id not in {u.search_id for u in store.unfinished(60.0, 60.0)}
+        # Acknowledged by the broker: queued, and sent again only after its
+        # own bound.
+        store.mark_queued([search_id])
+        found = store.get(search_id)
+        assert found is not None and found.status == "queued"
+        assert search_id not in {u.search_id for u in store.unfinished(0.0, 60.0)}
+        assert (search_id, "cache", True) in store.unfinished(0.0, 0.0)
     finally:
         store.close()
 

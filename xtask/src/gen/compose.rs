@@ -182,12 +182,12 @@ fn infra_service(infra: &Infra, stack: &Stack) -> ComposeService {
     service
 }
 
-/// The one-shot service that creates the topics once the broker is healthy;
+/// The one-shot service that creates the topics as soon as the broker answers;
 /// services that use the broker start after it exited 0.
 fn topics_service(stack: &Stack, kafka: &Infra) -> ComposeService {
     ComposeService {
         command: Some(kafka_topics_command(stack).iter().map(|a| literal(a)).collect()),
-        depends_on: BTreeMap::from([("kafka".to_owned(), DependsOn { condition: "service_healthy" })]),
+        depends_on: BTreeMap::from([("kafka".to_owned(), DependsOn { condition: "service_started" })]),
         init: Some(true),
         ..ComposeService::hardened(
             format!("${{{}:-{}}}", kafka.image_var, kafka.image),

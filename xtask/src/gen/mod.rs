@@ -320,8 +320,12 @@ fn kafka_env() -> Vec<(String, Value)> {
 /// with its partition count, idempotently (`--if-not-exists`).
 pub fn kafka_topics_command(stack: &Stack) -> Vec<String> {
     let k = &stack.manifest.kafka;
+    // The broker's port is awaited here (cheaply, in bash, bounded to
+    // 120 s), so this step starts with the broker rather than after its
+    // first healthy probe: the tool's JVM starts while the probe's runs.
     let script = format!(
-        "set -e; for topic in {}; do {KAFKA_BIN}/kafka-topics.sh --bootstrap-server kafka:{KAFKA_PORT} --create --if-not-exists \
+        "set -e; for _ in $(seq 1 600); do (exec 3<>/dev/tcp/kafka/{KAFKA_PORT}) 2>/dev/null && break; sleep 0.2; done; \
+         for topic in {}; do {KAFKA_BIN}/kafka-topics.sh --bootstrap-server kafka:{KAFKA_PORT} --create --if-not-exists \
          --topic \"$topic\" --partitions {} --replication-factor 1; done; echo \"topics ready: {}\"",
         k.topics.join(" "),
         k.partitions,

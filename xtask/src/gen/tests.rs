@@ -183,13 +183,13 @@ fn compose_is_safe_and_ordered() {
     let kafka_env = &doc["services"]["kafka"]["environment"];
     assert_eq!(kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false");
     assert_eq!(kafka_env["KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS"], "6000");
-    // The broker keeps its log on a volume; the topics are created once it
-    // is healthy, by a one-shot service its users wait for.
+    // The broker keeps its log on a volume; the topics are created as soon
+    // as it answers, by a one-shot service its users wait for.
     assert_eq!(doc["services"]["kafka"]["volumes"][0], "kafka-data:/var/lib/kafka");
     assert_eq!(doc["services"]["kafka"]["environment"]["KAFKA_LOG_DIRS"], "/var/lib/kafka/data");
     assert!(doc["volumes"].get("kafka-data").is_some());
     let topics = &doc["services"]["kafka-topics"];
-    assert_eq!(topics["depends_on"]["kafka"]["condition"], "service_healthy");
+    assert_eq!(topics["depends_on"]["kafka"]["condition"], "service_started");
     assert!(topics.get("healthcheck").is_none(), "a one-shot service has no healthcheck");
     let script = topics["command"][2].as_str().unwrap();
     assert!(script.contains("--create --if-not-exists"), "{script}");

@@ -23,6 +23,9 @@ use clap::{Args, ValueEnum};
 use futures_util::future::join_all;
 use serde::Serialize;
 
+mod group;
+mod silence;
+
 use crate::bench::http::Conn;
 use crate::bench::stats::{median, percentile};
 use crate::prepared::Repo;
@@ -33,6 +36,8 @@ use crate::{engine, manifest};
 const SCRATCH_NAME: &str = "loadbench";
 /// Queries that find documents in the seed data, used in turn.
 const QUERIES: [&str; 6] = ["kafka", "healthcheck", "graceful shutdown", "proxy", "cache", "postgres"];
+/// The stack's services that run all the time (the topics step exits).
+const LONG_RUNNING: [&str; 4] = ["postgres", "kafka", "api-server", "search-worker"];
 /// Synthetic documents for the worker backlog, by default.
 const DOCUMENTS: usize = 20_000;
 
@@ -63,6 +68,10 @@ pub struct BenchLoad {
     /// Inject a fault when half the searches of a level have been sent.
     #[arg(long, value_enum)]
     pub fault: Option<Fault>,
+    /// Rounds of the worker-group changes (restart, stop/start, 3 stopped
+    /// and started, scale 1->3->1); 0 skips them; skipped with --fault.
+    #[arg(long, default_value_t = 3)]
+    pub group_runs: usize,
     /// Seconds to wait for every accepted search to be answered.
     #[arg(long, default_value_t = 180)]
     pub answer_timeout: u64,
@@ -80,6 +89,9 @@ pub enum Fault {
     BrokerRestart,
     WorkerKill,
     PostgresRestart,
+    /// The broker restarted and, while it starts, the worker recreated (a
+    /// user's `docker restart kafka` then `compose up --force-recreate`).
+    BrokerThenWorkerRestart,
 }
 
 impl Fault {
@@ -88,6 +100,7 @@ impl Fault {
             Fault::BrokerRestart => "broker-restart",
             Fault::WorkerKill => "worker-kill",
             Fault::PostgresRestart => "postgres-restart",
+            Fault::BrokerThenWorkerRestart => "broker-then-worker-restart",
         }
     }
 }
@@ -119,7 +132,13 @@ pub struct Level {
     /// broker again during the level, from its log (None when unreadable):
     /// with a durable broker log, a broker restart should need none.
     pub republished: Option<usize>,
+    /// Of those, the ones the broker had acknowledged (in its log): the
+    /// queue republished from PostgreSQL. 0 unless the broker lost its log.
+    pub republished_acknowledged: Option<usize>,
     pub fault: Option<Fault>,
+    /// With a fault: the longest stretch in which every service reported
+    /// healthy, searches waited and none was answered (seconds).
+    pub healthy_silence_seconds: Option<f64>,
     /// Whether the fault command succeeded (None without a fault).
     pub fault_injected: Option<bool>,
 }
@@ -152,6 +171,8 @@ pub struct Report {
     /// Synthetic documents added before the backlog (0: the seed data only).
     pub documents: usize,
     pub backlog: Vec<Backlog>,
+    /// The worker-group changes (None when skipped).
+    pub group: Option<group::Group>,
 }
 
 impl BenchLoad {
@@ -182,6 +203,7 @@ impl BenchLoad {
             levels: Vec::new(),
             documents: 0,
             backlog: Vec::new(),
+            group: None,
         };
         engine::runtime()?.block_on(async {
             for &c in &levels {
@@ -197,6 +219,10 @@ impl BenchLoad {
                     report.documents = documents;
                 }
                 report.backlog = self.backlogs(&stack).await?;
+            }
+            if self.fault.is_none() && self.group_runs > 0 {
+                let partitions = manifest::load_stack_manifest(&stack.compose_dir)?.kafka.partitions as usize;
+                report.group = Some(group::measure(&stack, self.group_runs, partitions).await?);
             }
             anyhow::Ok(())
         })?;
@@ -296,7 +322,9 @@ impl BenchLoad {
             lost: runs.iter().map(|r| r.lost).sum(),
             stored_but_rejected: runs.iter().map(|r| r.stored_but_rejected).sum(),
             republished: runs.iter().map(|r| r.republished).sum(),
+            republished_acknowledged: runs.iter().map(|r| r.republished_acknowledged).sum(),
             fault: self.fault,
+            healthy_silence_seconds: runs.iter().filter_map(|r| r.healthy_silence_seconds).reduce(f64::max),
             fault_injected: runs[0].fault_injected,
         })
     }
@@ -306,9 +334,19 @@ impl BenchLoad {
         let before = stack.stored();
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
         let fault = self.fault.map(|f| (f, stack.clone()));
+        // Watched only with a fault: the sampler's commands cost the stack
+        // some CPU, which the fault-free levels' rates must not pay.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = self.fault.map(|_| tokio::spawn(silence::sample_until(stack.clone(), stop.clone())));
         let post = load(&stack.addr, Kind::Search, self.requests, concurrency, fault).await;
         let answers = answers(&stack.addr, &post.ids, Duration::from_secs(self.answer_timeout)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let samples = match sampler {
+            Some(task) => Some(task.await.unwrap_or_default()),
+            None => None,
+        };
         let after = stack.stored();
+        let republished = stack.republished_since(since);
         let wall = |r: &LoadRun| r.finished.duration_since(r.started).as_secs_f64().max(1e-9);
         let health_per_second = health.ok as f64 / wall(&health);
         let accepted_per_second = post.ids.len() as f64 / wall(&post);
@@ -329,8 +367,10 @@ impl BenchLoad {
             drain_seconds: answers.last_completed().zip(answers.last_created).map(|(done, created)| done - created),
             lost: answers.pending,
             stored_but_rejected: before.zip(after).map(|(b, a)| a - b - post.ids.len() as i64),
-            republished: stack.republished_since(since),
+            republished: republished.map(|r| r.0),
+            republished_acknowledged: republished.map(|r| r.1),
             fault: self.fault,
+            healthy_silence_seconds: samples.as_deref().map(silence::longest_healthy_silence),
             fault_injected: post.fault_injected,
         })
     }
@@ -382,7 +422,7 @@ fn level_line(l: &Level) -> String {
         l.rejected.values().sum::<usize>() + l.failed,
         l.drain_seconds.map(|d| format!("{d:.1}s")).unwrap_or_else(|| "-".to_owned()),
         l.lost,
-        l.republished.map(|n| n.to_string()).unwrap_or_else(|| "n/a".to_owned())
+        republished_cell(l)
     )
 }
 
@@ -391,13 +431,13 @@ pub fn render(r: &Report) -> String {
         "bench-load: {} searches per run against {}; {} cores, Docker Engine {}; medians of the runs of each level\n\n",
         r.requests, r.target, r.cores, r.engine
     );
-    out.push_str("| concurrency | runs | fault | GET /health per s | POST /searches accepted per s | ratio | p50 | p99 | rejected | drain after last accepted | lost | stored but rejected | republished |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| concurrency | runs | fault | GET /health per s | POST /searches accepted per s | ratio | p50 | p99 | rejected | drain after last accepted | lost | stored but rejected | republished (acknowledged before) | longest healthy silence |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for l in &r.levels {
         let rejected: Vec<String> = l.rejected.iter().map(|(s, n)| format!("{n}x{s}")).collect();
         let rejected_total = l.rejected.values().sum::<usize>() + l.failed;
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} ms | {:.0} ms | {} ({:.1}%){}{} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} ms | {:.0} ms | {} ({:.1}%){}{} | {} | {} | {} | {} | {} |\n",
             l.concurrency,
             l.repeats,
             l.fault.map(Fault::name).unwrap_or("-"),
@@ -413,8 +453,12 @@ pub fn render(r: &Report) -> String {
             l.drain_seconds.map(|d| format!("{d:.1} s")).unwrap_or_else(|| "-".to_owned()),
             l.lost,
             l.stored_but_rejected.map(|n| n.to_string()).unwrap_or_else(|| "n/a".to_owned()),
-            l.republished.map(|n| n.to_string()).unwrap_or_else(|| "n/a".to_owned()),
+            republished_cell(l),
+            l.healthy_silence_seconds.map(|d| format!("{d:.1} s")).unwrap_or_else(|| "-".to_owned()),
         ));
+    }
+    if let Some(g) = &r.group {
+        out.push_str(&render_group(g));
     }
     if !r.backlog.is_empty() {
         out.push_str(&format!(
@@ -451,6 +495,19 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+fn render_group(g: &group::Group) -> String {
+    format!(
+        "\nWorker group (KIP-848), medians of {} rounds, each from the start of the command to the next search \
+         answered:\n\n| change | answering again after |\n|---|---|\n\
+         | `docker compose restart search-worker` | {:.2} s |\n\
+         | worker stopped, a search posted, `docker start` | {:.2} s |\n\
+         | 3 workers stopped, a search posted, all started | {:.2} s |\n\
+         | scale 1 -> 3 | {:.2} s |\n\
+         | scale 3 -> 1 | {:.2} s |\n",
+        g.runs, g.restart, g.stop_start, g.all_three_stop_start, g.scale_up, g.scale_down
+    )
 }
 
 /// The stack under load: its HTTP address and its compose project folder.
@@ -495,12 +552,35 @@ impl Stack {
     /// Rows in `searches`.
     /// Searches the api-server republished since `epoch` (its log's
     /// "republished N unfinished searches" lines), None when unreadable.
-    fn republished_since(&self, epoch: f64) -> Option<usize> {
+    fn republished_since(&self, epoch: f64) -> Option<(usize, usize)> {
         let ids = self.compose(&["ps", "-q", "api-server"]).ok()?;
         let since = format!("{epoch:.3}");
         let out = Command::new("docker").args(["logs", "--since", &since, ids.lines().next()?]).output().ok()?;
         let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         out.status.success().then(|| republished_in(&log))
+    }
+
+    /// Whether each long-running service has a container, and every one of
+    /// them runs and is healthy (or has no healthcheck).
+    fn all_healthy(&self) -> bool {
+        let Ok(out) = self.compose(&["ps", "--format", "json"]) else { return false };
+        let rows: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&out) {
+            Ok(serde_json::Value::Array(rows)) => rows,
+            _ => out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+        };
+        let ok =
+            |r: &serde_json::Value| r["State"] == "running" && matches!(r["Health"].as_str(), Some("healthy" | ""));
+        LONG_RUNNING.iter().all(|s| rows.iter().any(|r| r["Service"] == *s))
+            && rows.iter().filter(|r| LONG_RUNNING.contains(&r["Service"].as_str().unwrap_or_default())).all(ok)
+    }
+
+    /// Searches answered and searches waiting, from the database.
+    fn answered_and_waiting(&self) -> Option<(i64, i64)> {
+        let out = self
+            .psql("SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status <> 'done') FROM searches")
+            .ok()?;
+        let (done, waiting) = out.split_once('|')?;
+        Some((done.trim().parse().ok()?, waiting.trim().parse().ok()?))
     }
 
     fn stored(&self) -> Option<i64> {
@@ -584,6 +664,11 @@ impl Stack {
         match fault {
             Fault::BrokerRestart => self.compose(&["restart", "kafka"]).map(drop),
             Fault::PostgresRestart => self.compose(&["restart", "postgres"]).map(drop),
+            Fault::BrokerThenWorkerRestart => {
+                self.compose(&["restart", "--timeout", "5", "kafka"])?;
+                let args = ["up", "--detach", "--no-deps", "--no-build", "--pull", "never", "--force-recreate"];
+                self.compose(&[&args[..], &["search-worker"]].concat()).map(drop)
+            }
             Fault::WorkerKill => {
                 let ids = self.compose(&["ps", "-q", "search-worker"])?;
                 let id = ids.lines().next().context("no search-worker container to kill")?;
@@ -613,12 +698,23 @@ fn container_logs(id: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The searches an api-server log says it republished.
-fn republished_in(log: &str) -> usize {
-    log.lines()
-        .filter_map(|l| l.split_once("republished ")?.1.split_once(" unfinished searches"))
-        .filter_map(|(n, _)| n.trim().parse::<usize>().ok())
-        .sum()
+/// The searches an api-server log says it republished, and how many of
+/// them the broker had acknowledged ("(K of them acknowledged)").
+fn republished_in(log: &str) -> (usize, usize) {
+    let mut out = (0, 0);
+    for (n, rest) in log.lines().filter_map(|l| l.split_once("republished ")?.1.split_once(" unfinished searches")) {
+        out.0 += n.trim().parse::<usize>().unwrap_or(0);
+        let acked = rest.trim_start().strip_prefix('(').and_then(|r| r.split_once(" of them acknowledged"));
+        out.1 += acked.and_then(|(k, _)| k.trim().parse::<usize>().ok()).unwrap_or(0);
+    }
+    out
+}
+
+fn republished_cell(l: &Level) -> String {
+    match (l.republished, l.republished_acknowledged) {
+        (Some(n), Some(k)) => format!("{n} ({k})"),
+        _ => "n/a".to_owned(),
+    }
 }
 
 /// The partitions a worker holds now, from its log: the "(holding [...])"
@@ -861,8 +957,8 @@ mod tests {
         assert!(assigned_partitions("x INFO search_worker: partitions assigned: []\n").is_empty());
         assert!(assigned_partitions("").is_empty());
         let api = "x INFO api_server: republished 12 unfinished searches\nx INFO other\n\
-                   x INFO api_server: republished 3 unfinished searches\n";
-        assert_eq!(republished_in(api), 15);
+                   x INFO api_server: republished 3 unfinished searches (2 of them acknowledged)\n";
+        assert_eq!(republished_in(api), (15, 2));
         let incremental = "x INFO search_worker: partitions assigned: [0, 4] (holding [0, 4])\n\
                            x INFO search_worker: partitions assigned: [2] (holding [0, 2, 4])\n\
                            x INFO search_worker: partitions revoked: [0] (holding [2, 4])\n";

@@ -69,20 +69,31 @@ impl BenchUp {
         p.block_on(async {
             // Images must exist: build what is stale once, outside the timings.
             images::build_all(&p, &Select::default()).await?;
-            for (label, vars) in HEALTH_SETTINGS.iter().filter(|(_, v)| start_interval || !v[0].1.contains("probes")) {
+            let settings: Vec<_> =
+                HEALTH_SETTINGS.iter().filter(|(_, v)| start_interval || !v[0].1.contains("probes")).collect();
+            let shell_for = |vars: &[(&str, &str)]| {
                 let shell = sh.clone();
-                for (k, v) in vars.iter() {
-                    shell.set_var(k, v);
-                }
-                let mut runs = Vec::new();
-                for i in 0..self.runs {
+                vars.iter().for_each(|(k, v)| shell.set_var(k, v));
+                shell
+            };
+            // Interleaved (run 1 of each setting, then run 2 of each, ...),
+            // so that a change in the machine's load hits every setting alike.
+            let mut runs: Vec<Vec<std::collections::BTreeMap<String, f64>>> = vec![Vec::new(); settings.len()];
+            for i in 0..self.runs {
+                for (n, (label, vars)) in settings.iter().enumerate() {
+                    let shell = shell_for(&vars[..]);
                     // Containers removed, data volume kept: a restart, not a first init.
                     xshell::cmd!(shell, "docker compose down --remove-orphans").quiet().ignore_stderr().run()?;
                     let healthy = stack::start_and_wait(&shell, docker, stack, TIMEOUT, false).await?;
                     let all = healthy.values().cloned().fold(0.0, f64::max);
                     println!("{label}: run {} all healthy in {all:.1}s", i + 1);
-                    runs.push(healthy);
+                    runs[n].push(healthy);
                 }
+            }
+            for ((label, vars), runs) in settings.iter().zip(runs) {
+                let shell = shell_for(&vars[..]);
+                xshell::cmd!(shell, "docker compose down --remove-orphans").quiet().ignore_stderr().run()?;
+                stack::start_and_wait(&shell, docker, stack, TIMEOUT, false).await?;
                 let idle = idle_cost(docker, &stack.manifest.project, self.idle).await?;
                 rows.push(Row { label: label.to_string(), runs, idle });
             }
@@ -109,9 +120,10 @@ struct Row {
 fn report(names: &[String], rows: &[Row], bench: &BenchUp, engine: &str) -> String {
     let mut r = format!(
         "# Time to healthy\n\nMeasured by `cargo xtask bench-up` on {} ({engine}): `docker compose up` (images built, data \
-         volume kept) until the engine reports every container healthy; {} runs per setting, in one run of the command. \
-         Then the healthy stack idles {} s: healthcheck probes the engine ran (its `exec_start` events) and the CPU time \
-         of dockerd, containerd and the container shims, both per minute.\n\n| setting |",
+         volume kept) until the engine reports every container healthy; {} runs per setting, in one run of the command, \
+         interleaved (run 1 of each setting, then run 2, ...). Then each setting's stack, started once more, idles {} s: \
+         healthcheck probes the engine ran (its `exec_start` events) and the CPU time of the engine's own processes \
+         (dockerd, its containerd and its containers' shims), both per minute.\n\n| setting |",
         rfc3339_now(),
         bench.runs,
         bench.idle
@@ -164,7 +176,7 @@ async fn idle_cost(docker: &bollard::Docker, project: &str, seconds: u64) -> Res
     let options = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
     let mut events = docker.events(Some(options));
     let started = std::time::Instant::now();
-    let cpu_before = engine_cpu_seconds();
+    let cpu_before = engine_cpu_ticks();
     let window = std::time::Duration::from_secs(seconds);
     let mut probes = 0usize;
     while let Ok(Some(event)) =
@@ -172,7 +184,7 @@ async fn idle_cost(docker: &bollard::Docker, project: &str, seconds: u64) -> Res
     {
         probes += usize::from(event?.action.as_deref().is_some_and(|a| a.starts_with("exec_start")));
     }
-    let cpu = engine_cpu_seconds() - cpu_before;
+    let cpu = engine_cpu_between(&cpu_before, &engine_cpu_ticks());
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     let memory_mib = memory_mib(project);
     Ok(Idle { probes_per_minute: probes as f64 / minutes, engine_cpu_per_minute: cpu / minutes, memory_mib })
@@ -215,27 +227,56 @@ fn memory_of(stats: &str) -> (f64, f64) {
     (all, broker)
 }
 
-/// User + system CPU seconds of every dockerd, containerd and shim process on
-/// this machine (from /proc; 0 where it cannot be read).
-fn engine_cpu_seconds() -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let mut total = 0u64;
+/// User + system CPU ticks of each process of the Docker engine: dockerd,
+/// the containerd it runs (its config under /var/run/docker) and the shims
+/// of its containers (namespace `moby`), by pid. Another containerd on the
+/// machine (a Kubernetes node's) is not the engine's and is left out.
+fn engine_cpu_ticks() -> std::collections::BTreeMap<u32, u64> {
+    let mut out = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if !matches!(comm.trim(), "dockerd" | "containerd" | "containerd-shim") {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let engine = match comm.trim() {
+            "dockerd" => true,
+            "containerd" => cmdline.contains("/var/run/docker/containerd"),
+            c if c.starts_with("containerd-shim") => cmdline.contains("-namespace moby"),
+            _ => false,
+        };
+        if !engine {
             continue;
         }
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
         let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
         let fields: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
-        total += fields.iter().sum::<u64>();
+        out.insert(pid, fields.iter().sum::<u64>());
     }
-    total as f64 / ticks
+    out
+}
+
+/// CPU seconds the engine's processes used between two readings: each
+/// process's growth (a process that started in between counts whole; one
+/// that ended is not seen, so never negative).
+fn engine_cpu_between(
+    before: &std::collections::BTreeMap<u32, u64>,
+    after: &std::collections::BTreeMap<u32, u64>,
+) -> f64 {
+    let ticks: u64 = after.iter().map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0))).sum();
+    ticks as f64 / 100.0 // USER_HZ on Linux
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn engine_cpu_counts_growth_only() {
+        let before = std::collections::BTreeMap::from([(1, 100), (2, 50), (3, 10)]);
+        // 1 grew by 30, 2 ended (not seen), 4 started (counts whole).
+        let after = std::collections::BTreeMap::from([(1, 130), (4, 20), (3, 10)]);
+        assert!((super::engine_cpu_between(&before, &after) - 0.5).abs() < 1e-9);
+    }
+
     #[test]
     fn memory_is_summed_from_docker_stats_lines() {
         let stats =

@@ -31,6 +31,12 @@ pub struct Test {
     /// runs on the engines besides the default one).
     #[arg(long, conflicts_with = "no_cargo_test")]
     pub smoke: bool,
+    /// Only the live Kubernetes test (xtask/tests/cluster.rs): the local node
+    /// (`cargo xtask cluster up`, started if it is not running), the stack
+    /// deployed into a namespace of its own, a rolling update and a deleted
+    /// worker pod under searches. Not part of the default run (README says why).
+    #[arg(long, conflicts_with_all = ["no_cargo_test", "smoke"])]
+    pub cluster: bool,
 }
 
 /// The integration tests of `--smoke`: (test file, test name).
@@ -61,6 +67,14 @@ impl Test {
         let (sh, root) = (&repo.sh, repo.root.as_path());
         if self.smoke {
             return run_steps(&smoke_steps(repo, &loaded), self.keep_going);
+        }
+        if self.cluster {
+            let mut steps = engine_steps(repo, &loaded);
+            steps.truncate(1);
+            steps.push(Step::new("the stack on the local Kubernetes node", "see the test's output above", || {
+                Ok(cmd!(sh, "cargo test -p xtask --test cluster -- --ignored --test-threads 1").run()?)
+            }));
+            return run_steps(&steps, self.keep_going);
         }
         let mut steps = vec![
             Step::new("rustfmt", "run `cargo fmt`", || Ok(cmd!(sh, "cargo fmt --all --check").run()?)),
