@@ -69,11 +69,13 @@ pub fn up(sh: &Shell, root: &Path, layout: &Layout) -> Result<PhaseTimes> {
     phase(&mut t, "context", || add_context(sh, &node))?;
     phase(&mut t, "wait-ready", || wait_ready(sh, &node))?;
     println!(
-        "cluster up in {:.1}s: node {NODE} Ready, Kubernetes {}, context `{CONTEXT}` is current (kubectl get nodes)\n\
-         images for the node: ctr --address {} -n {CRI_NAMESPACE} images import IMAGE.tar",
+        "cluster up in {:.1}s: node {NODE} Ready, Kubernetes {}, context `{CONTEXT}` is current\n\
+         kubectl of the node's version: {bin}/kubectl get nodes\n\
+         images for the node: docker save IMAGE | {bin}/ctr --address {} -n {CRI_NAMESPACE} images import -",
         started.elapsed().as_secs_f64(),
         binaries::KUBERNETES,
-        layout.containerd_socket().display()
+        layout.containerd_socket().display(),
+        bin = node.bin.display(),
     );
     Ok(t)
 }

@@ -13,7 +13,7 @@ use xshell::{cmd, Shell};
 
 use super::phases::{admin_kubectl, COMPONENTS};
 use super::process::{self, running};
-use super::{kubectl, user_kubeconfig, Layout, BRIDGE, CONTEXT, KUBELET_HOST_DIRS, POD_CIDR};
+use super::{kubectl, user_kubeconfig, Layout, BRIDGE, CONTEXT, CRI_NAMESPACE, KUBELET_HOST_DIRS, POD_CIDR};
 
 /// The node's own chains: masquerade of pod traffic leaving the pod
 /// network (nat), and forwarding to and from its bridge past Docker's
@@ -91,11 +91,49 @@ pub fn down(sh: &Shell, layout: &Layout) -> Result<()> {
         }
     }
     remove_context(sh, bin.as_deref())?;
+    let left = leftovers(sh, layout, bin.as_deref());
+    anyhow::ensure!(left.is_empty(), "cluster down left behind:\n  {}", left.join("\n  "));
     println!(
-        "cluster down: no node process, mount, bridge or iptables chain of it is left; logs kept in {}",
+        "cluster down: no process, mount, bridge, veth or iptables chain of the node is left; logs kept in {}",
         layout.logs.display()
     );
     Ok(())
+}
+
+/// What of the node is still there: processes of its binaries or shims,
+/// mounts below its folders, its bridge or a veth on it, `KUBE-*` or
+/// `PYSVC-*` chains. Empty after a clean `down`.
+fn leftovers(sh: &Shell, layout: &Layout, bin: Option<&Path>) -> Vec<String> {
+    let mut left = Vec::new();
+    let socket = layout.containerd_socket().display().to_string();
+    for pid in process::all_pids() {
+        let line = process::cmdline(pid);
+        let ours = bin.is_some_and(|b| line.starts_with(&b.display().to_string())) || line.contains(&socket);
+        if ours && process::alive(pid) {
+            left.push(format!("process {pid}: {line}"));
+        }
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for point in info.lines().filter_map(|l| l.split_whitespace().nth(4)) {
+        if Path::new(point).starts_with(&layout.run) || Path::new(point).starts_with(&layout.state) {
+            left.push(format!("mount {point}"));
+        }
+    }
+    if Path::new("/sys/class/net").join(BRIDGE).exists() {
+        left.push(format!("interface {BRIDGE}"));
+    }
+    for tool in ["iptables-save", "ip6tables-save"] {
+        let text = cmd!(sh, "{tool}").quiet().ignore_stderr().read().unwrap_or_default();
+        let chains: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(':')?.split_whitespace().next())
+            .filter(|c| c.starts_with("KUBE-") || c.starts_with("PYSVC-"))
+            .collect();
+        if !chains.is_empty() {
+            left.push(format!("{tool}: chains {}", chains.join(", ")));
+        }
+    }
+    left
 }
 
 /// Stops the controllers (nothing recreates pods), force-deletes every
@@ -116,7 +154,7 @@ fn delete_pods(sh: &Shell, layout: &Layout, bin: &Path) {
     let ctr = bin.join("ctr");
     let socket = layout.containerd_socket();
     let none_left = || {
-        cmd!(sh, "{ctr} --address {socket} -n k8s.io tasks ls -q")
+        cmd!(sh, "{ctr} --address {socket} -n {CRI_NAMESPACE} tasks ls -q")
             .quiet()
             .ignore_stderr()
             .read()
