@@ -87,12 +87,14 @@ pub fn ensure(sh: &Shell, root: &Path) -> Result<PathBuf> {
     eprintln!("  building into {} (a first build takes a while: log in {})", bin.display(), log.display());
     let _cd = sh.push_dir(&module);
     let limit = BUILD_LIMIT.to_string();
-    let result =
-        cmd!(sh, "timeout {limit} nice -n 19 go build -p 2 -trimpath -ldflags {ldflags} -o {out} {PACKAGES...}")
-            .env("CGO_ENABLED", "0")
-            .quiet()
-            .ignore_stdout()
-            .output();
+    let result = cmd!(
+        sh,
+        "timeout {limit} nice -n 19 go build -p 2 -trimpath -buildvcs=false -ldflags {ldflags} -o {out} {PACKAGES...}"
+    )
+    .env("CGO_ENABLED", "0")
+    .quiet()
+    .ignore_stdout()
+    .output();
     let ok = match &result {
         Ok(o) => {
             std::fs::write(&log, &o.stderr)?;
