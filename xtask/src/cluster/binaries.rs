@@ -18,7 +18,7 @@ pub const KUBERNETES: &str = "v1.37.2";
 const CONTAINERD: &str = "2.4.2";
 
 /// The longest the build may take, in seconds: a first build compiles
-/// Kubernetes, containerd and CoreDNS (about 15 min on 2 cores, at the lowest priority).
+/// Kubernetes, containerd and CoreDNS (11 min on 2 cores, at the lowest priority).
 const BUILD_LIMIT: u32 = 3600;
 
 /// Names `kube` answers to: each is a link to it in the binaries' folder.
