@@ -17,7 +17,8 @@ mod kube;
 // Layer 3: renderers (generated files, build contexts).
 mod context;
 mod gen;
-// Layer 4: provisioning the machine (engine, Compose, base images).
+// Layer 4: provisioning the machine (engine, Compose, base images; the local Kubernetes node).
+mod cluster;
 mod provision;
 // Layer 5: the prepared context every command starts from.
 mod prepared;
@@ -57,6 +58,7 @@ enum Command {
     Lock(lock::Lock),
     BaseImages(base_images::BaseImages),
     BuildImages(build_images::BuildImages),
+    Cluster(tasks::cluster::Cluster),
     Setup(setup::Setup),
     Up(up::Up),
     Down(down::Down),
@@ -97,6 +99,7 @@ fn run() -> Result<()> {
         Command::Lock(cmd) => cmd.run(&repo),
         Command::BaseImages(cmd) => cmd.run(&repo),
         Command::BuildImages(cmd) => cmd.run(&repo),
+        Command::Cluster(cmd) => cmd.run(&repo),
         Command::Setup(cmd) => cmd.run(&repo),
         Command::Up(cmd) => cmd.run(&repo),
         Command::Down(cmd) => cmd.run(&repo),

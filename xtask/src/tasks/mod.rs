@@ -9,6 +9,7 @@ pub mod bench_dev;
 pub mod bench_load;
 pub mod bench_up;
 pub mod build_images;
+pub mod cluster;
 pub mod deploy;
 pub mod dev;
 pub mod down;
