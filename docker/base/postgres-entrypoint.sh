@@ -7,6 +7,19 @@ POSTGRES_USER=${POSTGRES_USER:-postgres}
 POSTGRES_DB=${POSTGRES_DB:-$POSTGRES_USER}
 PGDATA=${PGDATA:-/var/lib/postgresql/data}
 
+# Run as a uid the image's /etc/passwd does not know (Kubernetes' runAsUser),
+# initdb cannot name its user: nss_wrapper gives that uid an entry, in files
+# under /tmp (the root stays read-only), as the official image does.
+if ! id -un > /dev/null 2>&1; then
+    wrapper=$(find /usr/lib -name libnss_wrapper.so -print -quit)
+    passwd=$(mktemp) group=$(mktemp)
+    cat /etc/passwd > "$passwd"
+    echo "postgres-$(id -u):x:$(id -u):$(id -g):PostgreSQL:$PGDATA:/bin/false" >> "$passwd"
+    cat /etc/group > "$group"
+    getent group "$(id -g)" > /dev/null || echo "postgres-$(id -g):x:$(id -g):" >> "$group"
+    export LD_PRELOAD="$wrapper" NSS_WRAPPER_PASSWD="$passwd" NSS_WRAPPER_GROUP="$group"
+fi
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "initialising database in $PGDATA"
     pwfile=$(mktemp)

@@ -121,11 +121,9 @@ pub struct NodeStore {
 const CRI_NAMESPACE: &str = "k8s.io";
 
 impl NodeStore {
-    /// The store of the node `cargo xtask cluster up` runs, if it runs.
-    pub fn local() -> Option<NodeStore> {
-        let socket = PathBuf::from("/run/pysvc-cluster/containerd/containerd.sock");
-        let bin = std::fs::read_to_string("/var/lib/pysvc-cluster/bin-dir").ok()?;
-        let ctr = PathBuf::from(bin.trim()).join("ctr");
+    /// The store behind `socket`, reached with the `ctr` at `ctr`, if both
+    /// are there (`cluster::image_store` knows the local node's).
+    pub fn at(socket: PathBuf, ctr: PathBuf) -> Option<NodeStore> {
         (socket.exists() && ctr.is_file()).then_some(NodeStore { socket, ctr })
     }
 

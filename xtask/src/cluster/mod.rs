@@ -119,6 +119,14 @@ impl Layout {
 /// what it put there and those folders if then empty.
 const KUBELET_HOST_DIRS: [&str; 3] = ["/var/log/containers", "/var/lib/kubelet", "/var/lib/kubelet/device-plugins"];
 
+/// The running node's image store (its containerd and `ctr`), where
+/// `deploy` imports the stack's images; None when no node runs.
+pub fn image_store() -> Option<crate::kube::NodeStore> {
+    let layout = Layout::system();
+    let ctr = layout.bin_dir()?.join("ctr");
+    crate::kube::NodeStore::at(layout.containerd_socket(), ctr)
+}
+
 /// What a component is started with, besides the layout.
 #[derive(Debug, Clone)]
 struct Node {

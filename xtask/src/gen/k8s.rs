@@ -254,6 +254,10 @@ fn service_object(stack: &Stack, name: &str, component: &str, port: u16, headles
     });
     if headless {
         spec["clusterIP"] = json!("None");
+        // A StatefulSet's own name must resolve before its pod is ready:
+        // the broker's probe reaches it through the address it advertises
+        // (`kafka:9092`), and a headless Service lists only ready pods.
+        spec["publishNotReadyAddresses"] = json!(true);
     }
     json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata(stack, name, component), "spec": spec})
 }

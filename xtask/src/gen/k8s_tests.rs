@@ -437,6 +437,12 @@ fn assert_parity(stack: &Stack) {
             let svc_ports: BTreeSet<u64> =
                 svc["spec"]["ports"].as_sequence().unwrap().iter().map(|p| p["port"].as_u64().unwrap()).collect();
             assert_eq!(svc_ports, k8s_ports, "{name}: Service ports");
+            // A StatefulSet's headless Service names its pod before it is
+            // ready (the broker's probe goes through its advertised name).
+            if workload(&objects, name)["kind"] == "StatefulSet" {
+                assert_eq!(svc["spec"]["clusterIP"], "None", "{name}");
+                assert_eq!(svc["spec"]["publishNotReadyAddresses"], true, "{name}");
+            }
         }
         let secs = |v: &Yaml| manifest::seconds(&resolve(v.as_str().unwrap())) as u64;
         // Stop grace period.

@@ -21,7 +21,7 @@ use crate::images::{self, Select};
 use crate::kube::rollout::{self, State, Workload};
 use crate::kube::{self, Kubectl};
 use crate::prepared::{Prepared, Repo};
-use crate::{engine, gen};
+use crate::{cluster, engine, gen};
 
 /// How long the API may stop answering while a rollout is watched.
 const API_GONE_AFTER: Duration = Duration::from_secs(30);
@@ -155,9 +155,10 @@ impl Delivery {
             return Ok(Delivery::Registry(r.trim_end_matches('/').to_owned()));
         }
         if kubectl.context() == kube::LOCAL_CONTEXT {
-            if let Some(store) = kube::NodeStore::local() {
-                return Ok(Delivery::Node(store));
-            }
+            return cluster::image_store().map(Delivery::Node).context(
+                "the local node's image store (its containerd and ctr) is not there, so its images cannot be \
+                 imported.\n  fix: `cargo xtask cluster up` (`cargo xtask cluster status` says what runs)",
+            );
         }
         bail!(
             "context {:?} is not the local node, so its nodes cannot see this machine's images.\n  fix: push them to \
