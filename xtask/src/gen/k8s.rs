@@ -337,6 +337,9 @@ fn base(stack: &Stack) -> Vec<(String, String)> {
     files.into_iter().map(|(f, c)| (format!("{DIR}/base/{f}"), c)).collect()
 }
 
+/// PostgreSQL's data folder in Kubernetes: inside the claim, not its root.
+const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
+
 fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
     let name = infra.name;
     let component = if name == "postgres" { "database" } else { "broker" };
@@ -361,31 +364,10 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
     }
     let grace = manifest::seconds(&infra.stop_grace_period);
     let mut skips = vec![SKIP_DIGEST];
-    let volumes = if name == "postgres" {
+    if name == "postgres" {
         skips.push(SKIP_SECRET_ENV);
-        // The image's entrypoint runs initdb as any uid (nss_wrapper) and
-        // creates PGDATA (/var/lib/postgresql/data) inside the volume, so the
-        // volume's root (lost+found) is never the data folder.
-        container["volumeMounts"] = json!([
-            {"name": "tmp", "mountPath": TMP},
-            {"name": "run", "mountPath": "/var/run/postgresql"},
-            {"name": "data", "mountPath": "/var/lib/postgresql"},
-            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": true},
-        ]);
-        vec![
-            json!({"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}),
-            json!({"name": "init", "configMap": {"name": "postgres-init"}}),
-        ]
-    } else {
-        // The log directory (KAFKA_LOG_DIRS) is a folder inside the volume;
-        // the probe script comes from a ConfigMap (the upstream image lacks it).
-        container["volumeMounts"] = json!([
-            {"name": "tmp", "mountPath": TMP},
-            {"name": "data", "mountPath": KAFKA_VOLUME_PATH},
-            {"name": "health", "mountPath": KAFKA_HEALTH_PATH, "subPath": "kafka-health", "readOnly": true},
-        ]);
-        vec![json!({"name": "health", "configMap": {"name": "kafka-health", "defaultMode": 0o755}})]
-    };
+    }
+    let volumes = infra_volumes(name, &mut container);
     let workload = json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -414,6 +396,40 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
         docs.push(topics_job(stack, infra));
     }
     docs
+}
+
+/// The infrastructure container's mounts (set on `container`) and the
+/// pod's volumes besides the claim `data`.
+fn infra_volumes(name: &str, container: &mut Json) -> Vec<Json> {
+    if name == "postgres" {
+        // The claim is mounted where the image declares its VOLUME
+        // (/var/lib/postgresql/data): mounted anywhere else, the runtime
+        // gives that path an anonymous volume of its own, and the data
+        // would live there, not on the claim (seen on containerd's CRI).
+        // PGDATA is a folder inside it, so the volume's root (lost+found,
+        // owned by root) is never the data folder; the entrypoint runs
+        // initdb as any uid (nss_wrapper) and creates it.
+        container["env"].as_array_mut().expect("env is a list").push(json!({"name": "PGDATA", "value": PGDATA}));
+        container["volumeMounts"] = json!([
+            {"name": "tmp", "mountPath": TMP},
+            {"name": "run", "mountPath": "/var/run/postgresql"},
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": true},
+        ]);
+        vec![
+            json!({"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}),
+            json!({"name": "init", "configMap": {"name": "postgres-init"}}),
+        ]
+    } else {
+        // The log directory (KAFKA_LOG_DIRS) is a folder inside the volume;
+        // the probe script comes from a ConfigMap (the upstream image lacks it).
+        container["volumeMounts"] = json!([
+            {"name": "tmp", "mountPath": TMP},
+            {"name": "data", "mountPath": KAFKA_VOLUME_PATH},
+            {"name": "health", "mountPath": KAFKA_HEALTH_PATH, "subPath": "kafka-health", "readOnly": true},
+        ]);
+        vec![json!({"name": "health", "configMap": {"name": "kafka-health", "defaultMode": 0o755}})]
+    }
 }
 
 /// The one-shot topic creation (compose's `kafka-topics`) as a Job, retried

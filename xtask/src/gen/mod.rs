@@ -189,10 +189,15 @@ pub const KAFKA_HEALTH: &str = include_str!("../../../docker/base/kafka/bin/kafk
 /// Where both images keep Kafka's scripts.
 const KAFKA_BIN: &str = "/opt/kafka/bin";
 pub const KAFKA_HEALTH_PATH: &str = "/opt/kafka/bin/kafka-health";
-/// The broker's volume: the log directory is a folder inside it, so that a
-/// volume's own `lost+found` is never taken for a partition.
-pub const KAFKA_VOLUME_PATH: &str = "/var/lib/kafka";
-pub const KAFKA_LOG_DIR: &str = "/var/lib/kafka/data";
+/// The broker's volume, mounted exactly where the upstream image declares
+/// its `VOLUME` (mounted above it, the engine would give that path an
+/// anonymous volume and the log would live there, not on the volume or
+/// claim). The log directory is a folder inside it, so that a volume's own
+/// `lost+found` is never taken for a partition; its name, `data`, is the
+/// folder earlier versions (the volume mounted at /var/lib/kafka) wrote, so
+/// an existing volume keeps its queue.
+pub const KAFKA_VOLUME_PATH: &str = "/var/lib/kafka/data";
+pub const KAFKA_LOG_DIR: &str = "/var/lib/kafka/data/data";
 /// The one-shot service that creates `stack.yaml`'s topics.
 pub const KAFKA_TOPICS: &str = "kafka-topics";
 /// The broker's cluster id: fixed, so a data volume always matches it.

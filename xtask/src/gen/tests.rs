@@ -185,8 +185,8 @@ fn compose_is_safe_and_ordered() {
     assert_eq!(kafka_env["KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS"], "6000");
     // The broker keeps its log on a volume; the topics are created as soon
     // as it answers, by a one-shot service its users wait for.
-    assert_eq!(doc["services"]["kafka"]["volumes"][0], "kafka-data:/var/lib/kafka");
-    assert_eq!(doc["services"]["kafka"]["environment"]["KAFKA_LOG_DIRS"], "/var/lib/kafka/data");
+    assert_eq!(doc["services"]["kafka"]["volumes"][0], "kafka-data:/var/lib/kafka/data");
+    assert_eq!(doc["services"]["kafka"]["environment"]["KAFKA_LOG_DIRS"], "/var/lib/kafka/data/data");
     assert!(doc["volumes"].get("kafka-data").is_some());
     let topics = &doc["services"]["kafka-topics"];
     assert_eq!(topics["depends_on"]["kafka"]["condition"], "service_started");
