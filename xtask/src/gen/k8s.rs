@@ -380,9 +380,19 @@ fn infra_objects(stack: &Stack, infra: &Infra) -> Vec<Json> {
                 "metadata": {"labels": labels(stack, name, component)},
                 "spec": pod_spec(container, grace, volumes),
             },
+            // Written as the API server stores it (kind, volumeMode, the
+            // pending status): the list is replaced whole on apply, so any
+            // field the server adds would make every apply a change.
             "volumeClaimTemplates": [{
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
                 "metadata": {"name": "data", "labels": labels(stack, name, component)},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                    "volumeMode": "Filesystem",
+                },
+                "status": {"phase": "Pending"},
             }],
         },
     });
