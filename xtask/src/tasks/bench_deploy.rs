@@ -43,6 +43,7 @@ struct Run {
     /// From `deploy` of the new version started to that version answering.
     update_seconds: f64,
     accepted_during_update: usize,
+    refused_during_update: usize,
     lost_in_update: usize,
     lost_with_worker: usize,
 }
@@ -67,7 +68,7 @@ impl BenchDeploy {
 
     async fn once(&self, kubectl: &Kubectl, scratch: &Scratch, namespace: &str, i: usize) -> Result<Run> {
         let started = Instant::now();
-        let ready_seconds = deploy(scratch, &self.context, namespace)?;
+        let ready_seconds = deploy(scratch, &self.context, namespace).await?;
         let deploy_seconds = started.elapsed().as_secs_f64();
         let ip =
             kubectl.text(&["-n", namespace, "get", "service", "api-server", "-o", "jsonpath={.spec.clusterIP}"])?;
@@ -77,7 +78,7 @@ impl BenchDeploy {
         let stop = Arc::new(AtomicBool::new(false));
         let poster = tokio::spawn(post_until(api.clone(), stop.clone()));
         let started = Instant::now();
-        deploy(scratch, &self.context, namespace)?;
+        deploy(scratch, &self.context, namespace).await?;
         let deadline = Instant::now() + Duration::from_secs(120);
         while served_version(&api).await.as_deref() != Some(version.as_str()) {
             anyhow::ensure!(Instant::now() < deadline, "version {version} did not serve within 120 s of its deploy");
@@ -86,30 +87,25 @@ impl BenchDeploy {
         let update_seconds = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop.store(true, Ordering::SeqCst);
-        let accepted = poster.await?;
-        let lost_in_update = unanswered(&api, &accepted, Duration::from_secs(120)).await;
-        let mut waiting = Vec::new();
+        let during = poster.await?.some("during the rolling update")?;
+        let lost_in_update = unanswered(&api, &during.accepted, Duration::from_secs(120)).await;
+        let mut waiting = Posted::default();
         for _ in 0..20 {
-            waiting.extend(post(&api).await);
+            waiting.add(post(&api).await);
         }
-        kubectl.text(&[
-            "-n",
-            namespace,
-            "delete",
-            "pod",
-            "-l",
-            "app.kubernetes.io/name=search-worker",
-            "--wait=false",
-        ])?;
+        let worker = ["-n", namespace, "delete", "pod", "-l", "app.kubernetes.io/name=search-worker", "--wait=false"];
+        kubectl.text(&worker)?;
         for _ in 0..20 {
-            waiting.extend(post(&api).await);
+            waiting.add(post(&api).await);
         }
-        let lost_with_worker = unanswered(&api, &waiting, Duration::from_secs(180)).await;
+        let waiting = waiting.some("around the worker pod's deletion")?;
+        let lost_with_worker = unanswered(&api, &waiting.accepted, Duration::from_secs(180)).await;
         Ok(Run {
             ready_seconds,
             deploy_seconds,
             update_seconds,
-            accepted_during_update: accepted.len(),
+            accepted_during_update: during.accepted.len(),
+            refused_during_update: during.refused,
             lost_in_update,
             lost_with_worker,
         })
@@ -125,14 +121,14 @@ impl Drop for Namespace<'_> {
     }
 }
 
-/// `cargo xtask deploy --json` in the scratch copy; seconds from applied to
-/// the last workload ready.
-fn deploy(scratch: &Scratch, context: &str, namespace: &str) -> Result<f64> {
-    let out = scratch
-        .command(&["deploy", "--context", context, "--namespace", namespace, "--json"])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run `cargo xtask deploy`")?;
+/// `cargo xtask deploy --json` in the scratch copy, on a blocking thread
+/// (the runtime has one thread: the poster must go on meanwhile); seconds
+/// from applied to the last workload ready.
+async fn deploy(scratch: &Scratch, context: &str, namespace: &str) -> Result<f64> {
+    let mut command = scratch.command(&["deploy", "--context", context, "--namespace", namespace, "--json"]);
+    command.stderr(std::process::Stdio::inherit());
+    let out =
+        tokio::task::spawn_blocking(move || command.output()).await?.context("cannot run `cargo xtask deploy`")?;
     if !out.status.success() {
         bail!("`cargo xtask deploy` failed in {}", scratch.dir.display());
     }
@@ -158,20 +154,57 @@ async fn served_version(api: &str) -> Option<String> {
     doc["info"]["version"].as_str().map(str::to_owned)
 }
 
-async fn post(api: &str) -> Option<String> {
-    let (status, body) = Conn::new(api).request("POST", "/searches", b"{\"query\": \"kafka\"}").await.ok()?;
-    let doc: serde_json::Value = serde_json::from_slice(&body).ok().filter(|_| status == 202)?;
-    doc["id"].as_str().map(str::to_owned)
+/// POST /searches; the id, or why it was not accepted.
+async fn post(api: &str) -> Result<String, String> {
+    let (status, body) = Conn::new(api)
+        .request("POST", "/searches", b"{\"query\": \"kafka\"}")
+        .await
+        .map_err(|e| format!("POST /searches at {api}: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match (status, doc["id"].as_str()) {
+        (202, Some(id)) => Ok(id.to_owned()),
+        _ => Err(format!("POST /searches answered {status}: {}", String::from_utf8_lossy(&body))),
+    }
 }
 
-/// A search every 100 ms until `stop`; the ids accepted.
-async fn post_until(api: String, stop: Arc<AtomicBool>) -> Vec<String> {
-    let mut accepted = Vec::new();
+/// Searches accepted and refused, and the first refusal's reason.
+#[derive(Default)]
+struct Posted {
+    accepted: Vec<String>,
+    refused: usize,
+    first_refusal: Option<String>,
+}
+
+impl Posted {
+    fn add(&mut self, result: Result<String, String>) {
+        match result {
+            Ok(id) => self.accepted.push(id),
+            Err(why) => {
+                self.refused += 1;
+                self.first_refusal.get_or_insert(why);
+            }
+        }
+    }
+
+    /// Fails when nothing was accepted: a count of lost searches over none
+    /// would say nothing.
+    fn some(self, what: &str) -> Result<Posted> {
+        if self.accepted.is_empty() {
+            let first = self.first_refusal.unwrap_or_default();
+            bail!("no search was accepted {what} ({} refused; first: {first})", self.refused);
+        }
+        Ok(self)
+    }
+}
+
+/// A search every 100 ms until `stop`.
+async fn post_until(api: String, stop: Arc<AtomicBool>) -> Posted {
+    let mut posted = Posted::default();
     while !stop.load(Ordering::SeqCst) {
-        accepted.extend(post(&api).await);
+        posted.add(post(&api).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    accepted
+    posted
 }
 
 /// How many of `ids` are still not answered after `timeout`.
@@ -204,7 +237,7 @@ fn report(bench: &BenchDeploy, runs: &[Run]) -> String {
          | `deploy` applied -> every workload ready | {:.1} s | {} s |\n\
          | the whole first `deploy` (build, import, apply, rollout) | {:.1} s | {} s |\n\
          | rolling update: `deploy` of a new api-server version -> that version serving | {:.1} s | {} s |\n\n\
-         Searches accepted during the rolling updates: {}; lost: {}. Lost with the worker's pod deleted (40 searches \
+         Searches accepted during the rolling updates: {} (not accepted: {}); lost: {}. Lost with the worker's pod deleted (40 searches \
          per run): {}.\n",
         runs.len(),
         bench.context,
@@ -215,6 +248,7 @@ fn report(bench: &BenchDeploy, runs: &[Run]) -> String {
         m(|r| r.update_seconds),
         all(|r| r.update_seconds),
         sum(|r| r.accepted_during_update),
+        sum(|r| r.refused_during_update),
         sum(|r| r.lost_in_update),
         sum(|r| r.lost_with_worker),
     )
