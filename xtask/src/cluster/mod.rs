@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-pub use phases::{status, up, PhaseTimes};
+pub use phases::{offer_released_volumes, status, up, PhaseTimes};
 pub use teardown::down;
 
 /// The kubeconfig context, cluster and user `up` adds (and `down` removes).

@@ -307,6 +307,14 @@ fn recycle_volumes(sh: &Shell, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// For `deploy` to the running node: the volumes of claims deleted since
+/// `up` (a test's or a bench's namespace) offered again first, so that
+/// deploys do not use up the node's volumes.
+pub fn offer_released_volumes(sh: &Shell, layout: &Layout) -> Result<()> {
+    let bin = layout.bin_dir().context("no local node runs: `cargo xtask cluster up`")?;
+    recycle_volumes(sh, &Node { layout: layout.clone(), bin, ip: String::new() })
+}
+
 /// The context in the user's kubeconfig (certificates embedded), made current.
 fn add_context(sh: &Shell, node: &Node) -> Result<()> {
     let (kubectl, file) = (kubectl(Some(&node.bin)), user_kubeconfig());

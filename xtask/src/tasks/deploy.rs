@@ -72,6 +72,9 @@ impl Deploy {
         let delivery = Delivery::for_context(&kubectl, self.registry.as_deref())?;
         let map = p.block_on(self.images(&p, &delivery, &mut docs))?;
         kube::rewrite_images(&mut docs, &map, delivery.pull_policy());
+        if let Delivery::Node(_) = delivery {
+            cluster::offer_released_volumes(&repo.sh, &cluster::Layout::system())?;
+        }
         let applied = kubectl.apply(&kube::to_yaml(&docs)?)?;
         let changed: Vec<&(String, String)> = applied.iter().filter(|(_, a)| a != "unchanged").collect();
         println!(
