@@ -7,6 +7,21 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// POST /searches with `query` on a fresh connection: the accepted
+/// search's id, or why it was not accepted (the benches count refusals).
+pub async fn post_search(addr: &str, query: &str) -> Result<String, String> {
+    let body = format!("{{\"query\": \"{query}\"}}");
+    let (status, answer) = Conn::new(addr)
+        .request("POST", "/searches", body.as_bytes())
+        .await
+        .map_err(|e| format!("POST /searches at {addr}: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+    match (status, doc["id"].as_str()) {
+        (202, Some(id)) => Ok(id.to_owned()),
+        _ => Err(format!("POST /searches answered {status}: {}", String::from_utf8_lossy(&answer))),
+    }
+}
+
 /// How long one request may take before it counts as unanswered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 

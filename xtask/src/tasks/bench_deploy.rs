@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::bench::http::Conn;
+use crate::bench::http::{post_search, Conn};
 use crate::bench::stats::median;
 use crate::engine;
 use crate::kube::{Kubectl, LOCAL_CONTEXT};
@@ -154,17 +154,9 @@ async fn served_version(api: &str) -> Option<String> {
     doc["info"]["version"].as_str().map(str::to_owned)
 }
 
-/// POST /searches; the id, or why it was not accepted.
+/// POST /searches of one query.
 async fn post(api: &str) -> Result<String, String> {
-    let (status, body) = Conn::new(api)
-        .request("POST", "/searches", b"{\"query\": \"kafka\"}")
-        .await
-        .map_err(|e| format!("POST /searches at {api}: {e}"))?;
-    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    match (status, doc["id"].as_str()) {
-        (202, Some(id)) => Ok(id.to_owned()),
-        _ => Err(format!("POST /searches answered {status}: {}", String::from_utf8_lossy(&body))),
-    }
+    post_search(api, "kafka").await
 }
 
 /// Searches accepted and refused, and the first refusal's reason.

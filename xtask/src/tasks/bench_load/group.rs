@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{Stack, QUERIES};
-use crate::bench::http::Conn;
+use crate::bench::http::{post_search, Conn};
 use crate::bench::stats::median;
 
 /// Medians over the runs, seconds.
@@ -94,11 +94,7 @@ async fn answered_after(stack: &Stack, started: Instant) -> Result<f64> {
 }
 
 async fn post(addr: &str) -> Result<String> {
-    let body = format!("{{\"query\": \"{}\"}}", QUERIES[0]);
-    let (status, answer) = Conn::new(addr).request("POST", "/searches", body.as_bytes()).await?;
-    anyhow::ensure!(status == 202, "POST /searches answered {status}: {}", String::from_utf8_lossy(&answer));
-    let v: serde_json::Value = serde_json::from_slice(&answer)?;
-    v["id"].as_str().map(str::to_owned).context("POST /searches answered without an id")
+    post_search(addr, QUERIES[0]).await.map_err(anyhow::Error::msg)
 }
 
 /// Polls the search every 50 ms until it is done; bounded by 60 s.
