@@ -73,6 +73,8 @@ enum Command {
     BenchDeploy(bench_deploy::BenchDeploy),
     Deploy(deploy::Deploy),
     Test(test::Test),
+    #[command(hide = true)]
+    HealthTimers(health_timers::HealthTimers),
 }
 
 /// The repository root: the parent of the xtask crate, or `PYSVC_ROOT` when
@@ -114,5 +116,6 @@ fn run() -> Result<()> {
         Command::BenchDeploy(cmd) => cmd.run(&repo),
         Command::Deploy(cmd) => cmd.run(&repo),
         Command::Test(cmd) => cmd.run(&repo),
+        Command::HealthTimers(cmd) => cmd.run(&repo),
     }
 }

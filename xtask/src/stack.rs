@@ -18,6 +18,8 @@ use crate::gen::{self, Mode};
 use crate::manifest::{self, Stack};
 use crate::prepared::{Prepared, Repo};
 
+pub mod timers;
+
 /// The longest one healthcheck run by the `Prober` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -201,6 +203,10 @@ pub async fn start_and_wait(
         }
     };
     bars.finish();
+    if prober.active() {
+        // From now on the health timers probe, as the engine's would.
+        timers::ensure(&stack.manifest.project)?;
+    }
     if let Some(compose) = watch.compose.take() {
         // The deadline passed while compose still waits on a dependency:
         // stop it, so `--timeout` bounds compose's own wait too.
@@ -274,13 +280,28 @@ impl Prober {
         Ok(Prober { active: !engine::caps::of(docker).await?.runs_healthchecks(), last: BTreeMap::new() })
     }
 
-    /// Probes each running container of `project` that is due.
-    pub async fn tick(&mut self, docker: &Docker, project: &str) {
+    /// A prober that runs whatever the engine (the health timers' process,
+    /// started only where the engine runs none).
+    pub fn always() -> Prober {
+        Prober { active: true, last: BTreeMap::new() }
+    }
+
+    /// Whether it runs healthchecks (the engine does not).
+    pub fn active(&self) -> bool {
+        self.active
+    }
+
+    /// Probes each running container of `project` that is due; returns how
+    /// many containers the project has (0 when they cannot be listed).
+    pub async fn tick(&mut self, docker: &Docker, project: &str) -> usize {
         if !self.active {
-            return;
+            return 0;
         }
-        let Ok(containers) = project_containers(docker, project).await else { return };
-        for id in containers.into_iter().filter(|c| c.state == "running").map(|c| c.id) {
+        let Ok(containers) = project_containers(docker, project).await else { return 0 };
+        // A container that stopped starts again as `starting`: probe it fast.
+        let running: Vec<String> = containers.iter().filter(|c| c.state == "running").map(|c| c.id.clone()).collect();
+        self.last.retain(|id, _| running.contains(id));
+        for id in running {
             let due = match self.last.get(&id) {
                 None => true,
                 Some((at, healthy)) => at.elapsed() >= Duration::from_secs(if *healthy { 10 } else { 1 }),
@@ -292,6 +313,7 @@ impl Prober {
                 self.last.insert(id, (Instant::now(), healthy));
             }
         }
+        containers.len()
     }
 }
 

@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod dev;
 pub mod down;
 pub mod generate;
+pub mod health_timers;
 pub mod lock;
 pub mod logs;
 pub mod new_service;

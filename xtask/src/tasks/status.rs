@@ -24,9 +24,11 @@ impl Status {
             }
         };
         let engine = repo.connect()?;
-        let (current, why) = engine.rt.block_on(async {
+        let (current, why, timers) = engine.rt.block_on(async {
             // Where the engine runs no healthchecks itself, one probe each now.
-            stack::Prober::new(&engine.docker).await?.tick(&engine.docker, &project).await;
+            let mut prober = stack::Prober::new(&engine.docker).await?;
+            prober.tick(&engine.docker, &project).await;
+            let timers = prober.active().then(|| stack::timers::running(&project));
             let current = stack::states(&engine.docker, &project).await?;
             let mut why = std::collections::BTreeMap::new();
             for (name, s) in current.iter().filter(|(_, s)| !s.healthy() && s.state == "running") {
@@ -34,7 +36,7 @@ impl Status {
                     why.insert(name.clone(), output);
                 }
             }
-            anyhow::Ok((current, why))
+            anyhow::Ok((current, why, timers))
         })?;
         if names.is_empty() {
             names = current.keys().cloned().collect();
@@ -50,6 +52,14 @@ impl Status {
                 }
                 None => println!("{:<16} {:<12} {:>8}", name, "absent", "-"),
             }
+        }
+        match timers {
+            Some(Some(pid)) => println!("health timers: the xtask's, pid {pid} (the engine runs no healthchecks)"),
+            Some(None) => println!(
+                "health timers: none running (the engine runs no healthchecks): `cargo xtask up` starts them; \
+                 until then health changes only when `status` probes"
+            ),
+            None => {}
         }
         Ok(())
     }
