@@ -22,20 +22,22 @@ WORKDIR /app
 # A TLS-inspecting proxy's CA (docker/ca/proxy-ca.crt, git-ignored) is mounted for this step
 # only; it never lands in a layer. Every mount targets a folder the base image has
 # (a new mount point would stay behind in the layer as an empty folder).
+# The export is copied in (a few kB) rather than bind-mounted: its content then keys
+# this step on every builder (buildah, behind Podman, ignores what a step bind-mounts).
+COPY docker/api-server.requirements.txt /usr/share/sbom/api-server.requirements.txt
 # The cache mount (one per service and Python version) holds uv's cache and a venv
 # synced to the lock (hard links into uv's cache, both in the mount), so a lock change
 # installs and byte-compiles only what changed; the layer gets a copy with bytecode,
 # so containers start without compiling (`bytecode: false` skips compiling).
 RUN --mount=type=cache,id=pysvc-venv-api-server-uv-py3.11,sharing=locked,target=/var/cache \
     --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
-    --mount=type=bind,source=docker/api-server.requirements.txt,target=/tmp/requirements.txt \
     --mount=type=bind,source=docker/ca,target=/mnt \
     if [ -s /mnt/proxy-ca.crt ]; then export SSL_CERT_FILE=/mnt/proxy-ca.crt; fi \
     && export UV_CACHE_DIR=/var/cache/uv \
     && if ! /var/cache/venv/bin/python -c '' 2>/dev/null; then rm -rf /var/cache/venv \
         && uv venv --no-python-downloads --relocatable --python python3 /var/cache/venv; fi \
     && set -- --no-python-downloads --link-mode hardlink --compile-bytecode --require-hashes \
-        --python /var/cache/venv/bin/python /tmp/requirements.txt \
+        --python /var/cache/venv/bin/python /usr/share/sbom/api-server.requirements.txt \
     && { uv pip sync --offline "$@" 2>/dev/null || uv pip sync "$@"; } \
     && cp -a /var/cache/venv /opt/venv
 # What this image contains (CycloneDX 1.6, made from the lock by `cargo xtask gen`).

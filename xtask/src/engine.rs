@@ -52,6 +52,10 @@ pub struct BuildSpec {
     /// looked up in the local image store first, then in their registry. A
     /// missing or unreachable one is a warning, never a failure.
     pub cache_from: Vec<String>,
+    /// buildah's layer cache (`caps::RegistryCache::Layers`): the repository
+    /// each step's layer is pushed to during the build. `cache_from` then
+    /// names repositories too (the first is used).
+    pub cache_to: Option<String>,
 }
 
 /// The build argument that makes BuildKit write its cache metadata into the
@@ -110,20 +114,25 @@ struct ErrorDetail {
 /// ([`buildx`]). Either way the same [`BuildTrace`] judges it.
 pub async fn build(docker: &Docker, mut spec: BuildSpec, bar: &ProgressBar) -> Result<BuildReport> {
     let started = Instant::now();
-    let (trace, stream_error) = if caps::of(docker).await?.builds_from_tar() {
-        tar_body(&mut spec, bar).await?
+    let caps = caps::of(docker).await?;
+    let (trace, stream_error) = if caps.builds_from_tar() {
+        tar_body(&mut spec, caps.registry_cache(), bar).await?
     } else {
         buildx::build(&spec, session_id(), bar.clone()).await?
     };
     if let Some(message) = trace.failure_message(&spec.tag) {
         bail!(message);
     }
-    finish(docker, &spec, &trace, stream_error, started).await
+    finish(docker, &spec, &trace, stream_error, started, caps.registry_cache()).await
 }
 
 /// `POST /build?version=2` with the context as the body.
-async fn tar_body(spec: &mut BuildSpec, bar: &ProgressBar) -> Result<(BuildTrace, Option<String>)> {
-    let query = build_query(spec)?;
+async fn tar_body(
+    spec: &mut BuildSpec,
+    cache: caps::RegistryCache,
+    bar: &ProgressBar,
+) -> Result<(BuildTrace, Option<String>)> {
+    let query = build_query(spec, cache)?;
     let mut lines = http::post_lines("/build", &query, std::mem::take(&mut spec.context)).await?;
     let mut trace = BuildTrace::default();
     let stream_error = loop {
@@ -146,7 +155,7 @@ fn session_id() -> String {
 }
 
 /// The query string of the `/build` request.
-fn build_query(spec: &BuildSpec) -> Result<Vec<(&'static str, String)>> {
+fn build_query(spec: &BuildSpec, cache: caps::RegistryCache) -> Result<Vec<(&'static str, String)>> {
     let mut query = vec![
         ("version", "2".to_owned()),
         ("session", session_id()),
@@ -159,7 +168,15 @@ fn build_query(spec: &BuildSpec) -> Result<Vec<(&'static str, String)>> {
     if spec.no_cache {
         query.push(("nocache", "1".to_owned()));
     }
-    if !spec.cache_from.is_empty() {
+    if cache == caps::RegistryCache::Layers {
+        // buildah: one repository each way, every step kept as a layer.
+        query.extend(spec.cache_from.first().map(|repo| ("cachefrom", repo.clone())));
+        query.extend(spec.cache_to.as_ref().map(|repo| ("cacheto", repo.clone())));
+        query.push(("layers", "1".to_owned()));
+        if spec.cache_from.iter().chain(&spec.cache_to).any(|r| loopback_registry(r)) {
+            query.push(("tlsVerify", "false".to_owned()));
+        }
+    } else if !spec.cache_from.is_empty() {
         query.push(("cachefrom", serde_json::to_string(&spec.cache_from)?));
     }
     Ok(query)
@@ -296,6 +313,7 @@ async fn finish(
     trace: &BuildTrace,
     stream_error: Option<String>,
     started: Instant,
+    cache: caps::RegistryCache,
 ) -> Result<BuildReport> {
     // The image being there with our labels is the real verdict: a stream
     // that broke after the export must not fail a finished build.
@@ -319,9 +337,20 @@ async fn finish(
         steps,
         cached,
         size_bytes: image.size.unwrap_or_default(),
-        warnings: trace.cache_warnings(),
+        warnings: trace.cache_warnings().into_iter().chain(layer_cache_warning(spec, trace, cache)).collect(),
         ran: trace.ran(),
     })
+}
+
+/// buildah says nothing when a `cachefrom` repository is missing or does
+/// not answer: where steps ran although one was named, say it here.
+fn layer_cache_warning(spec: &BuildSpec, trace: &BuildTrace, cache: caps::RegistryCache) -> Option<String> {
+    if cache != caps::RegistryCache::Layers {
+        return None;
+    }
+    let repo = spec.cache_from.first()?;
+    let ran = trace.ran().len();
+    (ran > 0).then(|| format!("cache {repo}: {ran} steps were not in it, or it did not answer"))
 }
 
 /// Shows `msg` on a progress line; where no terminal draws the bars (CI
@@ -434,6 +463,41 @@ pub fn registry_credentials(registry: &str) -> Option<bollard::auth::DockerCrede
         serveraddress: Some(registry.to_owned()),
         ..Default::default()
     })
+}
+
+/// Whether `reference`'s registry is on this machine (`localhost`,
+/// 127.0.0.0/8, `[::1]`): Docker talks plain HTTP to those by default;
+/// Podman only when told (`tlsVerify=false`), which the xtask then does.
+pub fn loopback_registry(reference: &str) -> bool {
+    let host = reference.split('/').next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost" || host == "::1" || host.split('.').next() == Some("127") && host.split('.').count() == 4
+}
+
+/// Pushes the local image `repo:tag` to its registry, with the credentials
+/// `docker login` stored for it, if any (Engine API `POST
+/// /images/{name}/push`; `tlsVerify=false` for a registry on this machine,
+/// which Docker ignores and Podman needs).
+pub async fn push_image(repo: &str, tag: &str) -> Result<()> {
+    use base64::Engine as _;
+    let registry = repo.split('/').next().unwrap_or(repo);
+    let auth = serde_json::to_vec(&registry_credentials(registry).unwrap_or_default())?;
+    let headers = [("X-Registry-Auth", base64::engine::general_purpose::URL_SAFE.encode(auth))];
+    let mut query = vec![("tag", tag.to_owned())];
+    if loopback_registry(repo) {
+        query.push(("tlsVerify", "false".to_owned()));
+    }
+    let mut lines = http::post(&format!("/images/{repo}/push"), &query, &headers, Vec::new()).await?;
+    while let Some(line) = lines.next_line().await? {
+        let Ok(info) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+        if let Some(message) = info["errorDetail"]["message"].as_str().or(info["error"].as_str()) {
+            bail!("{message}");
+        }
+    }
+    Ok(())
 }
 
 /// Pulls `image` from its registry; fails fast on a machine without one.
@@ -564,8 +628,34 @@ mod tests {
             labels: BTreeMap::new(),
             no_cache: false,
             cache_from: vec!["r:5000/a:cache".into()],
+            cache_to: None,
         };
-        let query = build_query(&spec).unwrap();
+        let query = build_query(&spec, caps::RegistryCache::Inline).unwrap();
         assert!(query.contains(&("cachefrom", r#"["r:5000/a:cache"]"#.to_owned())), "{query:?}");
+        // buildah's layer cache: repositories, each step a layer, plain HTTP
+        // only to a registry on this machine.
+        let layers = BuildSpec {
+            cache_from: vec!["127.0.0.1:5000/c/api".into()],
+            cache_to: Some("127.0.0.1:5000/c/api".into()),
+            ..spec
+        };
+        let query = build_query(&layers, caps::RegistryCache::Layers).unwrap();
+        for pair in [("cachefrom", "127.0.0.1:5000/c/api"), ("cacheto", "127.0.0.1:5000/c/api"), ("tlsVerify", "false")]
+        {
+            assert!(query.contains(&(pair.0, pair.1.to_owned())), "{pair:?} in {query:?}");
+        }
+        let remote = BuildSpec { cache_from: vec!["registry.example.com/c/api".into()], cache_to: None, ..layers };
+        let query = build_query(&remote, caps::RegistryCache::Layers).unwrap();
+        assert!(!query.iter().any(|(k, _)| *k == "tlsVerify" || *k == "cacheto"), "{query:?}");
+    }
+
+    #[test]
+    fn registries_on_this_machine_are_told_apart() {
+        for local in ["localhost:5000/a", "127.0.0.1:41234/p/a", "127.1.2.3/a", "[::1]:5000/a"] {
+            assert!(loopback_registry(local), "{local}");
+        }
+        for remote in ["registry.example.com/a", "127.example.com/a", "10.0.0.1:5000/a", "ghcr.io/o/a"] {
+            assert!(!loopback_registry(remote), "{remote}");
+        }
     }
 }

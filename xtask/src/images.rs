@@ -8,15 +8,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::query_parameters::TagImageOptionsBuilder;
 use bollard::Docker;
-use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar};
 use xshell::{cmd, Shell};
 
 use crate::buildhint;
 use crate::context::ContextTar;
 use crate::dotenv::DotEnv;
+use crate::engine::caps::RegistryCache;
 use crate::engine::{self, spinner_style};
 use crate::gen::{self, PROXY_CA_DIR, PROXY_CA_FILE};
 use crate::manifest::{self, Installer, Service, Stack};
@@ -41,6 +41,11 @@ pub struct Select {
     /// Cache repositories (`<registry>/<path>`) whose `<service>:cache` images
     /// BuildKit may reuse layers from.
     pub cache_from: Vec<String>,
+    /// The cache repository to fill. With BuildKit's inline cache the built
+    /// images are pushed there afterwards (`push_cache`); with buildah's
+    /// layer cache the build itself pushes each step there, so every
+    /// selected image is built (from its local cache when unchanged).
+    pub cache_to: Option<String>,
 }
 
 /// The tag of a service's cache image in a cache repository.
@@ -50,6 +55,20 @@ pub const CACHE_TAG: &str = "cache";
 /// (`--cache-from`/`--cache-to`): `<repo>/<service>:cache`.
 pub fn cache_ref(repo: &str, service: &str) -> String {
     format!("{}/{service}:{CACHE_TAG}", repo.trim_end_matches('/'))
+}
+
+/// buildah's layer cache of `service` in the cache repository `repo`: a
+/// repository whose tags are the steps' cache keys.
+pub fn layer_cache_repo(repo: &str, service: &str) -> String {
+    format!("{}/{service}", repo.trim_end_matches('/'))
+}
+
+/// What a build is told to reuse from the cache repository `repo`.
+fn cache_source(mode: RegistryCache, repo: &str, service: &str) -> String {
+    match mode {
+        RegistryCache::Layers => layer_cache_repo(repo, service),
+        _ => cache_ref(repo, service),
+    }
 }
 
 /// Checks a `--cache-from`/`--cache-to` value: an image repository, no tag.
@@ -239,6 +258,7 @@ struct Common {
     created: String,
     /// The Python base image as the SBOMs name it (reference and id).
     base: gen::BaseImage,
+    registry_cache: RegistryCache,
 }
 
 /// Plans the builds of `select` (read-only: it asks the engine what exists).
@@ -258,10 +278,18 @@ pub async fn plan_with(p: &Prepared, exports: &Exports, select: &Select) -> Resu
             );
         }
     }
-    for repo in &select.cache_from {
+    for repo in select.cache_from.iter().chain(&select.cache_to) {
         check_cache_repo(repo)?;
     }
     let common = common(p).await?;
+    if common.registry_cache == RegistryCache::Unsupported
+        && (!select.cache_from.is_empty() || select.cache_to.is_some())
+    {
+        bail!(
+            "this engine has no registry build cache (Podman before 4.3 ignores --cache-from and --cache-to): \
+             build without them, or use Docker or Podman 4.3 or later"
+        );
+    }
     let mut jobs = Vec::new();
     for service in stack.services.iter().filter(|s| select.services.is_empty() || select.services.contains(&s.name)) {
         jobs.push(job(p, &common, exports, service, select).await?);
@@ -298,6 +326,7 @@ async fn common(p: &Prepared) -> Result<Common> {
         short_rev,
         prefix: p.image_prefix(),
         ca: proxy_ca(&p.stack.root),
+        registry_cache: engine::caps::of(p.docker()).await?.registry_cache(),
         source,
         created: commit_time(&p.sh),
         base,
@@ -316,7 +345,9 @@ async fn job(p: &Prepared, c: &Common, exports: &Exports, service: &Service, sel
         in_image: gen::sbom_in_image(service),
     };
     let current = engine::image_label(p.docker(), &latest, INPUTS_LABEL).await;
-    if !select.force && current.as_deref() == Some(hash.as_str()) {
+    let layer_cache = c.registry_cache == RegistryCache::Layers;
+    let fill_cache = layer_cache && select.cache_to.is_some();
+    if !select.force && !fill_cache && current.as_deref() == Some(hash.as_str()) {
         return Ok(Job::UpToDate { service: service.name.clone(), tags, hash, sbom });
     }
     let labels = BTreeMap::from([
@@ -339,7 +370,8 @@ async fn job(p: &Prepared, c: &Common, exports: &Exports, service: &Service, sel
         build_args,
         labels,
         no_cache: false,
-        cache_from: select.cache_from.iter().map(|r| cache_ref(r, &service.name)).collect(),
+        cache_from: select.cache_from.iter().map(|r| cache_source(c.registry_cache, r, &service.name)).collect(),
+        cache_to: select.cache_to.as_ref().filter(|_| layer_cache).map(|r| layer_cache_repo(r, &service.name)),
     };
     Ok(Job::Build { service: service.name.clone(), tags, spec, sbom })
 }
@@ -499,8 +531,15 @@ pub async fn push_all(docker: &Docker, registry: &str, results: &[ImageResult]) 
 /// `--cache-to`: each image (it carries its inline cache) pushed as
 /// `<repo>/<service>:cache`. The images are built: a push that fails is a
 /// warning, and the next build elsewhere simply runs without that cache.
+/// With buildah's layer cache the builds have pushed it already.
 pub async fn push_cache(docker: &Docker, repo: &str, results: &[ImageResult]) -> Result<()> {
     check_cache_repo(repo)?;
+    if engine::caps::of(docker).await?.registry_cache() == RegistryCache::Layers {
+        for r in results {
+            eprintln!("the build pushed its layer cache to {}", layer_cache_repo(repo, &r.service));
+        }
+        return Ok(());
+    }
     for r in results {
         let remote = cache_ref(repo, &r.service);
         match push(docker, &r.tags[1], &remote).await {
@@ -520,13 +559,7 @@ pub async fn push(docker: &Docker, local: &str, remote: &str) -> Result<()> {
         .await
         .with_context(|| format!("cannot tag {local} as {remote}"))?;
     let registry = repo.split('/').next().unwrap_or(repo);
-    let options = PushImageOptionsBuilder::default().tag(version).build();
-    let mut stream = docker.push_image(repo, Some(options), engine::registry_credentials(registry));
-    while let Some(item) = stream.next().await {
-        let info = item.with_context(|| format!("pushing {remote} failed: is the registry at {registry} running?"))?;
-        if let Some(err) = info.error_detail.and_then(|d| d.message) {
-            bail!("pushing {remote} failed: {err}");
-        }
-    }
-    Ok(())
+    engine::push_image(repo, version)
+        .await
+        .with_context(|| format!("pushing {remote} failed (is the registry at {registry} running?)"))
 }

@@ -31,7 +31,10 @@ fn a_fresh_engine_reuses_every_layer_of_an_unchanged_lock_from_the_registry() {
     for service in ["api-server", "search-worker"] {
         let (status, body) =
             http_at(&registry.addr, "GET", &format!("/v2/{}-cache/{service}/tags/list", stack.project), None).unwrap();
-        assert!(status == 200 && body.contains("\"cache\""), "{service}: the cache image is pushed: {body}");
+        // Docker: the image with its inline cache, tagged `cache`; Podman:
+        // buildah's layer cache, a tag per step.
+        let tags = json(&body)["tags"].as_array().map(Vec::len).unwrap_or(0);
+        assert!(status == 200 && tags > 0, "{service}: the cache is pushed: {body}");
         let config = docker(&["image", "inspect", "-f", "{{.Id}}", &stack.image(service)]);
         assert!(!config.is_empty());
     }
@@ -46,18 +49,23 @@ fn a_fresh_engine_reuses_every_layer_of_an_unchanged_lock_from_the_registry() {
     let out =
         stack.run_env(&["build-images", "--json", "--cache-from", &repo], &[("DOCKER_HOST", fresh.host.as_str())]);
     let rebuilt = report(&expect_ok("build-images --cache-from on a fresh engine", out));
+    let podman = engine_is_podman();
     for entry in &rebuilt {
         let service = entry["service"].as_str().unwrap();
         assert_eq!(entry["built"], true, "{entry}");
-        assert_eq!(entry["ran"], serde_json::json!([]), "{service}: every step must come from the registry: {entry}");
+        // Podman applies the build's labels (revision, created, inputs) as
+        // LABEL steps of its own, in an order it does not keep, so those run
+        // again: they make no layer. Every other step comes from the registry.
+        let ran: Vec<&str> = entry["ran"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        let layers_ran: Vec<&&str> = ran.iter().filter(|s| !(podman && s.contains("] LABEL "))).collect();
+        assert!(layers_ran.is_empty(), "{service}: every step must come from the registry: {entry}");
         let image = stack.image(service);
         // The same image: the same layers, and the same SBOM in it.
         let fresh_docker = |args: &[&str]| fresh.docker(args);
         let shared_docker = |args: &[&str]| docker(args);
         assert_eq!(layers(&fresh_docker, &image), layers(&shared_docker, &image), "{service}: layers differ");
         let written = std::fs::read_to_string(stack.dir.join(format!("target/sbom/{service}.cdx.json"))).unwrap();
-        let inside =
-            docker(&["run", "--rm", "--entrypoint", "cat", &image, &format!("/usr/share/sbom/{service}.cdx.json")]);
+        let inside = docker_run_ok(&["--entrypoint", "cat", &image, &format!("/usr/share/sbom/{service}.cdx.json")]);
         assert_eq!(inside.trim_end(), written.trim_end(), "{service}: the SBOM in the image is the one written");
         let sbom = json(&written);
         assert_eq!(sbom["specVersion"], "1.6");
@@ -82,6 +90,11 @@ fn a_fresh_engine_reuses_every_layer_of_an_unchanged_lock_from_the_registry() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
+    if podman {
+        // buildah asks a cache repository only for steps it has no layer
+        // for (here it has them all) and is silent about a missing one.
+        return;
+    }
     assert!(err.contains("no-such-cache/search-worker:cache") && err.contains("built without that cache"), "{err}");
     assert!(err.contains("nothing-listens/search-worker:cache"), "{err}");
 }

@@ -298,7 +298,7 @@ fn two_adopted_folders_pinning_different_uvicorn_versions_each_keep_their_own() 
         [("pins-old", "0.34.2", old_port, "ok"), ("pins-new", "0.34.3", new_port, "pysvc_common")]
     {
         let image = stack.image(service);
-        let got = docker(&["run", "--rm", "--entrypoint", "python", &image, "-c", version]);
+        let got = docker_run_ok(&["--entrypoint", "python", &image, "-c", version]);
         assert_eq!(got.trim(), wanted, "{service}'s image holds its own uvicorn");
         let (code, body) = http_at(&format!("127.0.0.1:{port}"), "GET", "/health", None).unwrap();
         assert_eq!((code, json(&body)["status"].as_str()), (200, Some(status)), "{service}: {body}");

@@ -182,12 +182,17 @@ fn the_broker_probe_fails_unless_the_broker_answers_for_itself() {
     // prints `-> ERROR` for the broker it found and still exits 0.
     let network = docker(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", &kafka]);
     let ip = docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &kafka]);
-    let out = std::process::Command::new("docker")
-        .args(["run", "--rm", "--network", &network, "--add-host", "kafka:127.0.0.1"])
-        .args(["--entrypoint", "/opt/kafka/bin/kafka-health", &stack.env_value("KAFKA_IMAGE")])
-        .arg(format!("{ip}:9092"))
-        .output()
-        .expect("docker runs");
+    let (kafka_image, target) = (stack.env_value("KAFKA_IMAGE"), format!("{ip}:9092"));
+    let out = docker_run(&[
+        "--network",
+        &network,
+        "--add-host",
+        "kafka:127.0.0.1",
+        "--entrypoint",
+        "/opt/kafka/bin/kafka-health",
+        &kafka_image,
+        &target,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && text.contains("broker unhealthy") && text.contains("ERROR"), "{text}");
 }

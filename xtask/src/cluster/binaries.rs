@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
+use crate::util::sha256_hex;
+
 /// The folder of the Go module, relative to the repository root.
 pub const MODULE: &str = "deploy/cluster/node";
 /// The release the module pins (and the version the components report).
@@ -113,10 +115,6 @@ pub fn ensure(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&bin);
     std::fs::rename(&tmp, &bin).with_context(|| format!("cannot move the build to {}", bin.display()))?;
     Ok(bin)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An OCI image archive (what `ctr images import` reads) of one layer

@@ -124,6 +124,7 @@ mod tests {
             labels: BTreeMap::from([("pysvc.inputs".to_owned(), "abc".to_owned())]),
             no_cache: true,
             cache_from: vec!["r:5000/p/api:cache".into()],
+            cache_to: None,
         };
         let a = super::args(&spec, std::path::Path::new("/tmp/ctx")).join(" ");
         assert_eq!(

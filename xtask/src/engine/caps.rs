@@ -27,6 +27,21 @@ pub enum ImageStore {
     Podman,
 }
 
+/// How a build shares its layers through a registry (`--cache-from`/`--cache-to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum RegistryCache {
+    /// BuildKit's inline cache: the image itself, pushed as
+    /// `<repo>/<service>:cache`, names its layers' cache keys; `cachefrom`
+    /// takes such images.
+    Inline,
+    /// buildah's layer cache: during the build, each step's layer is pushed
+    /// to the repository `<repo>/<service>` under its cache key (`cacheto`),
+    /// and looked up there (`cachefrom`). Podman 4.3 and later.
+    Layers,
+    /// None (Podman before 4.3 ignores both).
+    Unsupported,
+}
+
 /// The engine's facts, read once per process.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Capabilities {
@@ -105,6 +120,20 @@ impl Capabilities {
     fn api_at_least(&self, major: u32, minor: u32) -> bool {
         let mut parts = self.api.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+    }
+
+    fn version_at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self.version.split(['.', '-', '+']).map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+    }
+
+    /// How `--cache-from`/`--cache-to` share layers through a registry.
+    pub fn registry_cache(&self) -> RegistryCache {
+        match self.kind {
+            Kind::Docker => RegistryCache::Inline,
+            Kind::Podman if self.version_at_least(4, 3) => RegistryCache::Layers,
+            Kind::Podman => RegistryCache::Unsupported,
+        }
     }
 
     /// BuildKit runs the builds (Docker from API 1.39); Podman builds with buildah.
@@ -201,7 +230,18 @@ mod tests {
         assert_eq!((c.kind, c.store), (Kind::Podman, ImageStore::Podman));
         assert!(!c.buildkit() && c.builds_from_tar() && !c.start_interval() && !c.runs_healthchecks());
         assert!(c.describe().starts_with("Podman 4.3.1, API 1.41"), "{}", c.describe());
+        assert_eq!(c.registry_cache(), RegistryCache::Layers);
         let with_systemd = Capabilities { systemd: true, ..c };
         assert!(with_systemd.runs_healthchecks());
+    }
+
+    #[test]
+    fn the_registry_cache_follows_the_engine() {
+        let podman = |v: &str| Capabilities::from_facts(facts(v, "1.40", &["Podman Engine"], None)).registry_cache();
+        assert_eq!(podman("3.4.4"), RegistryCache::Unsupported);
+        assert_eq!(podman("4.2.0"), RegistryCache::Unsupported);
+        assert_eq!(podman("5.4.2"), RegistryCache::Layers);
+        let docker = Capabilities::from_facts(facts("20.10.24", "1.41", &["Engine"], None));
+        assert_eq!(docker.registry_cache(), RegistryCache::Inline);
     }
 }

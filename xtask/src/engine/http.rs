@@ -58,13 +58,19 @@ pub fn query_string(query: &[(&str, String)]) -> String {
 /// socket) and returns the answer's lines; a non-2xx answer is an error
 /// carrying the engine's message.
 pub async fn post_lines(path: &str, query: &[(&str, String)], tar: Vec<u8>) -> Result<Lines> {
-    let request = hyper::Request::post(format!("{path}?{}", query_string(query)))
-        .header("Host", "docker")
-        .header("Content-Type", "application/x-tar")
-        .body(Full::new(Bytes::from(tar)))?;
-    let (status, mut lines) = exchange(request).await?;
+    post(path, query, &[("Content-Type", "application/x-tar".to_owned())], tar).await
+}
+
+/// POSTs `body` with `headers`; the answer's lines, or the engine's message
+/// when it refused.
+pub async fn post(path: &str, query: &[(&str, String)], headers: &[(&str, String)], body: Vec<u8>) -> Result<Lines> {
+    let mut request = hyper::Request::post(format!("{path}?{}", query_string(query))).header("Host", "docker");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let (status, mut lines) = exchange(request.body(Full::new(Bytes::from(body)))?).await?;
     if !status.is_success() {
-        bail!("the engine refused the build ({status}): {}", lines.message().await?);
+        bail!("the engine refused POST {path} ({status}): {}", lines.message().await?);
     }
     Ok(lines)
 }

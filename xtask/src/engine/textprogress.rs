@@ -60,6 +60,9 @@ fn log_text(text: &str) -> &str {
 pub struct Buildah {
     current: Option<(String, String)>,
     steps: usize,
+    /// The name of the stage being built (`FROM … AS name`), so steps are
+    /// named as BuildKit names them: `[runtime 4/16] RUN …`.
+    stage: Option<String>,
 }
 
 impl Buildah {
@@ -74,7 +77,17 @@ impl Buildah {
             let (count, what) = step.split_once(": ")?;
             self.steps += 1;
             let digest = format!("step-{}", self.steps);
-            let name = format!("[{count}] {what}");
+            if let Some(from) = what.strip_prefix("FROM ") {
+                let words: Vec<&str> = from.split_whitespace().collect();
+                self.stage = match words.as_slice() {
+                    [_, as_, name] if as_.eq_ignore_ascii_case("as") => Some((*name).to_owned()),
+                    _ => None,
+                };
+            }
+            let name = match &self.stage {
+                Some(stage) => format!("[{stage} {count}] {what}"),
+                None => format!("[{count}] {what}"),
+            };
             self.current = Some((digest.clone(), name.clone()));
             return Some(vertex(Vertex { digest, name, started: true, ..Vertex::default() }));
         }
@@ -148,11 +161,11 @@ mod tests {
         let mut buildah = Buildah::default();
         let got = all(out, |l| buildah.line(l));
         let vertexes: Vec<&Vertex> = got.iter().flat_map(|s| &s.vertexes).collect();
-        assert_eq!(vertexes[0].name, "[1/1] FROM pysvc/uv AS uv");
+        assert_eq!(vertexes[0].name, "[uv 1/1] FROM pysvc/uv AS uv");
         assert!(vertexes[1].completed && !vertexes[1].cached);
-        assert_eq!(vertexes[2].name, "[1/3] FROM pysvc/python:3.11 AS runtime");
+        assert_eq!(vertexes[2].name, "[runtime 1/3] FROM pysvc/python:3.11 AS runtime");
         assert!(vertexes[4].cached && vertexes[4].digest == "step-3");
-        assert_eq!(vertexes[5].name, "[3/3] RUN false");
+        assert_eq!(vertexes[5].name, "[runtime 3/3] RUN false");
         assert_eq!(got.last().unwrap().logs[0].msg, b"something failed\n");
         let failed = buildah.fail("exit status 1").unwrap();
         assert_eq!(

@@ -157,7 +157,6 @@ fn apt_install(packages: &[String]) -> String {
 struct Mounts {
     /// The installer's cache, without indent: it follows `RUN `.
     cache: String,
-    lock: String,
     ca: String,
     /// The proxy CA's path inside the step: used only if the file is not empty.
     ca_file: String,
@@ -172,12 +171,14 @@ fn install_step(stack: &Stack, service: &Service, installer: Installer) -> Strin
     let _ = writeln!(d, "# A TLS-inspecting proxy's CA ({PROXY_CA_FILE}, git-ignored) is mounted for this step");
     d.push_str("# only; it never lands in a layer. Every mount targets a folder the base image has\n");
     d.push_str("# (a new mount point would stay behind in the layer as an empty folder).\n");
+    d.push_str("# The export is copied in (a few kB) rather than bind-mounted: its content then keys\n");
+    d.push_str("# this step on every builder (buildah, behind Podman, ignores what a step bind-mounts).\n");
+    let _ = writeln!(d, "COPY {} {}", service.requirements_path(), requirements_in_image(service));
     let mounts = Mounts {
         cache: format!(
             "--mount=type=cache,id={},sharing=locked,target={CACHE_MOUNT} \\",
             venv_cache_id(stack, service, installer)
         ),
-        lock: format!("    --mount=type=bind,source={},target={REQUIREMENTS} \\", service.requirements_path()),
         ca: format!("    --mount=type=bind,source={PROXY_CA_DIR},target={CA_MOUNT} \\"),
         ca_file: format!("{CA_MOUNT}/proxy-ca.crt"),
     };
@@ -191,7 +192,8 @@ fn install_step(stack: &Stack, service: &Service, installer: Installer) -> Strin
 /// uv syncs a venv kept in the cache mount, then the layer gets a copy.
 fn uv_install(service: &Service, mounts: &Mounts) -> String {
     let m = &service.manifest;
-    let Mounts { cache, lock, ca, ca_file } = mounts;
+    let Mounts { cache, ca, ca_file } = mounts;
+    let requirements = requirements_in_image(service);
     let cached = format!("{CACHE_MOUNT}/venv");
     let mut d = String::new();
     d.push_str("# The cache mount (one per service and Python version) holds uv's cache and a venv\n");
@@ -205,7 +207,7 @@ fn uv_install(service: &Service, mounts: &Mounts) -> String {
     }
     let _ = writeln!(d, "RUN {cache}");
     d.push_str("    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \\\n");
-    let _ = writeln!(d, "{lock}\n{ca}");
+    let _ = writeln!(d, "{ca}");
     let _ = writeln!(d, "    if [ -s {ca_file} ]; then export SSL_CERT_FILE={ca_file}; fi \\");
     let _ = writeln!(d, "    && export UV_CACHE_DIR={CACHE_MOUNT}/uv \\");
     let _ = writeln!(
@@ -215,7 +217,7 @@ fn uv_install(service: &Service, mounts: &Mounts) -> String {
     let compile = if m.bytecode { " --compile-bytecode" } else { "" };
     let _ = writeln!(
         d,
-        "    && set -- --no-python-downloads --link-mode hardlink{compile} --require-hashes \\\n        --python {cached}/bin/python {REQUIREMENTS} \\"
+        "    && set -- --no-python-downloads --link-mode hardlink{compile} --require-hashes \\\n        --python {cached}/bin/python {requirements} \\"
     );
     d.push_str("    && { uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"; } \\\n");
     let _ = writeln!(d, "    && cp -a {cached} {VENV}");
@@ -224,15 +226,16 @@ fn uv_install(service: &Service, mounts: &Mounts) -> String {
 
 /// pip installs into the venv in place, then removes itself.
 fn pip_install(service: &Service, mounts: &Mounts) -> String {
-    let Mounts { cache, lock, ca, ca_file } = mounts;
+    let Mounts { cache, ca, ca_file } = mounts;
+    let requirements = requirements_in_image(service);
     let mut d = String::new();
     d.push_str("# pip itself (and setuptools) leave the venv after the install: no installer at run time.\n");
-    let _ = writeln!(d, "RUN {cache}\n{lock}\n{ca}");
+    let _ = writeln!(d, "RUN {cache}\n{ca}");
     let _ = writeln!(d, "    if [ -s {ca_file} ]; then export PIP_CERT={ca_file}; fi \\");
     let _ = writeln!(d, "    && export PIP_CACHE_DIR={CACHE_MOUNT}/pip \\");
     let _ = writeln!(d, "    && python3 -m venv {VENV} \\");
     let compile = if service.manifest.bytecode { "" } else { " --no-compile" };
-    let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r {REQUIREMENTS} \\");
+    let _ = writeln!(d, "    && {VENV}/bin/pip install --disable-pip-version-check --require-hashes --no-deps{compile} -r {requirements} \\");
     let _ = writeln!(d, "    && {VENV}/bin/pip uninstall --disable-pip-version-check --yes pip setuptools");
     d
 }
@@ -297,7 +300,11 @@ const CACHE_MOUNT: &str = "/var/cache";
 /// Where the proxy-CA folder is mounted: `/mnt`, for the same reason.
 const CA_MOUNT: &str = "/mnt";
 /// Where the service's exported requirements are mounted for the install step.
-const REQUIREMENTS: &str = "/tmp/requirements.txt";
+/// Where the install step reads the service's export: beside its SBOM,
+/// both a record of what the image holds.
+fn requirements_in_image(service: &Service) -> String {
+    format!("/usr/share/sbom/{}.requirements.txt", service.name)
+}
 
 /// The cache-mount id of a service's install step: per service, installer,
 /// bytecode setting and Python version, and not per compose project, so every

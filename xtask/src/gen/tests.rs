@@ -78,7 +78,7 @@ fn dockerfile_follows_the_uv_recipe() {
         "--link-mode hardlink",
         "--no-python-downloads",
         "--mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv",
-        "--mount=type=bind,source=docker/web.requirements.txt,target=/tmp/requirements.txt",
+        "COPY docker/web.requirements.txt /usr/share/sbom/web.requirements.txt",
         "--mount=type=bind,source=docker/ca,target=/mnt",
         "export SSL_CERT_FILE=/mnt/proxy-ca.crt",
         "--require-hashes",
@@ -383,7 +383,7 @@ fn build_packages_get_a_builder_stage_and_stay_out_of_the_runtime_stage() {
     for needle in [
         "--mount=type=cache,id=pysvc-venv-worker-uv-build-py3.11,sharing=locked,target=/var/cache",
         "--mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv",
-        "--mount=type=bind,source=docker/worker.requirements.txt,target=/tmp/requirements.txt",
+        "COPY docker/worker.requirements.txt /usr/share/sbom/worker.requirements.txt",
         "--mount=type=bind,source=docker/ca,target=/mnt",
         "uv pip sync --offline \"$@\" 2>/dev/null || uv pip sync \"$@\"",
         "--compile-bytecode",

@@ -219,6 +219,7 @@ async fn recipe<const N: usize>(
         labels: BTreeMap::from([(RECIPE_LABEL.to_owned(), hash)]),
         no_cache: false,
         cache_from: vec![],
+        cache_to: None,
     };
     let report = engine::build(docker, spec, &bar).await;
     bar.finish_and_clear();

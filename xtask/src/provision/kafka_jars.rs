@@ -12,11 +12,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure as check, Context, Result};
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::tools;
-use crate::util::write_atomic;
+use crate::util::{sha256_hex, write_atomic};
 
 /// The Apache Kafka release the broker image carries (`kafka_2.13`'s row
 /// in `jars.tsv` must have it; `--update-kafka-jars` resolves it).
@@ -96,10 +95,6 @@ pub fn render(jars: &[Jar]) -> String {
         out.push_str(&format!("{}\t{}\t{}\n", j.coords, j.file, j.sha256));
     }
     out
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Where downloaded jars are kept: `target/tools/kafka-jars` of the xtask's checkout.

@@ -482,6 +482,7 @@ impl Plan<'_> {
             labels: Default::default(),
             no_cache: false,
             cache_from: cache_from.to_vec(),
+            cache_to: None,
         };
         let once = || async {
             match (&self.via, &self.cli) {
@@ -602,11 +603,14 @@ impl Plan<'_> {
         let tag = self.tag(v);
         let script = import_script(self.stack, self.service);
         let started = Instant::now();
-        let out = cmd!(sh, "docker run --rm -w /app --entrypoint python {tag} -c {script}")
+        // Not `--rm`: through Podman 4.3's Docker API that always exits 0.
+        let name = format!("pysvc-bench-startup-{}", std::process::id());
+        let out = cmd!(sh, "docker run --name {name} -w /app --entrypoint python {tag} -c {script}")
             .quiet()
             .ignore_status()
             .output()?;
         let seconds = started.elapsed().as_secs_f64();
+        let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stderr().ignore_stdout().run();
         if !out.status.success() {
             bail!("{tag}: importing the service failed:\n{}", String::from_utf8_lossy(&out.stderr));
         }
@@ -802,6 +806,7 @@ async fn build_slim_stand_in(docker: &Docker, tag: &str, base_image: &str) -> Re
             labels: Default::default(),
             no_cache: false,
             cache_from: vec![],
+            cache_to: None,
         },
         &bar,
     )
@@ -1418,6 +1423,7 @@ mod tests {
             labels: BTreeMap::new(),
             no_cache: false,
             cache_from: vec!["r/a:cache".into()],
+            cache_to: None,
         };
         let args = cli_args(&spec, Path::new("/ctx"));
         let want = "build --progress plain -f /ctx/docker/a.Dockerfile -t t:1 --build-arg BASE_IMAGE=b --cache-from r/a:cache /ctx";

@@ -49,6 +49,7 @@ impl BuildImages {
             no_cache: self.no_cache,
             quiet: self.json,
             cache_from: self.cache_from,
+            cache_to: self.cache_to.clone(),
         };
         p.block_on(async {
             let results = images::build_all(&p, &select).await?;

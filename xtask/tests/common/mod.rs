@@ -72,6 +72,25 @@ pub fn xtask_ok(args: &[&str]) -> String {
     expect_ok(&format!("cargo xtask {}", args.join(" ")), xtask(args))
 }
 
+/// `docker run <args>` of a throwaway container, removed afterwards; its
+/// output. Not `--rm`: through Podman 4.3's Docker API, `docker run --rm`
+/// exits 0 whatever the command did, and these tests read exit codes.
+pub fn docker_run(args: &[&str]) -> Output {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("pysvct-run-{}-{n}", std::process::id());
+    let out = Command::new("docker").args(["run", "--name", &name]).args(args).output().expect("docker CLI runs");
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    out
+}
+
+/// [`docker_run`] that must succeed; its trimmed stdout.
+pub fn docker_run_ok(args: &[&str]) -> String {
+    let out = docker_run(args);
+    assert!(out.status.success(), "docker run {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("docker CLI runs");
     assert!(out.status.success(), "docker {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
@@ -391,21 +410,36 @@ impl FreshEngine {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
+        // The same kind of engine as the shared one: a fresh Podman is a
+        // second API service on storage of its own.
+        let engine = if engine_is_podman() {
+            format!(
+                "echo $$ >{d}/docker.pid\nexec podman --root {d}/data --runroot {d}/exec --tmpdir {d}/tmp \
+                 --cgroup-manager cgroupfs --events-backend file system service --time 0 unix://{d}/docker.sock"
+            )
+        } else {
+            format!(
+                "exec dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock \
+                 --pidfile {d}/docker.pid --bridge=none --iptables=false --containerd-namespace {ns} \
+                 --containerd-plugins-namespace {ns}-plugins",
+                ns = fresh_namespace()
+            )
+        };
         let script = format!(
             "set -e\nip link set lo up\n\
              REGISTRY_HTTP_ADDR={addr} REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY={storage} {program} serve {config} \
-             >{d}/registry.log 2>&1 &\necho $! >{d}/registry.pid\n\
-             exec dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock \
-             --pidfile {d}/docker.pid --bridge=none --iptables=false --containerd-namespace {ns} \
-             --containerd-plugins-namespace {ns}-plugins >{d}/dockerd.log 2>&1\n",
-            ns = fresh_namespace(),
+             >{d}/registry.log 2>&1 &\necho $! >{d}/registry.pid\n{engine} >{d}/dockerd.log 2>&1\n",
             addr = registry.addr,
             storage = registry.storage.display(),
             program = registry_program(),
             config = root().join("docker/registry.yml").display(),
         );
+        // Podman mounts its layers itself and leaves them mounted when it
+        // exits: in a mount namespace of its own they go with it.
+        let namespaces: &[&str] = if engine_is_podman() { &["--net", "--mount"] } else { &["--net"] };
         let unshare = Command::new("unshare")
-            .args(["--net", "--fork", "sh", "-c", &script])
+            .args(namespaces)
+            .args(["--fork", "sh", "-c", &script])
             .stdin(Stdio::null())
             .spawn()
             .expect("unshare (util-linux) runs; the fresh-engine test needs root");
@@ -456,6 +490,11 @@ impl Drop for FreshEngine {
         let _ = std::fs::remove_dir_all(&self.dir);
         remove_containerd_namespace(&fresh_namespace());
     }
+}
+
+/// Whether the shared engine is Podman (its Docker API names its components).
+pub fn engine_is_podman() -> bool {
+    docker(&["version", "--format", "{{range .Server.Components}}{{.Name}} {{end}}"]).contains("Podman")
 }
 
 /// The containerd namespace of this process's fresh engine: with the
