@@ -183,7 +183,9 @@ pub async fn start_and_wait(
     let started = Instant::now();
     let names = service_names(stack);
     let mut prober = Prober::new(docker).await?;
-    let mut watch = Watch::new(spawn_compose_up(sh)?, started);
+    let caps = engine::caps::of(docker).await?;
+    let keep = !caps.compose_sees_unchanged_containers() && unchanged(sh, docker, &stack.manifest.project).await;
+    let mut watch = Watch::new(spawn_compose_up(sh, keep)?, started);
     let bars = Bars::new(&names, quiet);
     let deadline = started + Duration::from_secs(timeout);
     let ctrl_c = tokio::signal::ctrl_c();
@@ -232,14 +234,38 @@ impl ComposeUp {
     }
 }
 
+/// Whether every container the project has matches what Compose would
+/// create now: its config hash (`docker compose config --hash`) and the id
+/// of the image its reference names. For engines where Compose cannot tell
+/// (`Capabilities::compose_sees_unchanged_containers`).
+async fn unchanged(sh: &Shell, docker: &Docker, project: &str) -> bool {
+    let Ok(hashes) = cmd!(sh, "docker compose config --hash *").quiet().ignore_stderr().read() else { return false };
+    let hashes: BTreeMap<&str, &str> = hashes.lines().filter_map(|l| l.split_once(' ')).collect();
+    let Ok(containers) = project_containers(docker, project).await else { return false };
+    for c in containers {
+        let service = c.labels.get("com.docker.compose.service").map(String::as_str).unwrap_or_default();
+        let hash = c.labels.get("com.docker.compose.config-hash").map(String::as_str);
+        let Ok(inspect) = docker.inspect_container(&c.id, None::<InspectContainerOptions>).await else { return false };
+        let reference = inspect.config.and_then(|c| c.image).unwrap_or_default();
+        let current = engine::image_id(docker, &reference).await;
+        if hashes.get(service).copied() != hash || current.is_none() || current != inspect.image {
+            return false;
+        }
+    }
+    true
+}
+
 /// `docker compose up` in the background. compose waits for
 /// `service_healthy` dependencies before starting dependants, but returns as
 /// soon as containers are started: the watch tells healthy from running.
-fn spawn_compose_up(sh: &Shell) -> Result<ComposeUp> {
-    eprintln!("$ docker compose up --detach --no-build --pull never --remove-orphans");
+/// `keep`: every container is known unchanged (see `unchanged`), so none is
+/// recreated (`--no-recreate`); missing or stopped ones are still started.
+fn spawn_compose_up(sh: &Shell, keep: bool) -> Result<ComposeUp> {
+    let keep = if keep { ["--no-recreate"].as_slice() } else { &[] };
+    eprintln!("$ docker compose up --detach --no-build --pull never --remove-orphans {}", keep.join(" "));
     let mut command = std::process::Command::from(cmd!(
         sh,
-        "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull"
+        "docker compose up --detach --no-build --pull never --remove-orphans --quiet-pull {keep...}"
     ));
     command
         .stdin(std::process::Stdio::null())

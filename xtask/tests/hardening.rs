@@ -35,12 +35,29 @@ const DEFAULT_CAPS: [&str; 14] = [
 ];
 
 /// `cap_drop: [ALL]` as the engine records it: Docker keeps `ALL`, Podman
-/// lists each default capability it dropped (all but the ones added back).
-fn drops_every_default_capability(host: &serde_json::Value) -> bool {
+/// lists each default capability it dropped: all but the ones compose adds
+/// back (`declared`), which it does not list under `CapAdd`.
+fn drops_every_default_capability(host: &serde_json::Value, declared: &[String]) -> bool {
     let named = |key: &str, cap: &str| {
         host[key].as_array().is_some_and(|a| a.iter().any(|c| c == cap || c == &format!("CAP_{cap}")))
     };
-    named("CapDrop", "ALL") || DEFAULT_CAPS.iter().all(|cap| named("CapDrop", cap) || named("CapAdd", cap))
+    named("CapDrop", "ALL")
+        || DEFAULT_CAPS.iter().all(|cap| named("CapDrop", cap) || declared.iter().any(|d| d == cap))
+}
+
+/// The capabilities the stack's compose file adds back for `service`.
+fn declared_cap_add(stack: &TestStack, service: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["compose", "config", "--format", "json"])
+        .current_dir(&stack.dir)
+        .output()
+        .expect("docker compose runs");
+    assert!(out.status.success(), "docker compose config: {}", String::from_utf8_lossy(&out.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    config["services"][service]["cap_add"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str()).map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -54,9 +71,20 @@ fn running_containers_are_hardened_and_the_stack_still_works() {
     for s in APPS.iter().chain(&INFRA) {
         let id = stack.container(s);
         let host = docker_json(&["inspect", "-f", "{{json .HostConfig}}", &id]);
-        assert!(drops_every_default_capability(&host), "{s}: dropped {}, added {}", host["CapDrop"], host["CapAdd"]);
+        let declared = declared_cap_add(&stack, s);
         assert!(
-            host["SecurityOpt"].as_array().unwrap().iter().any(|o| o == "no-new-privileges:true"),
+            drops_every_default_capability(&host, &declared),
+            "{s}: dropped {}, added {} (compose adds {declared:?})",
+            host["CapDrop"],
+            host["CapAdd"]
+        );
+        assert!(
+            // Docker writes `no-new-privileges:true`, Podman `no-new-privileges`.
+            host["SecurityOpt"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o == "no-new-privileges:true" || o == "no-new-privileges"),
             "{s}: {}",
             host["SecurityOpt"]
         );

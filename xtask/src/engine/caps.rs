@@ -163,6 +163,15 @@ impl Capabilities {
         self.kind == Kind::Docker || self.systemd
     }
 
+    /// Compose can tell an unchanged container from a changed one. Through
+    /// Podman's Docker API a container's networks are named where Compose
+    /// expects their ids (and its volumes are not listed), so `docker
+    /// compose up` recreates every running container each time: the xtask
+    /// compares Compose's own config hashes and image ids itself there.
+    pub fn compose_sees_unchanged_containers(&self) -> bool {
+        self.kind == Kind::Docker
+    }
+
     /// A line for people: what was found, in words.
     pub fn describe(&self) -> String {
         let store = match self.store {
@@ -231,6 +240,7 @@ mod tests {
         assert!(!c.buildkit() && c.builds_from_tar() && !c.start_interval() && !c.runs_healthchecks());
         assert!(c.describe().starts_with("Podman 4.3.1, API 1.41"), "{}", c.describe());
         assert_eq!(c.registry_cache(), RegistryCache::Layers);
+        assert!(!c.compose_sees_unchanged_containers());
         let with_systemd = Capabilities { systemd: true, ..c };
         assert!(with_systemd.runs_healthchecks());
     }

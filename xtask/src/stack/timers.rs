@@ -78,7 +78,10 @@ pub async fn run(docker: &Docker, project: &str) -> Result<()> {
         match prober.tick(docker, project).await {
             0 => {
                 if empty_since.get_or_insert_with(Instant::now).elapsed() >= IDLE_EXIT {
-                    eprintln!("health timers of {project}: no container left, ending");
+                    // Nothing is left to look at: the files go too.
+                    let (lock, log) = paths(project);
+                    let _ = std::fs::remove_file(log);
+                    let _ = std::fs::remove_file(lock);
                     return Ok(());
                 }
             }

@@ -329,13 +329,23 @@ impl TestStack {
 
     /// Host PID of the main process of a service (the child of tini).
     pub fn main_pid(&self, service: &str, program: &str) -> String {
-        let top = docker(&["top", &self.container(service), "-eo", "pid,args"]);
-        top.lines()
-            .skip(1)
-            .find(|l| l.contains(program) && !l.contains("docker-init"))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {program} process in {service}: {top}"))
-            .to_owned()
+        // Not `docker top`: Podman 4.3's Docker API cannot answer it. The
+        // container's first process (an init, with `init: true`) and its
+        // descendants, read from the host's /proc.
+        let first = docker(&["inspect", "-f", "{{.State.Pid}}", &self.container(service)]);
+        let mut queue = vec![first.clone()];
+        let mut seen = Vec::new();
+        while let Some(pid) = queue.pop() {
+            let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args = String::from_utf8_lossy(&args).replace('\0', " ");
+            if args.contains(program) && !args.contains("docker-init") && !args.contains("catatonit") {
+                return pid;
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            queue.extend(children.split_whitespace().map(str::to_owned));
+            seen.push(format!("{pid}: {args}"));
+        }
+        panic!("no {program} process in {service} (from pid {first}): {seen:?}")
     }
 
     /// A query in the stack's database, as its user; the trimmed output.
