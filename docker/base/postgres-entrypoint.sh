@@ -7,6 +7,13 @@ POSTGRES_USER=${POSTGRES_USER:-postgres}
 POSTGRES_DB=${POSTGRES_DB:-$POSTGRES_USER}
 PGDATA=${PGDATA:-/var/lib/postgresql/data}
 
+# Started as a non-root user with capabilities (Podman hands a container's
+# cap_add to a non-root user as ambient capabilities; Docker does not):
+# drop them once, before anything else runs, so the server holds none.
+if [ "$(id -u)" != 0 ] && awk '/^CapAmb:/ { exit ($2 ~ /^0+$/) }' /proc/self/status; then
+    exec setpriv --inh-caps=-all --ambient-caps=-all "$0" "$@"
+fi
+
 # Run as a uid the image's /etc/passwd does not know (Kubernetes' runAsUser),
 # initdb cannot name its user: nss_wrapper gives that uid an entry, in files
 # under /tmp (the root stays read-only), as the official image does.

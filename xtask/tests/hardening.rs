@@ -41,8 +41,7 @@ fn drops_every_default_capability(host: &serde_json::Value, declared: &[String])
     let named = |key: &str, cap: &str| {
         host[key].as_array().is_some_and(|a| a.iter().any(|c| c == cap || c == &format!("CAP_{cap}")))
     };
-    named("CapDrop", "ALL")
-        || DEFAULT_CAPS.iter().all(|cap| named("CapDrop", cap) || declared.iter().any(|d| d == cap))
+    named("CapDrop", "ALL") || DEFAULT_CAPS.iter().all(|cap| named("CapDrop", cap) || declared.iter().any(|d| d == cap))
 }
 
 /// The capabilities the stack's compose file adds back for `service`.
