@@ -77,6 +77,12 @@ pub fn switch_to(sh: &Shell, choice: Choice) -> Result<()> {
 /// exited, not merely closed the socket: a dockerd still shutting down
 /// removes the pid file of the one started after it.
 fn stop_running(sh: &Shell) -> Result<()> {
+    // Podman's containers outlive its API service (conmon keeps each one):
+    // stop them too, or their host ports stay taken for the next engine.
+    if super::which(sh, "podman").is_ok() {
+        eprintln!("$ podman stop --all --time 10");
+        let _ = cmd!(sh, "timeout 120 podman stop --all --time 10").quiet().ignore_status().ignore_stderr().run();
+    }
     let mut pids: Vec<String> = ["/var/run/docker.pid", PODMAN_PID]
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
