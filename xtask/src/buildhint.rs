@@ -72,7 +72,13 @@ pub fn recognize(log: &str) -> Option<Hint> {
     if compiler_missing(log) {
         add("a C compiler (gcc)", &COMPILER);
     }
-    let pg_config = ["pg_config executable not found", "pg_config is required", "containing pg_config", "--pg-config"];
+    let pg_config = [
+        "pg_config executable not found",
+        "pg_config is required",
+        "containing pg_config",
+        "--pg-config",
+        "the pg_config option",
+    ];
     if pg_config.iter().any(|p| log.contains(p)) {
         add("pg_config", &["libpq-dev"]);
     }

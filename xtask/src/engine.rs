@@ -257,7 +257,9 @@ impl BuildTrace {
         let mut message = format!("building {tag} failed");
         if let Some(step) = failed_step {
             message.push_str(&format!("\nstep: {}\nerror: {}", step.name, step.error));
-            let tail: Vec<&String> = step.log.iter().rev().take(15).collect();
+            // 30 lines: enough for a compiler's or setup.py's whole message
+            // (what `buildhint` reads), however the engine chunked the log.
+            let tail: Vec<&String> = step.log.iter().rev().take(30).collect();
             if !tail.is_empty() {
                 message.push_str("\nlast log lines:");
                 for line in tail.into_iter().rev() {
@@ -594,7 +596,7 @@ mod tests {
         trace.record(status, &ProgressBar::hidden());
         trace.failure = Some("the engine's error".to_owned());
         assert_eq!(trace.steps["c"].log.len(), 40, "a step keeps its last 40 log lines");
-        let tail: String = (36..=50).map(|i| format!("\n  | line {i}")).collect();
+        let tail: String = (21..=50).map(|i| format!("\n  | line {i}")).collect();
         let want = format!(
             "building demo/web:latest failed\nstep: [runtime 2/4] RUN pip install\nerror: exit code: 1\nlast log lines:{tail}"
         );
