@@ -205,14 +205,17 @@ pub async fn start_and_wait(
         }
     };
     bars.finish();
-    if prober.active() {
-        // From now on the health timers probe, as the engine's would.
-        timers::ensure(&stack.manifest.project)?;
-    }
     if let Some(compose) = watch.compose.take() {
         // The deadline passed while compose still waits on a dependency:
         // stop it, so `--timeout` bounds compose's own wait too.
         compose.stop().await;
+    }
+    if prober.active() {
+        // From now on the health timers probe, as the engine's would. A
+        // failure to start them must not hide the verdict below.
+        if let Err(e) = timers::ensure(&stack.manifest.project) {
+            eprintln!("warning: {e:#}: health changes only when `cargo xtask status` probes");
+        }
     }
     if let Err(e) = verdict {
         bail!("{e:#}\n\nthe containers are left running for inspection: `cargo xtask status`, `cargo xtask logs <service>`; `cargo xtask down` removes them");

@@ -44,15 +44,19 @@ fn drops_every_default_capability(host: &serde_json::Value, declared: &[String])
     named("CapDrop", "ALL") || DEFAULT_CAPS.iter().all(|cap| named("CapDrop", cap) || declared.iter().any(|d| d == cap))
 }
 
-/// The capabilities the stack's compose file adds back for `service`.
-fn declared_cap_add(stack: &TestStack, service: &str) -> Vec<String> {
+/// The stack's compose configuration, as Compose resolves it.
+fn compose_config(stack: &TestStack) -> serde_json::Value {
     let out = std::process::Command::new("docker")
         .args(["compose", "config", "--format", "json"])
         .current_dir(&stack.dir)
         .output()
         .expect("docker compose runs");
     assert!(out.status.success(), "docker compose config: {}", String::from_utf8_lossy(&out.stderr));
-    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The capabilities the compose configuration adds back for `service`.
+fn declared_cap_add(config: &serde_json::Value, service: &str) -> Vec<String> {
     config["services"][service]["cap_add"]
         .as_array()
         .map(|a| a.iter().filter_map(|c| c.as_str()).map(str::to_owned).collect())
@@ -67,10 +71,11 @@ fn running_containers_are_hardened_and_the_stack_still_works() {
         assert!(report["time_to_healthy"][s].is_number(), "{s} not healthy: {report}");
     }
 
+    let config = compose_config(&stack);
     for s in APPS.iter().chain(&INFRA) {
         let id = stack.container(s);
         let host = docker_json(&["inspect", "-f", "{{json .HostConfig}}", &id]);
-        let declared = declared_cap_add(&stack, s);
+        let declared = declared_cap_add(&config, s);
         assert!(
             drops_every_default_capability(&host, &declared),
             "{s}: dropped {}, added {} (compose adds {declared:?})",

@@ -422,7 +422,8 @@ impl FreshEngine {
         let d = dir.display();
         // The same kind of engine as the shared one: a fresh Podman is a
         // second API service on storage of its own.
-        let engine = if engine_is_podman() {
+        let podman = engine_is_podman();
+        let engine = if podman {
             format!(
                 "echo $$ >{d}/docker.pid\nexec podman --root {d}/data --runroot {d}/exec --tmpdir {d}/tmp \
                  --cgroup-manager cgroupfs --events-backend file system service --time 0 unix://{d}/docker.sock"
@@ -446,7 +447,7 @@ impl FreshEngine {
         );
         // Podman mounts its layers itself and leaves them mounted when it
         // exits: in a mount namespace of its own they go with it.
-        let namespaces: &[&str] = if engine_is_podman() { &["--net", "--mount"] } else { &["--net"] };
+        let namespaces: &[&str] = if podman { &["--net", "--mount"] } else { &["--net"] };
         let unshare = Command::new("unshare")
             .args(namespaces)
             .args(["--fork", "sh", "-c", &script])
