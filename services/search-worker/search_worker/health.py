@@ -4,18 +4,30 @@ writes a problem file while it is not doing its job (see `Starvation`).
 `python -m search_worker.health` exits 0 while the heartbeat is fresh and no
 problem is reported; otherwise it prints why and exits 1, so the container's
 healthcheck (and `cargo xtask up`/`status`, which show the probe's output)
-says what is wrong."""
+says what is wrong.
+
+A probe only reports. A loop stuck in a call that never returns (a client
+library waiting forever on a broker) cannot mend itself, and Compose does not
+restart an unhealthy container: `watchdog` ends the process once the heartbeat
+is `STUCK_EXIT_SECONDS` old, so the restart policy (Compose's `on-failure`,
+Kubernetes' pod) starts a fresh one. Nothing is lost by it: offsets are
+committed only after a batch's answers are stored, so the batch is delivered
+again and answered once."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HEARTBEAT = Path(os.environ.get("HEARTBEAT_FILE", "/tmp/search-worker.heartbeat"))
 PROBLEM = Path(os.environ.get("PROBLEM_FILE", "/tmp/search-worker.problem"))
 MAX_AGE_SECONDS = float(os.environ.get("HEARTBEAT_MAX_AGE", "15"))
+STUCK_EXIT_SECONDS = float(os.environ.get("WORKER_STUCK_EXIT_AFTER", "60"))
+STUCK_EXIT_CODE = 70
 _reported: list[str | None] = [None]
 
 
@@ -58,6 +70,26 @@ def verdict(
     except FileNotFoundError:
         return None
     return text or None
+
+
+def watchdog(
+    stop: threading.Event,
+    limit: float = STUCK_EXIT_SECONDS,
+    path: Path = HEARTBEAT,
+    every: float = 5.0,
+    exit: Callable[[int], object] = os._exit,
+) -> None:
+    """Until `stop` is set: ends the process (`exit`) once the heartbeat at
+    `path` is older than `limit` seconds."""
+    while not stop.wait(every):
+        if not is_fresh(path, max_age=limit):
+            sys.stderr.write(
+                f"search-worker: consume loop stuck (no heartbeat for over {limit:.0f}s); "
+                f"exiting with {STUCK_EXIT_CODE} so the container is restarted\n"
+            )
+            sys.stderr.flush()
+            exit(STUCK_EXIT_CODE)
+            return
 
 
 if __name__ == "__main__":

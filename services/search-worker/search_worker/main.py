@@ -21,7 +21,7 @@ from pysvc_common.kafka import ClientConfig, client_config, ensure_topic
 from pysvc_common.messages import MessageError, SearchRequested
 
 from search_worker import health
-from search_worker.group import LAG_CHECK_SECONDS, Starvation, group_lag
+from search_worker.group import LAG_CHECK_SECONDS, Starvation, group_lag, lag_of
 from search_worker.search import answer
 
 log = logging.getLogger("search_worker")
@@ -104,15 +104,19 @@ class Answerer:
 Outcome = Literal["stop", "rejoin", "reload"]
 
 
-def watch(consumer: Consumer, settings: Settings, starvation: Starvation, checked_at: float) -> float:
-    """Updates `starvation` (asking the broker for the group's lag at most
-    every LAG_CHECK_SECONDS while unassigned) and the health report; returns
-    when the lag was last asked for."""
+def watch(consumer: Consumer, settings: Settings, starvation: Starvation, checked_at: float, fed_at: float) -> float:
+    """Updates `starvation` and the health report. A member that consumed a
+    batch within the last LAG_CHECK_SECONDS (`fed_at`) is doing its share;
+    otherwise the broker is asked, at most every LAG_CHECK_SECONDS, for the
+    lag of what the member holds (or of the whole group, when it holds
+    nothing). Returns when the lag was last asked for."""
     now = time.monotonic()
-    if consumer.assignment():
-        starvation.update(True, None, now)
+    held = consumer.assignment()
+    if held and now - fed_at < LAG_CHECK_SECONDS:
+        starvation.update(True, 0, now)
     elif now - checked_at >= LAG_CHECK_SECONDS:
-        starvation.update(False, group_lag(consumer, settings.search_topic), now)
+        lag = lag_of(consumer, held) if held else group_lag(consumer, settings.search_topic)
+        starvation.update(bool(held), lag, now)
         checked_at = now
     problem = starvation.problem(now)
     if problem != health.current():
@@ -123,23 +127,25 @@ def watch(consumer: Consumer, settings: Settings, starvation: Starvation, checke
 
 
 def consume(consumer: Consumer, settings: Settings, stop: threading.Event, starvation: Starvation) -> Outcome:
-    """Answers batches until asked to stop, starving beyond the bound (the
-    caller rejoins the group), or asked to reload in dev mode (between two
+    """Answers batches until asked to stop, not doing its share beyond the
+    bound (the caller rejoins the group), or asked to reload in dev mode (between two
     batches: the last one is stored and committed; the consumer stays in its
     group)."""
     answerer = Answerer(settings, stop)
-    checked_at = time.monotonic()
+    checked_at = fed_at = time.monotonic()
     try:
         while not stop.is_set():
             if dev.reload_requested():
                 return "reload"
             health.beat()
-            checked_at = watch(consumer, settings, starvation, checked_at)
+            checked_at = watch(consumer, settings, starvation, checked_at, fed_at)
             if starvation.should_rejoin(time.monotonic()):
                 return "rejoin"
             messages = consumer.consume(settings.worker_batch_size, BATCH_WAIT_SECONDS)
             if not messages:
                 continue
+            if any(m.error() is None for m in messages):
+                fed_at = time.monotonic()
             ids = decode(messages, settings)
             answered = answerer.answer(ids) if ids else 0
             if answered is None:
@@ -161,6 +167,7 @@ def run(settings: Settings, stop: threading.Event, starvation: Starvation) -> Ou
     while not stop.is_set() and not ensure_topic(
         settings.kafka_bootstrap, settings.search_topic, settings.kafka_partitions
     ):
+        health.beat()  # waiting for the broker is not being stuck
         stop.wait(1.0)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap))
     consumer.subscribe([settings.search_topic], on_assign=on_assign, on_revoke=on_revoke)
@@ -189,12 +196,15 @@ def main() -> None:
     settings = Settings.from_env()
     starvation = Starvation()
     health.report(None)
+    health.beat()
+    threading.Thread(target=health.watchdog, args=(stop,), name="watchdog", daemon=True).start()
     while not stop.is_set():
         try:
             if run(settings, stop, starvation) == "rejoin":
                 log.info("rejoining the group as a new member")
         except (psycopg.OperationalError, KafkaException, OSError) as err:
             log.warning("backing service unavailable (%s); retrying in 2s", err)
+            health.beat()
             stop.wait(2.0)
     log.info("search-worker stopped cleanly")
 

@@ -1,5 +1,6 @@
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import cast
@@ -95,7 +96,48 @@ def test_starving_means_unassigned_while_the_group_has_lag() -> None:
     assert s.problem(133) is None and not s.should_rejoin(200)
 
 
-def test_an_assigned_member_never_starves() -> None:
+def test_an_assigned_member_that_consumes_never_starves() -> None:
     s = Starvation(bound=1)
     s.update(True, None, now=0)
+    s.update(True, 0, now=500)
     assert s.problem(1000) is None
+
+
+def test_a_member_holding_lagging_partitions_without_consuming_is_stalled() -> None:
+    s = Starvation(bound=15)
+    s.update(False, 7, now=0)  # starving first...
+    s.update(True, 7, now=10)  # ...then a partition: the clock starts again
+    assert s.problem(24) is None
+    s.update(True, 7, now=24)
+    problem = s.problem(26)
+    assert problem is not None and "consumed nothing for 16s" in problem and "7 unconsumed" in problem
+    assert s.should_rejoin(26)
+    s.update(True, 0, now=27)  # consumed (or nothing left): healthy at once
+    assert s.problem(27) is None
+
+
+def test_the_watchdog_ends_a_process_whose_loop_is_stuck(tmp_path: Path) -> None:
+    beat, exits = tmp_path / "hb", list[int]()
+    stop = threading.Event()
+
+    def record(code: int) -> None:
+        exits.append(code)
+        stop.set()
+
+    health.beat(beat)
+    old = time.time() - 61
+    os.utime(beat, (old, old))
+    health.watchdog(stop, limit=60, path=beat, every=0.01, exit=record)
+    assert exits == [health.STUCK_EXIT_CODE]
+
+
+def test_the_watchdog_leaves_a_beating_loop_alone(tmp_path: Path) -> None:
+    beat, exits = tmp_path / "hb", list[int]()
+    stop = threading.Event()
+    health.beat(beat)
+    watcher = threading.Thread(target=health.watchdog, args=(stop, 60, beat, 0.01, exits.append))
+    watcher.start()
+    time.sleep(0.1)
+    stop.set()
+    watcher.join(timeout=5)
+    assert exits == [] and not watcher.is_alive()

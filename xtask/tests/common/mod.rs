@@ -236,6 +236,24 @@ pub struct TestStack {
     scratch: Scratch,
 }
 
+/// A failed test leaves its evidence: the last lines each service logged,
+/// printed before the stack is removed.
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let out = Command::new("docker")
+            .args(["compose", "--project-name", &self.project, "logs", "--no-color", "--timestamps", "--tail", "80"])
+            .current_dir(&self.dir)
+            .output();
+        if let Ok(out) = out {
+            eprintln!("--- last log lines of {} (the test failed) ---", self.project);
+            eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
 impl TestStack {
     /// A scratch copy named after the test, regenerated for its own project
     /// and ports.
