@@ -73,7 +73,7 @@ pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotE
         env.set(key, image);
     }
     env.save()?;
-    println!("base images ready; .env now selects them ({})", env_overrides().map(|(k, _)| k).join(", "));
+    eprintln!("base images ready; .env now selects them ({})", env_overrides().map(|(k, _)| k).join(", "));
     Ok(())
 }
 

@@ -61,7 +61,9 @@ impl Deploy {
     pub fn run(self, repo: &Repo) -> Result<()> {
         let kubectl = Kubectl::for_context(self.context.as_deref())?;
         let version = kubectl.reachable()?;
-        println!("context {}: Kubernetes {version} at {}", kubectl.context(), kubectl.server());
+        // With --json, stdout holds the JSON line alone; what is said goes to stderr.
+        let say = |line: String| if self.json { eprintln!("{line}") } else { println!("{line}") };
+        say(format!("context {}: Kubernetes {version} at {}", kubectl.context(), kubectl.server()));
         let mut docs = kube::documents(&kube::render(&repo.root.join(OVERLAYS), &self.overlay)?)?;
         if let Some(ns) = &self.namespace {
             kube::set_namespace(&mut docs, ns);
@@ -77,14 +79,14 @@ impl Deploy {
         }
         let applied = kubectl.apply(&kube::to_yaml(&docs)?)?;
         let changed: Vec<&(String, String)> = applied.iter().filter(|(_, a)| a != "unchanged").collect();
-        println!(
+        say(format!(
             "applied {} objects: {} changed, {} unchanged",
             applied.len(),
             changed.len(),
             applied.len() - changed.len()
-        );
+        ));
         for (object, action) in &changed {
-            println!("  {object} {action}");
+            say(format!("  {object} {action}"));
         }
         let ready_at = wait(&kubectl, &namespace, Duration::from_secs(self.timeout))?;
         if self.json {
@@ -202,7 +204,7 @@ impl Delivery {
                 }
                 let started = Instant::now();
                 store.import(p.docker(), target).await?;
-                println!("{target}: imported into the node in {:.1}s", started.elapsed().as_secs_f64());
+                eprintln!("{target}: imported into the node in {:.1}s", started.elapsed().as_secs_f64());
                 Ok(())
             }
         }
