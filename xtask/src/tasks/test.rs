@@ -28,7 +28,7 @@ pub struct Test {
     /// Only the engine's smoke: base images, then the integration tests that
     /// build with a proxy CA and scan every layer, bring a stack up, answer a
     /// search, take it down and up, and apply a dev edit (what `.ci/run`
-    /// runs on Docker 26 with overlay2 and on Docker 20.10).
+    /// runs on the engines besides the default one).
     #[arg(long, conflicts_with = "no_cargo_test")]
     pub smoke: bool,
     /// Only the live Kubernetes test (xtask/tests/cluster.rs): the local node
