@@ -243,8 +243,10 @@ impl Drop for TestStack {
         if !std::thread::panicking() {
             return;
         }
-        let out = Command::new("docker")
-            .args(["compose", "--project-name", &self.project, "logs", "--no-color", "--timestamps", "--tail", "80"])
+        // Bounded: an engine that stopped answering must not hang the cleanup.
+        let out = Command::new("timeout")
+            .args(["60", "docker", "compose", "--project-name", &self.project, "logs"])
+            .args(["--no-color", "--timestamps", "--tail", "80"])
             .current_dir(&self.dir)
             .output();
         if let Ok(out) = out {
