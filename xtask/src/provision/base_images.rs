@@ -42,125 +42,127 @@ pub fn env_overrides() -> [(&'static str, &'static str); 4] {
 /// Every local base image (each skipped when its recipe is unchanged, unless
 /// `force`), then `.env` selects them (`env` is changed and saved).
 pub async fn ensure_all(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv, force: bool) -> Result<()> {
-    let debian_id = debian(sh, root, docker, force).await?;
-    recipe(
-        docker,
-        root,
-        PYTHON_IMAGE,
-        "python.Dockerfile",
-        vec![],
-        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
-        &debian_id,
-        force,
-    )
-    .await?;
-    let uv_bin = std::fs::read(tools::uv(sh)?)?;
-    recipe(docker, root, UV_IMAGE, "uv.Dockerfile", vec![("uv", 0o755, Some(uv_bin))], [], "", force).await?;
-    recipe(
-        docker,
-        root,
-        POSTGRES_IMAGE,
-        "postgres.Dockerfile",
-        vec![("postgres-entrypoint.sh", 0o755, None)],
-        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
-        &debian_id,
-        force,
-    )
-    .await?;
-    apache_kafka(sh, root, docker, &debian_id, force).await?;
-
+    let keys = env_overrides().map(|(k, _)| k);
+    Local { sh, root, docker, force, chatty: true }.build(&keys).await?;
     for (key, image) in env_overrides() {
         env.set(key, image);
     }
     env.save()?;
-    eprintln!("base images ready; .env now selects them ({})", env_overrides().map(|(k, _)| k).join(", "));
+    eprintln!("base images ready; .env now selects them ({})", keys.join(", "));
     Ok(())
 }
 
-/// The broker the stack ran before Apache Kafka; no longer built.
-const RETIRED_TANSU_IMAGE: &str = "pysvc/tansu:0.6.0";
-
-/// A `.env` written before the broker became Apache Kafka selects tansu,
-/// which the stack's probe and variables no longer fit: it selects the local
-/// Apache Kafka image instead (built below when missing), said aloud.
-fn retire_tansu(env: &mut DotEnv) -> Result<()> {
-    if env.get("KAFKA_IMAGE").is_some_and(|v| v.trim() == RETIRED_TANSU_IMAGE) {
-        eprintln!(
-            "note: .env selected {RETIRED_TANSU_IMAGE}; the broker is Apache Kafka now (docs/decisions.md, section 5): \
-             KAFKA_IMAGE={APACHE_KAFKA_IMAGE}"
-        );
-        env.set("KAFKA_IMAGE", APACHE_KAFKA_IMAGE);
+/// The local images of earlier checkouts (tansu, the broker before Apache
+/// Kafka; or an older tag of one of ours): no recipe here builds them, so
+/// a `.env` that selects one selects today's instead, said aloud.
+fn retire_old_local(env: &mut DotEnv) -> Result<()> {
+    let mut changed = false;
+    for (key, ours) in env_overrides() {
+        let Some(old) = env.get(key).map(|v| v.trim().to_owned()) else { continue };
+        if old.starts_with("pysvc/") && old != ours {
+            eprintln!("note: .env selected {old}, which this checkout no longer builds: {key}={ours}");
+            env.set(key, ours);
+            changed = true;
+        }
+    }
+    if changed {
         env.save()?;
     }
     Ok(())
 }
 
-/// The base images `.env` selects: those missing are pulled, or, where no
-/// registry answers, built locally (and `.env` then selects the local ones).
+/// The base images `.env` selects: missing upstream ones are pulled, or,
+/// where no registry answers, all are built locally (and `.env` then selects
+/// the local ones); the local ones it selects are built when missing or when
+/// their recipe changed since (a `git pull` that changes `docker/base/`).
 pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv) -> Result<()> {
-    retire_tansu(env)?;
+    retire_old_local(env)?;
+    let mut local = Vec::new();
     let mut missing = Vec::new();
-    for (key, _) in env_overrides() {
+    for (key, ours) in env_overrides() {
         let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
-        if !image.is_empty() && engine::image_id(docker, &image).await.is_none() {
-            missing.push((key, image));
+        if image == ours {
+            local.push(key);
+        } else if !image.is_empty() && engine::image_id(docker, &image).await.is_none() {
+            missing.push(image);
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    // Upstream images: pull them (a connected machine keeps them).
-    let mut offline = false;
-    for (_, image) in missing.iter().filter(|(_, i)| !i.starts_with("pysvc/")) {
+    for image in &missing {
         eprintln!("pulling {image}");
         if let Err(err) = engine::pull(docker, image).await {
             eprintln!("cannot pull {image} ({err:#}): building local base images instead (no registry needed)");
-            offline = true;
-            break;
+            return ensure_all(sh, root, docker, env, false).await;
         }
     }
-    if offline || missing.iter().any(|(k, i)| i.starts_with("pysvc/") && *k != "KAFKA_IMAGE") {
-        return ensure_all(sh, root, docker, env, false).await;
-    }
-    // Only the broker is local-only: Apache Kafka on the local Debian image.
-    if missing.iter().any(|(k, _)| *k == "KAFKA_IMAGE") {
-        let id = debian(sh, root, docker, false).await?;
-        apache_kafka(sh, root, docker, &id, false).await?;
-    }
-    Ok(())
+    Local { sh, root, docker, force: false, chatty: false }.build(&local).await
 }
 
-/// Apache Kafka (KRaft) on the local Debian image: the pinned jars (each
-/// checked against its sha256) plus `docker/base/kafka/` (scripts, config,
-/// the start command, the list of jars).
-pub async fn apache_kafka(sh: &Shell, root: &Path, docker: &Docker, debian_id: &str, force: bool) -> Result<String> {
-    let mut named: Vec<(String, u32, Vec<u8>)> = Vec::new();
-    for (file, bytes) in kafka_jars::ensure(sh, root)? {
-        named.push((format!("kafka/libs/{file}"), 0o644, bytes));
-    }
-    for (dir, mode) in [("kafka/bin", 0o755), ("kafka/config", 0o644)] {
-        let full = root.join("docker/base").join(dir);
-        let entries = std::fs::read_dir(&full).with_context(|| format!("cannot read {}", full.display()))?;
-        for entry in entries {
-            let path = format!("{dir}/{}", entry?.file_name().to_string_lossy());
-            named.push((path.clone(), mode, recipe_file(root, &path)?));
+/// Checks, and builds where needed, local base images.
+struct Local<'a> {
+    sh: &'a Shell,
+    root: &'a Path,
+    docker: &'a Docker,
+    /// Rebuild even when a recipe is unchanged.
+    force: bool,
+    /// Also name each image that was already current (`base-images`).
+    chatty: bool,
+}
+
+impl Local<'_> {
+    /// The images of `keys` (`.env` keys, see [`env_overrides`]), after the
+    /// Debian image the others start from when any of them needs it.
+    async fn build(&self, keys: &[&str]) -> Result<()> {
+        let debian_id = match keys.iter().any(|k| *k != "UV_IMAGE") {
+            true => self.debian().await?,
+            false => String::new(),
+        };
+        let on_debian = [("DEBIAN_IMAGE", DEBIAN_IMAGE)];
+        for key in keys {
+            match *key {
+                "PYTHON_BASE_IMAGE" => {
+                    self.recipe(PYTHON_IMAGE, "python.Dockerfile", vec![], &on_debian, &debian_id).await?;
+                }
+                "UV_IMAGE" => {
+                    let uv_bin = std::fs::read(tools::uv(self.sh)?)?;
+                    self.recipe(UV_IMAGE, "uv.Dockerfile", vec![("uv", 0o755, Some(uv_bin))], &[], "").await?;
+                }
+                "POSTGRES_IMAGE" => {
+                    let files = vec![("postgres-entrypoint.sh", 0o755, None)];
+                    self.recipe(POSTGRES_IMAGE, "postgres.Dockerfile", files, &on_debian, &debian_id).await?;
+                }
+                "KAFKA_IMAGE" => {
+                    self.apache_kafka(&debian_id).await?;
+                }
+                other => bail!("no local base image for {other}"),
+            }
         }
+        Ok(())
     }
-    for (path, mode) in [("kafka/run", 0o755), ("kafka/make-cds", 0o755), ("kafka/jars.tsv", 0o644)] {
-        named.push((path.to_owned(), mode, recipe_file(root, path)?));
+
+    /// Apache Kafka (KRaft) on the local Debian image: the pinned jars (each
+    /// checked against its sha256) plus `docker/base/kafka/` (scripts, config,
+    /// the start command, the list of jars).
+    async fn apache_kafka(&self, debian_id: &str) -> Result<String> {
+        let root = self.root;
+        let mut named: Vec<(String, u32, Vec<u8>)> = Vec::new();
+        for (file, bytes) in kafka_jars::ensure(self.sh, root)? {
+            named.push((format!("kafka/libs/{file}"), 0o644, bytes));
+        }
+        for (dir, mode) in [("kafka/bin", 0o755), ("kafka/config", 0o644)] {
+            let full = root.join("docker/base").join(dir);
+            let entries = std::fs::read_dir(&full).with_context(|| format!("cannot read {}", full.display()))?;
+            for entry in entries {
+                let path = format!("{dir}/{}", entry?.file_name().to_string_lossy());
+                named.push((path.clone(), mode, recipe_file(root, &path)?));
+            }
+        }
+        for (path, mode) in [("kafka/run", 0o755), ("kafka/make-cds", 0o755), ("kafka/jars.tsv", 0o644)] {
+            named.push((path.to_owned(), mode, recipe_file(root, path)?));
+        }
+        let files = named.iter_mut().map(|(p, m, d)| (p.as_str(), *m, Some(std::mem::take(d)))).collect();
+        let args = [("DEBIAN_IMAGE", DEBIAN_IMAGE)];
+        self.recipe(APACHE_KAFKA_IMAGE, "kafka.Dockerfile", files, &args, debian_id).await
     }
-    let files = named.iter_mut().map(|(p, m, d)| (p.as_str(), *m, Some(std::mem::take(d)))).collect();
-    recipe(
-        docker,
-        root,
-        APACHE_KAFKA_IMAGE,
-        "kafka.Dockerfile",
-        files,
-        [("DEBIAN_IMAGE", DEBIAN_IMAGE)],
-        debian_id,
-        force,
-    )
-    .await
 }
 
 fn recipe_file(root: &Path, name: &str) -> Result<Vec<u8>> {
@@ -176,56 +178,65 @@ fn hash_of(parts: &[&[u8]]) -> String {
     format!("{:x}", h.finalize())[..16].to_owned()
 }
 
-/// Builds one recipe image unless its label says it is current; returns its id.
-/// Builds the image `tag` from `docker/base/<dockerfile>` plus `files`
-/// (each a `docker/base` file name and mode, or given bytes) unless its label
-/// says it is current; returns its id.
-#[allow(clippy::too_many_arguments)]
-async fn recipe<const N: usize>(
-    docker: &Docker,
-    root: &Path,
-    tag: &str,
-    dockerfile: &str,
-    files: Vec<(&str, u32, Option<Vec<u8>>)>,
-    args: [(&str, &str); N],
-    parent_id: &str,
-    force: bool,
-) -> Result<String> {
-    let mut ctx = ContextTar::default();
-    ctx.add_bytes(dockerfile, 0o644, recipe_file(root, dockerfile)?);
-    for (path, mode, data) in files {
-        let data = match data {
-            Some(bytes) => bytes,
-            None => recipe_file(root, path)?,
+impl Local<'_> {
+    /// Builds the image `tag` from `docker/base/<dockerfile>` plus `files`
+    /// (each a `docker/base` file name and mode, or given bytes) unless its
+    /// label says it is current; returns its id.
+    async fn recipe(
+        &self,
+        tag: &str,
+        dockerfile: &str,
+        files: Vec<(&str, u32, Option<Vec<u8>>)>,
+        args: &[(&str, &str)],
+        parent_id: &str,
+    ) -> Result<String> {
+        let (root, docker) = (self.root, self.docker);
+        let mut ctx = ContextTar::default();
+        ctx.add_bytes(dockerfile, 0o644, recipe_file(root, dockerfile)?);
+        for (path, mode, data) in files {
+            let data = match data {
+                Some(bytes) => bytes,
+                None => recipe_file(root, path)?,
+            };
+            ctx.add_bytes(path, mode, data);
+        }
+        let mut extra: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        extra.push(parent_id.to_owned());
+        let hash = ctx.hash(&extra)[..16].to_owned();
+        if let Some(id) = self.current(tag, &hash).await {
+            return Ok(id);
+        }
+        let bar = ProgressBar::new_spinner().with_prefix(tag.to_owned());
+        bar.set_style(crate::engine::spinner_style());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        let spec = engine::BuildSpec {
+            tag: tag.to_owned(),
+            extra_tags: vec![],
+            dockerfile: dockerfile.to_owned(),
+            context: ctx.into_tar()?,
+            build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: BTreeMap::from([(RECIPE_LABEL.to_owned(), hash)]),
+            no_cache: false,
+            cache_from: vec![],
+            cache_to: None,
         };
-        ctx.add_bytes(path, mode, data);
+        let report = engine::build(docker, spec, &bar).await;
+        bar.finish_and_clear();
+        let report = report?;
+        eprintln!("{tag}: built in {:.1}s ({})", report.seconds, engine::human_size(report.size_bytes));
+        Ok(report.image_id)
     }
-    let mut extra: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    extra.push(parent_id.to_owned());
-    let hash = ctx.hash(&extra)[..16].to_owned();
-    if !force && engine::image_label(docker, tag, RECIPE_LABEL).await.as_deref() == Some(hash.as_str()) {
-        println!("{tag}: up to date");
-        return Ok(engine::image_id(docker, tag).await.unwrap_or_default());
+
+    /// The id of `tag` when its recipe label is `hash` (and not `force`).
+    async fn current(&self, tag: &str, hash: &str) -> Option<String> {
+        if self.force || engine::image_label(self.docker, tag, RECIPE_LABEL).await.as_deref() != Some(hash) {
+            return None;
+        }
+        if self.chatty {
+            println!("{tag}: up to date");
+        }
+        Some(engine::image_id(self.docker, tag).await.unwrap_or_default())
     }
-    let bar = ProgressBar::new_spinner().with_prefix(tag.to_owned());
-    bar.set_style(crate::engine::spinner_style());
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let spec = engine::BuildSpec {
-        tag: tag.to_owned(),
-        extra_tags: vec![],
-        dockerfile: dockerfile.to_owned(),
-        context: ctx.into_tar()?,
-        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        labels: BTreeMap::from([(RECIPE_LABEL.to_owned(), hash)]),
-        no_cache: false,
-        cache_from: vec![],
-        cache_to: None,
-    };
-    let report = engine::build(docker, spec, &bar).await;
-    bar.finish_and_clear();
-    let report = report?;
-    println!("{tag}: built in {:.1}s ({})", report.seconds, engine::human_size(report.size_bytes));
-    Ok(report.image_id)
 }
 
 /// The Debian mirror the host's apt uses (deb822 or one-line sources).
@@ -262,54 +273,57 @@ pub fn host_mirror() -> Result<String> {
     bail!("cannot find a Debian mirror in /etc/apt/sources.list(.d): set PYSVC_DEBIAN_MIRROR=http://<mirror>/debian")
 }
 
-async fn debian(sh: &Shell, root: &Path, docker: &Docker, force: bool) -> Result<String> {
-    let mirror = host_mirror()?;
-    let hash = hash_of(&[
-        b"debootstrap --variant=minbase bookworm",
-        mirror.as_bytes(),
-        SLIM_DPKG.as_bytes(),
-        SLIM_APT.as_bytes(),
-    ]);
-    if !force && engine::image_label(docker, DEBIAN_IMAGE, RECIPE_LABEL).await.as_deref() == Some(hash.as_str()) {
-        println!("{DEBIAN_IMAGE}: up to date");
-        return Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default());
-    }
-    if cmd!(sh, "which debootstrap").quiet().ignore_stdout().run().is_err() {
-        bail!("debootstrap is missing: run `cargo xtask setup --yes` (or `apt-get install debootstrap`)");
-    }
-    let dir = root.join("target/rootfs/bookworm");
-    if dir.exists() {
+impl Local<'_> {
+    /// The Debian image: debootstrap from the host's mirror, slimmed, imported.
+    async fn debian(&self) -> Result<String> {
+        let (sh, root, docker) = (self.sh, self.root, self.docker);
+        let mirror = host_mirror()?;
+        let hash = hash_of(&[
+            b"debootstrap --variant=minbase bookworm",
+            mirror.as_bytes(),
+            SLIM_DPKG.as_bytes(),
+            SLIM_APT.as_bytes(),
+        ]);
+        if let Some(id) = self.current(DEBIAN_IMAGE, &hash).await {
+            return Ok(id);
+        }
+        if cmd!(sh, "which debootstrap").quiet().ignore_stdout().run().is_err() {
+            bail!("debootstrap is missing: run `cargo xtask setup --yes` (or `apt-get install debootstrap`)");
+        }
+        let dir = root.join("target/rootfs/bookworm");
+        if dir.exists() {
+            unmount_below(&dir)?;
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        eprintln!("{DEBIAN_IMAGE}: debootstrap bookworm from {mirror} (about a minute)");
+        cmd!(sh, "debootstrap --variant=minbase bookworm {dir} {mirror}").quiet().ignore_stdout().run().with_context(
+            || {
+                format!(
+                    "debootstrap from {mirror} failed: is the mirror reachable? (see {}/debootstrap/debootstrap.log)",
+                    dir.display()
+                )
+            },
+        )?;
+        // debootstrap can leave /proc (and more) mounted in the tree: tar would
+        // read the host's /proc into the image, and anything copying target/
+        // would copy /proc/kcore.
         unmount_below(&dir)?;
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+        slim_rootfs(&dir)?;
+        let label = format!("LABEL {RECIPE_LABEL}={hash}");
+        let script = format!(
+            "tar -C '{}' -c . | docker import --change '{label}' --change 'CMD [\"bash\"]' - {DEBIAN_IMAGE}",
+            dir.display()
+        );
+        cmd!(sh, "bash -c {script}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("docker import of the Debian root filesystem failed")?;
+        std::fs::remove_dir_all(&dir).ok();
+        eprintln!("{DEBIAN_IMAGE}: imported");
+        Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default())
     }
-    std::fs::create_dir_all(&dir)?;
-    println!("{DEBIAN_IMAGE}: debootstrap bookworm from {mirror} (about a minute)");
-    cmd!(sh, "debootstrap --variant=minbase bookworm {dir} {mirror}").quiet().ignore_stdout().run().with_context(
-        || {
-            format!(
-                "debootstrap from {mirror} failed: is the mirror reachable? (see {}/debootstrap/debootstrap.log)",
-                dir.display()
-            )
-        },
-    )?;
-    // debootstrap can leave /proc (and more) mounted in the tree: tar would
-    // read the host's /proc into the image, and anything copying target/
-    // would copy /proc/kcore.
-    unmount_below(&dir)?;
-    slim_rootfs(&dir)?;
-    let label = format!("LABEL {RECIPE_LABEL}={hash}");
-    let script = format!(
-        "tar -C '{}' -c . | docker import --change '{label}' --change 'CMD [\"bash\"]' - {DEBIAN_IMAGE}",
-        dir.display()
-    );
-    cmd!(sh, "bash -c {script}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("docker import of the Debian root filesystem failed")?;
-    std::fs::remove_dir_all(&dir).ok();
-    println!("{DEBIAN_IMAGE}: imported");
-    Ok(engine::image_id(docker, DEBIAN_IMAGE).await.unwrap_or_default())
 }
 
 /// Unmounts every filesystem mounted at or below `dir`, deepest first.
@@ -389,15 +403,21 @@ mod tests {
     }
 
     #[test]
-    fn an_env_that_selects_tansu_selects_the_local_apache_kafka() {
+    fn an_env_that_selects_an_old_local_image_selects_todays() {
         let dir = std::env::temp_dir().join(format!("pysvc-retire-tansu-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(".env"), "POSTGRES_PASSWORD=x\nKAFKA_IMAGE=pysvc/tansu:0.6.0\n").unwrap();
+        std::fs::write(
+            dir.join(".env"),
+            "POSTGRES_PASSWORD=x\nKAFKA_IMAGE=pysvc/tansu:0.6.0\nUV_IMAGE=pysvc/uv:0.1.0\nPOSTGRES_IMAGE=postgres:16\n",
+        )
+        .unwrap();
         let mut env = DotEnv::load_or_create(&dir).unwrap();
-        retire_tansu(&mut env).unwrap();
+        retire_old_local(&mut env).unwrap();
         let saved = DotEnv::load_or_create(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(saved.get("KAFKA_IMAGE").as_deref(), Some(APACHE_KAFKA_IMAGE));
+        assert_eq!(saved.get("UV_IMAGE").as_deref(), Some(UV_IMAGE));
+        assert_eq!(saved.get("POSTGRES_IMAGE").as_deref(), Some("postgres:16"), "upstream choices stay");
         assert_eq!(saved.get("POSTGRES_PASSWORD").as_deref(), Some("x"));
     }
 }
