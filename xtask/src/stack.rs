@@ -54,7 +54,7 @@ impl ServiceState {
 }
 
 /// Every container of a compose project, running or not.
-async fn project_containers(_docker: &Docker, project: &str) -> Result<Vec<engine::Container>> {
+async fn project_containers(project: &str) -> Result<Vec<engine::Container>> {
     engine::containers_with_label(&format!("com.docker.compose.project={project}")).await
 }
 
@@ -62,7 +62,7 @@ async fn project_containers(_docker: &Docker, project: &str) -> Result<Vec<engin
 /// with several containers (`replicas`) shows its least healthy one, so it
 /// counts as healthy only when every replica is.
 pub async fn states(docker: &Docker, project: &str) -> Result<BTreeMap<String, ServiceState>> {
-    let containers = project_containers(docker, project).await?;
+    let containers = project_containers(project).await?;
     // One entry per replica: (service, container number).
     let mut replicas: BTreeMap<(String, String), ServiceState> = BTreeMap::new();
     for c in containers {
@@ -192,7 +192,7 @@ pub async fn start_and_wait(
     tokio::pin!(ctrl_c);
     let verdict: Result<()> = loop {
         watch.poll_compose().await?;
-        prober.tick(docker, &stack.manifest.project).await;
+        prober.tick(&stack.manifest.project).await;
         let current = states(docker, &stack.manifest.project).await?;
         watch.observe(&names, &current);
         bars.show(&names, &current, &watch.healthy_at);
@@ -244,7 +244,7 @@ impl ComposeUp {
 async fn unchanged(sh: &Shell, docker: &Docker, project: &str) -> bool {
     let Ok(hashes) = cmd!(sh, "docker compose config --hash *").quiet().ignore_stderr().read() else { return false };
     let hashes: BTreeMap<&str, &str> = hashes.lines().filter_map(|l| l.split_once(' ')).collect();
-    let Ok(containers) = project_containers(docker, project).await else { return false };
+    let Ok(containers) = project_containers(project).await else { return false };
     for c in containers {
         let service = c.labels.get("com.docker.compose.service").map(String::as_str).unwrap_or_default();
         let hash = c.labels.get("com.docker.compose.config-hash").map(String::as_str);
@@ -322,11 +322,11 @@ impl Prober {
 
     /// Probes each running container of `project` that is due; returns how
     /// many containers the project has (0 when they cannot be listed).
-    pub async fn tick(&mut self, docker: &Docker, project: &str) -> usize {
+    pub async fn tick(&mut self, project: &str) -> usize {
         if !self.active {
             return 0;
         }
-        let Ok(containers) = project_containers(docker, project).await else { return 0 };
+        let Ok(containers) = project_containers(project).await else { return 0 };
         // A container that stopped starts again as `starting`: probe it fast.
         let running: Vec<String> = containers.iter().filter(|c| c.state == "running").map(|c| c.id.clone()).collect();
         self.last.retain(|id, _| running.contains(id));
@@ -512,7 +512,7 @@ pub fn prepare_to_run(repo: &Repo) -> Result<Prepared> {
     gen::ensure_files(&repo.root, &gen::render_all(&stack, &exports), Mode::Check)
         .context("generated files are stale; `cargo xtask gen` regenerates them")?;
     let engine = repo.engine()?;
-    engine.rt.block_on(refuse_another_checkout(&engine.docker, &stack.manifest.project, &repo.root))?;
+    engine.rt.block_on(refuse_another_checkout(&stack.manifest.project, &repo.root))?;
     Prepared::new(repo, stack, exports, engine)
 }
 
@@ -521,8 +521,8 @@ pub fn prepare_to_run(repo: &Repo) -> Result<Prepared> {
 /// containers, ports and data volume. Refuses, naming the other directory
 /// and the way out, while any container of the project was started from
 /// another directory than `root`.
-pub async fn refuse_another_checkout(docker: &Docker, project: &str, root: &Path) -> Result<()> {
-    let containers = project_containers(docker, project).await?;
+pub async fn refuse_another_checkout(project: &str, root: &Path) -> Result<()> {
+    let containers = project_containers(project).await?;
     let here = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let other = containers
         .iter()

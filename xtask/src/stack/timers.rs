@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use bollard::Docker;
 
 use super::Prober;
 
@@ -66,7 +65,7 @@ pub fn running(project: &str) -> Option<u32> {
 
 /// The timer process: probes the project's containers as they come due
 /// until the project has had none for `IDLE_EXIT`.
-pub async fn run(docker: &Docker, project: &str) -> Result<()> {
+pub async fn run(project: &str) -> Result<()> {
     let Some(_lock) = take_lock(project)? else {
         eprintln!("health timers of {project} already run");
         return Ok(());
@@ -75,7 +74,7 @@ pub async fn run(docker: &Docker, project: &str) -> Result<()> {
     let mut prober = Prober::always();
     let mut empty_since: Option<Instant> = None;
     loop {
-        match prober.tick(docker, project).await {
+        match prober.tick(project).await {
             0 => {
                 if empty_since.get_or_insert_with(Instant::now).elapsed() >= IDLE_EXIT {
                     // Nothing is left to look at: the files go too.

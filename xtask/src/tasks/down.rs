@@ -22,7 +22,7 @@ impl Down {
         // `down` must work even with a broken manifest: then compose alone decides.
         if let Ok(m) = manifest::load_stack_manifest(&repo.root) {
             if let Ok(engine) = repo.connect() {
-                engine.rt.block_on(stack::refuse_another_checkout(&engine.docker, &m.project, &repo.root))?;
+                engine.rt.block_on(stack::refuse_another_checkout(&m.project, &repo.root))?;
             }
         }
         let sh = &repo.compose_shell_without_secrets()?;

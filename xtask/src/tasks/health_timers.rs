@@ -19,6 +19,6 @@ pub struct HealthTimers {
 impl HealthTimers {
     pub fn run(self, repo: &Repo) -> Result<()> {
         let engine = repo.connect()?;
-        engine.rt.block_on(stack::timers::run(&engine.docker, &self.project))
+        engine.rt.block_on(stack::timers::run(&self.project))
     }
 }

@@ -27,7 +27,7 @@ impl Status {
         let (current, why, timers) = engine.rt.block_on(async {
             // Where the engine runs no healthchecks itself, one probe each now.
             let mut prober = stack::Prober::new(&engine.docker).await?;
-            prober.tick(&engine.docker, &project).await;
+            prober.tick(&project).await;
             let timers = prober.active().then(|| stack::timers::running(&project));
             let current = stack::states(&engine.docker, &project).await?;
             let mut why = std::collections::BTreeMap::new();
