@@ -74,7 +74,8 @@ fn retire_old_local(env: &mut DotEnv) -> Result<()> {
 /// The base images `.env` selects: missing upstream ones are pulled, or,
 /// where no registry answers, all are built locally (and `.env` then selects
 /// the local ones); the local ones it selects are built when missing or when
-/// their recipe changed since (a `git pull` that changes `docker/base/`).
+/// their recipe changed since (a `git pull` that changes `docker/base/`),
+/// unless they came from elsewhere without the Debian image under them.
 pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv) -> Result<()> {
     retire_old_local(env)?;
     let mut local = Vec::new();
@@ -94,7 +95,17 @@ pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut
             return ensure_all(sh, root, docker, env, false).await;
         }
     }
-    Local { sh, root, docker, force: false, chatty: false }.build(&local).await
+    // An image built elsewhere (loaded or pulled from a registry a team
+    // fills) comes without the Debian image it was built on, which its
+    // label's hash covers: it is taken as it is, not rebuilt from scratch.
+    let debian_here = engine::image_id(docker, DEBIAN_IMAGE).await.is_some();
+    let mut checked = Vec::new();
+    for (key, ours) in env_overrides().into_iter().filter(|(k, _)| local.contains(k)) {
+        if key == "UV_IMAGE" || debian_here || engine::image_id(docker, ours).await.is_none() {
+            checked.push(key);
+        }
+    }
+    Local { sh, root, docker, force: false, chatty: false }.build(&checked).await
 }
 
 /// Checks, and builds where needed, local base images.
