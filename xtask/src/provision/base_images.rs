@@ -78,13 +78,18 @@ fn retire_old_local(env: &mut DotEnv) -> Result<()> {
 /// unless they came from elsewhere without the Debian image under them.
 pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut DotEnv) -> Result<()> {
     retire_old_local(env)?;
-    let mut local = Vec::new();
+    // A local image built elsewhere (loaded, or pulled from a registry a
+    // team fills) comes without the Debian image it was built on, which its
+    // label's hash covers: it is taken as it is, not rebuilt from scratch.
+    let debian_here = engine::image_id(docker, DEBIAN_IMAGE).await.is_some();
+    let mut checked = Vec::new();
     let mut missing = Vec::new();
     for (key, ours) in env_overrides() {
         let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
-        if image == ours {
-            local.push(key);
-        } else if !image.is_empty() && engine::image_id(docker, &image).await.is_none() {
+        let present = !image.is_empty() && engine::image_id(docker, &image).await.is_some();
+        if image == ours && (!on_debian(key) || debian_here || !present) {
+            checked.push(key);
+        } else if image != ours && !image.is_empty() && !present {
             missing.push(image);
         }
     }
@@ -95,17 +100,13 @@ pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut
             return ensure_all(sh, root, docker, env, false).await;
         }
     }
-    // An image built elsewhere (loaded or pulled from a registry a team
-    // fills) comes without the Debian image it was built on, which its
-    // label's hash covers: it is taken as it is, not rebuilt from scratch.
-    let debian_here = engine::image_id(docker, DEBIAN_IMAGE).await.is_some();
-    let mut checked = Vec::new();
-    for (key, ours) in env_overrides().into_iter().filter(|(k, _)| local.contains(k)) {
-        if key == "UV_IMAGE" || debian_here || engine::image_id(docker, ours).await.is_none() {
-            checked.push(key);
-        }
-    }
     Local { sh, root, docker, force: false, chatty: false }.build(&checked).await
+}
+
+/// Whether the local image of `.env` key `key` is built on the Debian image
+/// (all but uv's, which holds only the uv binary).
+fn on_debian(key: &str) -> bool {
+    key != "UV_IMAGE"
 }
 
 /// Checks, and builds where needed, local base images.
@@ -123,7 +124,7 @@ impl Local<'_> {
     /// The images of `keys` (`.env` keys, see [`env_overrides`]), after the
     /// Debian image the others start from when any of them needs it.
     async fn build(&self, keys: &[&str]) -> Result<()> {
-        let debian_id = match keys.iter().any(|k| *k != "UV_IMAGE") {
+        let debian_id = match keys.iter().any(|k| on_debian(k)) {
             true => self.debian().await?,
             false => String::new(),
         };
