@@ -151,7 +151,7 @@ fn health_means_something() {
     let pid = stack.main_pid("kafka", "kafka.Kafka");
     kill("STOP", &pid);
     let started = Instant::now();
-    let (ok, out) = probe_in(&stack.container("kafka"), &[]);
+    let (ok, out) = probe_in(&stack.container("kafka"), None, &[]);
     let took = started.elapsed();
     assert!(!ok && out.contains("no answer from 127.0.0.1:9092 within 5s"), "{out}");
     assert!(took < Duration::from_secs(8), "a frozen broker's probe took {took:?}");
@@ -161,14 +161,16 @@ fn health_means_something() {
     stack.wait_health("api-server", "healthy", Duration::from_secs(60));
 }
 
-/// Runs the broker probe in `container` (`docker exec`, with `args`);
-/// whether it passed, and what it printed.
-fn probe_in(container: &str, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new("docker")
-        .args(["exec", container, "/opt/kafka/bin/kafka-health"])
-        .args(args)
-        .output()
-        .expect("docker runs");
+/// Runs the broker probe in `container` (`docker exec`, with `args`, and
+/// its own bound in seconds when `bound` is given); whether it passed, and
+/// what it printed.
+fn probe_in(container: &str, bound: Option<u32>, args: &[&str]) -> (bool, String) {
+    let mut exec = std::process::Command::new("docker");
+    exec.arg("exec");
+    if let Some(seconds) = bound {
+        exec.args(["-e", &format!("KAFKA_HEALTH_TIMEOUT={seconds}")]);
+    }
+    let out = exec.args([container, "/opt/kafka/bin/kafka-health"]).args(args).output().expect("docker runs");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -178,19 +180,23 @@ fn the_broker_probe_fails_unless_the_broker_answers_for_itself() {
     let stack = TestStack::new("probe");
     stack.up();
     let kafka = stack.container("kafka");
-    // The probe's own bound (5 s) includes a JVM start: on a loaded machine
-    // one try can run out of it, so a healthy broker gets three.
-    let mut probe = probe_in(&kafka, &[]);
+    // What is asked here is whether the probe accepts a healthy broker, not
+    // how fast: its default bound (5 s) includes a JVM start inside `exec`,
+    // and on a loaded machine (a slow Podman run, the broker still loading
+    // its partitions just after turning healthy) three tries in a row ran
+    // out of it. So these get 30 s each; the frozen broker's test above
+    // keeps the default bound.
+    let mut probe = probe_in(&kafka, Some(30), &[]);
     for _ in 1..3 {
         if probe.0 {
             break;
         }
-        probe = probe_in(&kafka, &[]);
+        probe = probe_in(&kafka, Some(30), &[]);
     }
     let (ok, out) = probe;
     assert!(ok && out.contains("broker healthy") && out.contains("isFenced: false"), "{out}");
     // Nothing listens there: the tool fails, and so does the probe.
-    let (ok, out) = probe_in(&kafka, &["127.0.0.1:9"]);
+    let (ok, out) = probe_in(&kafka, None, &["127.0.0.1:9"]);
     assert!(!ok && out.starts_with("broker unhealthy"), "{out}");
     // The broker answers at the bootstrap address, but the address it
     // advertises (kafka:9092) leads nowhere from this container: the tool
