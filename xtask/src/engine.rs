@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bollard::query_parameters::TagImageOptionsBuilder;
+use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptions, TagImageOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -123,7 +123,35 @@ pub async fn build(docker: &Docker, mut spec: BuildSpec, bar: &ProgressBar) -> R
     if let Some(message) = trace.failure_message(&spec.tag) {
         bail!(message);
     }
-    finish(docker, &spec, &trace, stream_error, started, caps.registry_cache()).await
+    let report = finish(docker, &spec, &trace, stream_error, started, caps.registry_cache()).await?;
+    if caps.keeps_stage_images() {
+        remove_stage_images(docker, &spec, &report.image_id).await;
+    }
+    Ok(report)
+}
+
+/// Removes the untagged images that carry exactly this build's labels
+/// other than the image built: the stages buildah committed on the way
+/// (the `uv` stage the install step mounts gets the build's labels, so a
+/// new one each build). Best effort: one in use stays.
+async fn remove_stage_images(docker: &Docker, spec: &BuildSpec, built: &str) {
+    // One label filter: Podman 4.3's API finds nothing when given several;
+    // all of them are compared here.
+    let Some((key, value)) = spec.labels.iter().next() else { return };
+    let filters = std::collections::HashMap::from([
+        ("label", vec![format!("{key}={value}")]),
+        ("dangling", vec!["true".to_owned()]),
+    ]);
+    let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
+    let Ok(images) = docker.list_images(Some(options)).await else { return };
+    let ours = images.into_iter().filter(|i| {
+        i.id != built
+            && i.repo_tags.iter().all(|t| t == "<none>:<none>")
+            && spec.labels.iter().all(|(k, v)| i.labels.get(k) == Some(v))
+    });
+    for image in ours {
+        let _ = docker.remove_image(&image.id, None::<RemoveImageOptions>, None).await;
+    }
 }
 
 /// `POST /build?version=2` with the context as the body.

@@ -136,10 +136,11 @@ fn docker_quiet(args: &[&str]) -> String {
 }
 
 /// Removes everything the engine holds for a scratch project: containers,
-/// volumes, networks, and the images named after it (`<project>/…`, also
+/// volumes, networks, the images named after it (`<project>/…`, also
 /// when pushed as `<registry>/<project>/…`, and the registry build cache
-/// tags `<registry>/<project>-cache/…`). Never fails; refuses (does
-/// nothing) for a project that is not a scratch one.
+/// tags `<registry>/<project>-cache/…`), and the untagged images its
+/// builds left. Never fails; refuses (does nothing) for a project that is
+/// not a scratch one.
 pub fn remove_project(project: &str) {
     if !project.starts_with(PREFIX) {
         eprintln!("not removing {project}: only scratch projects ({PREFIX}…) are removed");
@@ -164,6 +165,22 @@ pub fn remove_project(project: &str) {
         .collect();
     if !ours.is_empty() {
         docker_quiet(&[&["rmi"][..], &ours].concat());
+    }
+    // What its builds left untagged (an image whose tag a later build took,
+    // a stage buildah committed) names the copy as its source. Podman counts
+    // an image with children as no leftover: each pass frees the next layer
+    // of a chain (bounded: a chain is one image per step).
+    let source = format!("label=org.opencontainers.image.source={}", std::env::temp_dir().join(project).display());
+    let mut before = String::new();
+    for _ in 0..40 {
+        let left = docker_quiet(&["image", "ls", "-aq", "--filter", "dangling=true", "--filter", &source]);
+        if left.is_empty() || left == before {
+            break;
+        }
+        let mut ids: Vec<&str> = left.split_whitespace().collect();
+        ids.dedup();
+        docker_quiet(&[&["rmi"][..], &ids].concat());
+        before = left;
     }
 }
 

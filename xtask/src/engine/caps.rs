@@ -172,6 +172,14 @@ impl Capabilities {
         self.kind == Kind::Docker
     }
 
+    /// A build leaves each stage it committed on the way as an untagged
+    /// image of its own (buildah, with its layer cache on): the xtask
+    /// removes those of its own builds, or they pile up (and Podman slows
+    /// down with the size of its store).
+    pub fn keeps_stage_images(&self) -> bool {
+        self.kind == Kind::Podman
+    }
+
     /// A line for people: what was found, in words.
     pub fn describe(&self) -> String {
         let store = match self.store {
