@@ -190,6 +190,9 @@ fn build_query(spec: &BuildSpec, cache: caps::RegistryCache) -> Result<Vec<(&'st
         ("dockerfile", spec.dockerfile.clone()),
         ("t", spec.tag.clone()),
         ("rm", "1".to_owned()),
+        // buildah keeps the working container of a stage a step mounts
+        // (`from=uv`) unless told to remove them all, also on success.
+        ("forcerm", "1".to_owned()),
         ("buildargs", serde_json::to_string(&spec.build_args)?),
         ("labels", serde_json::to_string(&spec.labels)?),
     ];
