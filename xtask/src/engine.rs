@@ -145,9 +145,7 @@ async fn remove_stage_images(docker: &Docker, spec: &BuildSpec, built: &str) {
     let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
     let Ok(images) = docker.list_images(Some(options)).await else { return };
     let ours = images.into_iter().filter(|i| {
-        i.id != built
-            && i.repo_tags.iter().all(|t| t == "<none>:<none>")
-            && spec.labels.iter().all(|(k, v)| i.labels.get(k) == Some(v))
+        i.id != built && i.repo_tags.iter().all(|t| t == "<none>:<none>") && carries(Some(&i.labels), &spec.labels)
     });
     for image in ours {
         let _ = docker.remove_image(&image.id, None::<RemoveImageOptions>, None).await;
@@ -400,7 +398,11 @@ pub fn spinner_style() -> ProgressStyle {
 }
 
 fn labels_match(image: &bollard::models::ImageInspect, wanted: &BTreeMap<String, String>) -> bool {
-    let have = image.config.as_ref().and_then(|c| c.labels.as_ref());
+    carries(image.config.as_ref().and_then(|c| c.labels.as_ref()), wanted)
+}
+
+/// Whether the labels `have` hold every one of `wanted`, with its value.
+fn carries(have: Option<&std::collections::HashMap<String, String>>, wanted: &BTreeMap<String, String>) -> bool {
     wanted.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
 }
 

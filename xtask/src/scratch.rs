@@ -170,7 +170,7 @@ pub fn remove_project(project: &str) {
     // a stage buildah committed) names the copy as its source. Podman counts
     // an image with children as no leftover: each pass frees the next layer
     // of a chain (bounded: a chain is one image per step).
-    let source = format!("label=org.opencontainers.image.source={}", std::env::temp_dir().join(project).display());
+    let source = format!("label=org.opencontainers.image.source={}", folder(project).display());
     let mut before = String::new();
     for _ in 0..40 {
         let left = docker_quiet(&["image", "ls", "-aq", "--filter", "dangling=true", "--filter", &source]);
@@ -178,10 +178,16 @@ pub fn remove_project(project: &str) {
             break;
         }
         let mut ids: Vec<&str> = left.split_whitespace().collect();
+        ids.sort_unstable();
         ids.dedup();
         docker_quiet(&[&["rmi"][..], &ids].concat());
         before = left;
     }
+}
+
+/// The folder of a scratch project's copy (also its images' source label).
+fn folder(project: &str) -> PathBuf {
+    std::env::temp_dir().join(project)
 }
 
 /// The projects an image repository may belong to: each folder of its path
@@ -253,7 +259,7 @@ impl Scratch {
             project.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
             "{project:?} is not a compose project name"
         );
-        let dir = std::env::temp_dir().join(&project);
+        let dir = folder(&project);
         let mut scratch = Scratch { dir, project, ports: BTreeMap::new(), xtask: xtask.to_owned(), keep: false };
         copy_inputs(root, &scratch.dir)?;
         set_yaml_key(&scratch.dir, "stack.yaml", "project", &scratch.project)?;

@@ -86,10 +86,11 @@ pub async fn ensure_selected(sh: &Shell, root: &Path, docker: &Docker, env: &mut
     let mut missing = Vec::new();
     for (key, ours) in env_overrides() {
         let image = env.get(key).filter(|v| !v.is_empty()).unwrap_or_default();
-        let present = !image.is_empty() && engine::image_id(docker, &image).await.is_some();
-        if image == ours && (!on_debian(key) || debian_here || !present) {
-            checked.push(key);
-        } else if image != ours && !image.is_empty() && !present {
+        if image == ours {
+            if !on_debian(key) || debian_here || engine::image_id(docker, &image).await.is_none() {
+                checked.push(key);
+            }
+        } else if !image.is_empty() && engine::image_id(docker, &image).await.is_none() {
             missing.push(image);
         }
     }
